@@ -1,0 +1,2531 @@
+#!/usr/bin/env python3
+"""agents.py: run a team of terminal coding agents in tmux, unattended.
+
+One file, Python 3.11+, standard library only: copy it next to an ``agents.toml``
+and run ``python3 agents.py up``. Every agent (Claude Code, Codex, Gemini CLI,
+aider, opencode, or any REPL) and every service runs in its own tmux session;
+a watchdog keeps them working: heals the dead, nudges the stalled, waits out
+usage limits, wakes agents on schedule and drives a plan of phases through git.
+
+The file is cut into sections, each using only the ones above it:
+
+    Basics        errors, time, atomic files, the event log
+    Config        the schema as dataclasses, one table of defaults, validation
+    tmux          the only code that runs tmux
+    git           the only code that runs git
+    State         the atomic JSON store of everything the program remembers
+    Screens       reading a pane: busy, idle, dialog, limited, dead
+    Sending       delivering a message safely, verified
+    Lifecycle     starting, stopping and observing agents and services
+    Commands      one function per command line verb
+    main          argument parsing
+
+Run ``python3 agents.py --help`` for the commands, ``agents.py COMMAND --help``
+for each one's options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime as dt
+import difflib
+import fcntl
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+VERSION = "0.1.0"
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+
+# ============================================================================
+# Basics
+#   Errors, clocks, atomic file writes and the event log: what every other
+#   section leans on.
+# ============================================================================
+
+
+class ConfigError(Exception):
+    """Bad input: one or more one-line messages naming file, section and key.
+
+    Raised before anything is started; ``main`` prints each line and exits 2.
+    """
+
+    def __init__(self, lines: list[str]):
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+class RuntimeFailure(Exception):
+    """Something went wrong while acting (tmux refused, delivery unseen): exit 1."""
+
+
+def format_duration(seconds: float) -> str:
+    """``75`` → ``1m15s``; ``7300`` → ``2h1m``: short, for tables and events."""
+    seconds = int(max(0, seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s" if seconds else f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m" if minutes else f"{hours}h"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours}h"
+
+
+def iso(timestamp: float) -> str:
+    """A Unix time as local ISO 8601 with offset, to the second."""
+    return dt.datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
+
+
+def clock_time(timestamp: float) -> str:
+    """A Unix time as local ``HH:MM`` (with the date when it is not today)."""
+    moment = dt.datetime.fromtimestamp(timestamp).astimezone()
+    if moment.date() == dt.date.today():
+        return moment.strftime("%H:%M")
+    return moment.strftime("%a %d %b %H:%M")
+
+
+def write_atomically(path: Path, data: str) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new file, never half.
+
+    Temp file in the same folder, fsync, rename over the target, fsync the folder.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    with open(temp, "w", encoding="utf-8") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, timeout: float = 30.0) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block.
+
+    Locks die with their process, so a killed holder never leaves a stale lock.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeFailure(f"{path}: still locked by another process after {timeout:.0f}s")
+                time.sleep(0.05)
+        yield
+    finally:
+        handle.close()
+
+
+class EventLog:
+    """Every action, one line in ``events.jsonl`` and one human line in ``watchdog.log``.
+
+    An event is ``{"time", "kind", "agent", "reason", ...details}``. Lines are
+    appended with a single ``write`` on an ``O_APPEND`` descriptor, so writers in
+    several processes (the watchdog, a ``send`` from the shell) never interleave.
+    """
+
+    def __init__(self, log_dir: Path, echo: Callable[[str], None] | None = None):
+        self.json_path = log_dir / "events.jsonl"
+        self.text_path = log_dir / "watchdog.log"
+        self.echo = echo  # also print the human line (the foreground watchdog does)
+
+    def emit(self, kind: str, agent: str, reason: str, now: float | None = None, **details: Any) -> dict:
+        moment = time.time() if now is None else now
+        event = {"time": iso(moment), "kind": kind, "agent": agent, "reason": reason, **details}
+        extra = " ".join(f"{key}={value}" for key, value in details.items() if value not in (None, "", [], {}))
+        human = f"{iso(moment)} {kind:<14} {agent or '-':<14} {reason}" + (f"  [{extra}]" if extra else "")
+        self._append(self.json_path, json.dumps(event, ensure_ascii=False))
+        self._append(self.text_path, human)
+        if self.echo:
+            self.echo(human)
+        return event
+
+    @staticmethod
+    def _append(path: Path, line: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(descriptor, (line.replace("\n", "\\n") + "\n").encode("utf-8"))
+        finally:
+            os.close(descriptor)
+
+
+# ============================================================================
+# Config
+#   agents.toml → a tree of dataclasses. Defaults live in the dataclass fields
+#   (the one table of defaults); every bad input becomes one line naming file,
+#   section and key.
+# ============================================================================
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+KINDS = ("loop", "persistent", "task")
+WATCH_MODES = ("heal+stall", "heal", "none")
+TRANSCRIPT_FORMATS = ("claude", "codex", "none")
+TOKEN_GRANULARITIES = ("gate", "phase")
+
+
+def setting(default: Any = None, *, doc: str, check: Callable | None = None, factory: Callable | None = None) -> Any:
+    """A config field: its default, a one-line doc (shown by ``check``), its validator."""
+    metadata = {"doc": doc, "check": check}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# -- validators: (value, complain) → converted value; ``complain(msg)`` raises --
+
+def as_number(minimum: float = 0.0) -> Callable:
+    def check(value: Any, complain: Callable) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            complain(f"expected a number, got {type_name(value)}")
+        if value < minimum:
+            complain(f"must be at least {minimum:g}, got {value}")
+        return float(value)
+    return check
+
+
+def as_count(minimum: int = 0) -> Callable:
+    def check(value: Any, complain: Callable) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            complain(f"expected a whole number, got {type_name(value)}")
+        if value < minimum:
+            complain(f"must be at least {minimum}, got {value}")
+        return value
+    return check
+
+
+def as_bool(value: Any, complain: Callable) -> bool:
+    if not isinstance(value, bool):
+        complain(f"expected true or false, got {type_name(value)}")
+    return value
+
+
+def as_text(value: Any, complain: Callable) -> str:
+    if not isinstance(value, str):
+        complain(f"expected a string, got {type_name(value)}")
+    return value
+
+
+def as_choice(*choices: str) -> Callable:
+    def check(value: Any, complain: Callable) -> str:
+        as_text(value, complain)
+        if value not in choices:
+            hint = difflib.get_close_matches(value, choices, n=1)
+            complain(f"must be one of {', '.join(choices)}, got {value!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        return value
+    return check
+
+
+def as_name(value: Any, complain: Callable) -> str:
+    as_text(value, complain)
+    if not NAME_PATTERN.match(value):
+        complain(f"{value!r} may hold only letters, digits, '_' and '-'")
+    return value
+
+
+def as_names(value: Any, complain: Callable) -> list[str]:
+    """One agent name or a list of them."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        complain(f"expected an agent name or a list of names, got {type_name(value)}")
+    return list(items)
+
+
+def as_text_list(value: Any, complain: Callable) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        complain(f"expected a list of strings, got {type_name(value)}")
+    return list(value)
+
+
+def as_command(value: Any, complain: Callable) -> list[str]:
+    """A command: a string split like a shell would (``shlex``, nothing run) or a list."""
+    if isinstance(value, str):
+        try:
+            argv = shlex.split(value)
+        except ValueError as error:
+            complain(f"cannot split {value!r}: {error}")
+    elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+        argv = list(value)
+    else:
+        complain(f"expected a string or a list of strings, got {type_name(value)}")
+    if not argv:
+        complain("is empty")
+    return argv
+
+
+def as_env(value: Any, complain: Callable) -> dict[str, str]:
+    """Environment variables; numbers and booleans become their TOML spelling."""
+    if not isinstance(value, dict):
+        complain(f"expected a table of NAME = \"value\", got {type_name(value)}")
+    env = {}
+    for name, item in value.items():
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            complain(f"{name!r} is not a valid environment variable name")
+        if isinstance(item, bool):
+            item = "true" if item else "false"
+        elif isinstance(item, (int, float)):
+            item = str(item)
+        elif not isinstance(item, str):
+            complain(f"{name}: expected a string, got {type_name(item)}")
+        env[name] = item
+    return env
+
+
+def as_regex_list(value: Any, complain: Callable) -> list[str]:
+    """Patterns (one string or a list), each compiled once here to catch mistakes early."""
+    patterns = [value] if isinstance(value, str) else value
+    if not isinstance(patterns, list) or not all(isinstance(item, str) for item in patterns):
+        complain(f"expected a regex or a list of regexes, got {type_name(value)}")
+    for pattern in patterns:
+        as_regex(pattern, complain)
+    return list(patterns)
+
+
+def as_regex(value: Any, complain: Callable) -> str:
+    as_text(value, complain)
+    try:
+        re.compile(value)
+    except re.error as error:
+        complain(f"invalid regex {value!r}: {error}")
+    return value
+
+
+def as_keys(value: Any, complain: Callable) -> list[str]:
+    """tmux key names: ``"Down Enter"`` or ``["Down", "Enter"]``."""
+    keys = value.split() if isinstance(value, str) else value
+    if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k and " " not in k for k in keys):
+        complain(f"expected tmux key names like \"Down Enter\", got {value!r}")
+    return list(keys)
+
+
+def as_dialog_keys(value: Any, complain: Callable) -> dict[str, list[str]]:
+    """Pattern → keys: how to answer a dialog whose screen matches the pattern."""
+    if not isinstance(value, dict):
+        complain(f"expected a table of \"pattern\" = \"keys\", got {type_name(value)}")
+    rules = {}
+    for pattern, keys in value.items():
+        as_regex(pattern, complain)
+        rules[pattern] = as_keys(keys, complain)
+    return rules
+
+
+def type_name(value: Any) -> str:
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
+            dict: "a table"}.get(type(value), type(value).__name__)
+
+
+# -- the schema --------------------------------------------------------------
+
+
+@dataclass
+class WatchdogConfig:
+    """``[watchdog]``: how often the watchdog looks and how patient it is."""
+
+    signal_interval: float = setting(15.0, doc="seconds between ticks (screens, hand-off, phases)", check=as_number(0.05))
+    heavy_interval: float = setting(120.0, doc="seconds between heavy ticks (token accounting)", check=as_number(0.05))
+    stall_idle: float = setting(900.0, doc="idle seconds after which an agent counts as stalled", check=as_number(1))
+    stall_grace: float = setting(180.0, doc="seconds after a start in which no stall is judged", check=as_number())
+    log_tokens: bool = setting(True, doc="account tokens per phase and gate", check=as_bool)
+    token_granularity: str = setting("gate", doc="'gate' (per claim label) or 'phase'", check=as_choice(*TOKEN_GRANULARITIES))
+    limit_fallback_wait: float = setting(3600.0, doc="seconds to wait when a limit's reset time cannot be read", check=as_number(1))
+    limit_margin: float = setting(120.0, doc="seconds past a parsed reset before resuming", check=as_number())
+    backoff_base: float = setting(30.0, doc="first restart delay in seconds; doubles per crash", check=as_number())
+    backoff_max: float = setting(600.0, doc="longest restart delay in seconds", check=as_number())
+    crash_loop_restarts: int = setting(5, doc="restarts within crash_loop_window that mean 'failed'", check=as_count(1))
+    crash_loop_window: float = setting(1800.0, doc="seconds over which restarts are counted", check=as_number(1))
+
+
+@dataclass
+class Backend:
+    """``[backend.NAME]``: how to run one agent CLI and how to read its screen.
+
+    Patterns are Python regexes matched line by line (``re.MULTILINE``) against
+    the bottom lines of the visible screen only, so an old banner in the
+    scrollback never counts. Anchor them to their line (``^``): an agent that
+    prints or quotes a limit message in its own output must not match.
+    """
+
+    name: str = setting("", doc="the backend's name (the table's key)")
+    command: list[str] = setting(doc="program and arguments (a string is split like a shell, nothing is run)",
+                                 check=as_command, factory=list)
+    env: dict[str, str] = setting(doc="environment for every agent on this backend", check=as_env, factory=dict)
+    submit_key: str = setting("Enter", doc="tmux key that submits typed input", check=as_text)
+    submit_delay: float = setting(0.3, doc="seconds between typing and the submit key", check=as_number())
+    busy: list[str] = setting(doc="patterns that mean the agent is working", check=as_regex_list, factory=list)
+    idle: list[str] = setting(doc="patterns of the input prompt line; a group named 'input' holds typed text",
+                              check=as_regex_list, factory=list)
+    placeholders: list[str] = setting(doc="patterns of prompt-line text that is a placeholder, not typed input",
+                                      check=as_regex_list, factory=list)
+    dialog: list[str] = setting(doc="patterns that mean a confirmation or menu waits for keys", check=as_regex_list,
+                                factory=list)
+    dialog_keys: dict[str, list[str]] = setting(doc="pattern → keys that answer a known dialog", check=as_dialog_keys,
+                                                factory=dict)
+    limit: list[str] = setting(doc="usage-limit banners (wait until the reset they name)", check=as_regex_list,
+                               factory=list)
+    rate_limit: list[str] = setting(doc="short API rate-limit or overload errors (retry soon)", check=as_regex_list,
+                                    factory=list)
+    self_resume: list[str] = setting(doc="banners of a CLI retrying or resuming by itself (stand down)",
+                                     check=as_regex_list, factory=list)
+    manual_limit: list[str] = setting(doc="limits never automated (spend, org, credits): reported only",
+                                      check=as_regex_list, factory=list)
+    resume: str = setting("continue", doc="message sent once a limit has reset", check=as_text)
+    transcripts: str = setting("none", doc="transcript format: 'claude', 'codex' or 'none'",
+                               check=as_choice(*TRANSCRIPT_FORMATS))
+    session_id_flag: str = setting("", doc="flag that starts the CLI with a session id of ours (Claude: --session-id)",
+                                   check=as_text)
+    ready_timeout: float = setting(90.0, doc="seconds to wait for the prompt before giving up on a kickoff",
+                                   check=as_number(1))
+    screen_lines: int = setting(12, doc="bottom non-blank screen lines the classifier reads", check=as_count(1))
+    preset: str = setting("", doc="built-in preset this backend starts from (default: its own name, else 'shell')",
+                          check=as_text)
+
+
+@dataclass
+class Wake:
+    """``wake = { interval = 3600, message = "…" }``: ping an idle agent on a schedule."""
+
+    interval: float = setting(3600.0, doc="seconds between wakes", check=as_number(1))
+    message: str = setting("Wake up: check your inbox and carry on.", doc="what the wake says", check=as_text)
+
+
+@dataclass
+class Agent:
+    """``[[agent]]``: one agent in its own tmux session."""
+
+    name: str = setting("", doc="unique name, letters, digits, '_' and '-'", check=as_name)
+    kind: str = setting("persistent", doc="'loop' (follows the phases), 'persistent' or 'task' (one-shot)",
+                        check=as_choice(*KINDS))
+    backend: str = setting("claude", doc="a [backend.NAME] or a preset: claude, codex, gemini, aider, opencode, shell",
+                           check=as_text)
+    cwd: str = setting(".", doc="working folder, relative to the config file's folder", check=as_text)
+    prompt: str = setting("", doc="kickoff text, or @file to read it from", check=as_text)
+    args: list[str] = setting(doc="extra command line arguments", check=as_text_list, factory=list)
+    env: dict[str, str] = setting(doc="extra environment", check=as_env, factory=dict)
+    watch: str = setting("heal+stall", doc="'heal+stall', 'heal' or 'none'", check=as_choice(*WATCH_MODES))
+    wake: Wake | None = setting(None, doc="{ interval, message }: ping when idle, every interval")
+    session: str = setting("", doc="tmux session name (default: session_prefix + name)", check=as_name)
+    # Resolved by the loader, not set in TOML:
+    prompt_text: str = ""  # the kickoff after reading @file
+    folder: Path = Path(".")  # cwd made absolute
+
+
+@dataclass
+class Service:
+    """``[[service]]``: a non-agent process kept alive (a dev server, a queue worker)."""
+
+    name: str = setting("", doc="unique name, letters, digits, '_' and '-'", check=as_name)
+    command: list[str] = setting(doc="program and arguments", check=as_command, factory=list)
+    cwd: str = setting(".", doc="working folder, relative to the config file's folder", check=as_text)
+    env: dict[str, str] = setting(doc="extra environment", check=as_env, factory=dict)
+    watch: str = setting("heal", doc="'heal' or 'none' (services are never judged stalled)",
+                         check=as_choice(*WATCH_MODES))
+    session: str = setting("", doc="tmux session name (default: session_prefix + name)", check=as_name)
+    folder: Path = Path(".")
+
+
+@dataclass
+class Phase:
+    """One entry of ``[loop] phases``."""
+
+    id: str = setting("", doc="unique phase id", check=as_name)
+    status: str = setting("", doc="status file in subdir (default STATUS-<id>.md)", check=as_text)
+    kickoff: str = setting("", doc="kickoff for the loop agents, or @file", check=as_text)
+    kickoff_text: str = ""
+
+
+@dataclass
+class Inbox:
+    """One entry of ``[loop.handoff] inboxes``."""
+
+    file: str = setting("", doc="file in subdir on the remote branch", check=as_text)
+    ping: list[str] = setting(doc="agent or agents to ping when it appears or changes", check=as_names, factory=list)
+
+
+@dataclass
+class Handoff:
+    """``[loop.handoff]``: who is pinged when a claim or a review lands."""
+
+    claim_pattern: str = setting("^claim", doc="commit subjects that claim a gate", check=as_regex)
+    review_pattern: str = setting("^review", doc="commit subjects that review a claim", check=as_regex)
+    claim_pings: list[str] = setting(doc="agent(s) pinged on a claim", check=as_names, factory=lambda: ["adversary"])
+    review_pings: list[str] = setting(doc="agent(s) pinged on a review", check=as_names, factory=lambda: ["builder"])
+    inboxes: list[Inbox] = setting(doc="[{ file, ping }]: files that ping agents when they change", factory=list)
+
+
+@dataclass
+class LoopConfig:
+    """``[loop]``: the phase machine, read from a clone of the work repo."""
+
+    repo: str = setting(".", doc="clone of the work repo the watchdog reads", check=as_text)
+    remote: str = setting("origin", doc="remote to fetch", check=as_text)
+    branch: str = setting("main", doc="branch whose pushed state counts", check=as_text)
+    subdir: str = setting("", doc="folder in the work repo for status and inbox files", check=as_text)
+    done_marker: str = setting("## DONE", doc="text in a status file that marks its phase done", check=as_text)
+    done_nudge: bool = setting(True, doc="nudge a stalled loop agent once per phase to finish", check=as_bool)
+    token_granularity: str = setting("", doc="same as [watchdog] token_granularity", check=as_choice("", *TOKEN_GRANULARITIES))
+    phases: list[Phase] = setting(doc="[{ id, status, kickoff }]", factory=list)
+    handoff: Handoff = setting(doc="[loop.handoff]", factory=Handoff)
+    folder: Path = Path(".")  # repo made absolute
+
+
+@dataclass
+class Config:
+    """A whole validated ``agents.toml``."""
+
+    path: Path  # the config file, absolute
+    folder: Path  # its folder: relative paths start here
+    session_prefix: str
+    state_dir: Path
+    log_dir: Path
+    tmux_socket: str | None
+    watchdog: WatchdogConfig
+    backends: dict[str, Backend]
+    agents: list[Agent]
+    services: list[Service]
+    loop: LoopConfig | None
+    warnings: list[str] = field(default_factory=list)  # things `check` should mention
+
+    def agent(self, name: str) -> Agent | None:
+        return next((agent for agent in self.agents if agent.name == name), None)
+
+    def unit(self, name: str) -> Agent | Service | None:
+        """An agent or a service by name."""
+        return self.agent(name) or next((service for service in self.services if service.name == name), None)
+
+    def units(self) -> list[Agent | Service]:
+        return [*self.agents, *self.services]
+
+    @property
+    def owner(self) -> str:
+        """Tag stored on every tmux session we start, so `down` touches only ours."""
+        return str(self.path)
+
+
+TOP_LEVEL_KEYS = {"session_prefix", "state_dir", "log_dir", "tmux_socket", "watchdog", "backend", "defaults",
+                  "agent", "service", "loop"}
+
+
+# -- built-in backend presets ----------------------------------------------------
+# Field values as they would be written in TOML; a [backend.NAME] table overrides
+# them one by one. Every pattern has a real example beside it (REAL-AGENTS.md and
+# the captured screens under tests/fixtures/screens/).
+
+BULLET = r"^[\s●⎿✻*•⏺]*"  # Claude prefixes its notices with these; allowed before an anchored banner
+
+BACKEND_PRESETS: dict[str, dict[str, Any]] = {
+    "claude": {
+        "command": ["claude", "--dangerously-skip-permissions"],
+        "submit_delay": 0.5,
+        "busy": [
+            r"esc to interrupt",  # footer while working: "⏵⏵ bypass permissions on · esc to interrupt"
+            r"ctrl\+c to interrupt",
+            r"^\s*[✻✳✽✶✢·*]\s+\w[^\n…]*…",  # spinner: "✢ Spinning…", "✢ Working… (2s · ↓ 20 tokens)"
+        ],
+        "idle": [r"^[❯>]\s?(?P<input>.*)$"],  # "❯ " prompt line between two rules of ─
+        "placeholders": [r"^Resend your message to try again$", r"^Try \".*\"$"],
+        "dialog": [
+            r"Enter to confirm · Esc to cancel",  # footer of every 2.1.x dialog
+            r"Do you want to proceed\?",
+            r"Do you want to make this edit",
+            r"^\s*❯\s*\d\.\s*(Yes|No)\b",  # "❯ 1. Yes" menus
+            r"No, and tell Claude what to do differently",
+            r"Do you trust the files in this folder\?",
+            r"Quick safety check: Is this a project you created",
+            r"running in Bypass Permissions mode",
+            r"Usage limit has reset · press enter to continue",
+        ],
+        "dialog_keys": {
+            # "❯ No, exit" is selected and Enter alone exits Claude Code: move down first.
+            r"❯ No, exit\n\s*Yes, I accept": ["Down", "Enter"],
+            r"❯ No, exit\n\s*Yes, I trust this folder": ["Down", "Enter"],
+            r"❯ 1\. Yes, (I trust|proceed)": ["Enter"],
+            r"Usage limit has reset · press enter to continue": ["Enter"],
+        },
+        "limit": [
+            BULLET + r"Claude (AI )?usage limit reached",  # "Claude usage limit reached. Your limit will reset at 7pm (America/Chicago)."
+            BULLET + r"(5-hour|weekly|session|daily|Opus|Sonnet)( usage)? limit reached",  # "5-hour limit reached ∙ resets 3am"
+            BULLET + r"You've hit your (session|weekly|5-hour|daily|usage|Opus|Sonnet|Opus weekly)( usage)? limit",  # "You've hit your session limit · resets 8:10pm (Europe/Berlin)"
+            BULLET + r"You're out of extra usage",  # "You're out of extra usage · resets 9pm"
+        ],
+        "rate_limit": [
+            BULLET + r"API Error: Request rejected \((429|529)\)",  # "● API Error: Request rejected (429) · Rate limited"
+            BULLET + r"API Error:.*(rate_limit_error|overloaded_error|Overloaded)",
+        ],
+        "self_resume": [
+            BULLET + r"\d{3} (Rate limited|Overloaded) · retrying in",  # "✻ 429 Rate limited · retrying in 3s · attempt 4/10"
+            r"Continuing automatically when your limit resets",
+        ],
+        "manual_limit": [
+            r"You've hit your monthly spend limit",
+            r"(organization|org)('s)? (usage|spend|monthly) limit",
+            r"Your (organization|admin) has (disabled|reached)",
+        ],
+        "resume": "continue",
+        "transcripts": "claude",
+        "session_id_flag": "--session-id",
+    },
+    "codex": {
+        "command": ["codex"],
+        "submit_delay": 0.4,  # typing then Enter within ~120 ms reads as a paste: the Enter becomes a newline
+        "busy": [r"esc to interrupt"],  # "• Working (3s • esc to interrupt)", "• Reconnecting... 1/5 (4s • esc to interrupt)"
+        "idle": [r"^›\s?(?P<input>.*)$"],  # "› Ask Codex to do anything" (a placeholder)
+        "placeholders": [r"^Ask Codex to do anything$", r"^Find and fix a bug in @filename$", r"^(Explain|Summarize|Improve|Write) .*$"],
+        "dialog": [r"press enter to confirm or esc to cancel", r"(?i)allow command\?", r"\[y/n\]",
+                   r"Do you trust the contents of this directory"],
+        "dialog_keys": {},
+        "limit": [BULLET + r"(■\s*)?You've hit your usage limit"],  # "You've hit your usage limit. … try again in 2 days 17 hours 14 minutes."
+        "rate_limit": [r"^\W*(stream error|exceeded retry limit).*(429|Too Many Requests)"],
+        "self_resume": [],
+        "manual_limit": [r"You're out of credits"],
+        "resume": "continue",
+        "transcripts": "codex",
+    },
+    "gemini": {
+        "command": ["gemini", "--yolo"],
+        "busy": [r"esc to cancel"],  # Gemini's busy line: "⠏ Thinking… (esc to cancel, 3s)"
+        "idle": [r"^[│\s]*>\s(?P<input>.*?)\s*│?$"],  # "│ >   Type your message or @path/to/file │"
+        "placeholders": [r"^Type your message or @path/to/file$"],
+        "dialog": [r"Allow execution", r"Apply this change", r"Do you want to proceed", r"Yes, allow once"],
+        "limit": [BULLET + r"(You have exhausted your daily quota|Quota exceeded)"],
+        "rate_limit": [r"(RESOURCE_EXHAUSTED|Status: 429)"],
+        "resume": "continue",
+    },
+    "aider": {
+        "command": ["aider"],
+        "busy": [r"^\s*[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏░█]\s+(Waiting|Updating|Thinking)"],
+        "idle": [r"^(\w+ )?>\s(?P<input>.*)$"],  # "> " or "architect> "
+        "dialog": [r"\(Y\)es/\(N\)o"],
+        "rate_limit": [r"litellm\.RateLimitError", r"Retrying in \d"],
+        "resume": "continue",
+    },
+    "opencode": {
+        "command": ["opencode"],
+        "busy": [r"esc interrupt"],
+        "idle": [r"^\s*┃?\s*>\s(?P<input>.*)$"],
+        "dialog": [r"Permission required"],
+        "resume": "continue",
+    },
+    "shell": {
+        "command": [os.environ.get("SHELL") or "/bin/sh"],
+        "submit_delay": 0.05,
+        "idle": [r"^.*[$#%>]\s(?P<input>.*)$"],
+        "resume": "",
+    },
+}
+
+
+# -- loading -----------------------------------------------------------------------
+
+
+class Loader:
+    """Turns the parsed TOML into a ``Config``, collecting every error on the way.
+
+    Each error is one line, ``FILE: SECTION KEY: message``. Validation is
+    complete before anything runs: a config that loads is safe to act on.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.folder = path.parent
+        self.label = self._label(path)
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+
+    @staticmethod
+    def _label(path: Path) -> str:
+        with contextlib.suppress(ValueError):
+            return str(path.relative_to(Path.cwd()))
+        return str(path)
+
+    # -- error plumbing --
+
+    def complain(self, section: str, key: str, message: str) -> None:
+        where = f"{section} {key}".strip()
+        self.errors.append(f"{self.label}: {where}: {message}")
+
+    def build(self, cls: type, table: Any, section: str, skip: Iterable[str] = (), prefix: str = "") -> Any:
+        """A dataclass from a TOML table: unknown keys, wrong types and bad values reported.
+
+        ``prefix`` names a nested table in error lines (``wake.interval``).
+        """
+        if not isinstance(table, dict):
+            self.complain(section, "", f"expected a table, got {type_name(table)}")
+            table = {}
+        known = {f.name: f for f in dataclasses.fields(cls) if "doc" in f.metadata and f.name not in skip}
+        values = {}
+        for key, value in table.items():
+            spec = known.get(key)
+            if spec is None:
+                hint = difflib.get_close_matches(key, list(known), n=1)
+                self.complain(section, prefix + key, "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+                continue
+            check = spec.metadata["check"]
+            if check is None:
+                values[key] = value  # nested: the caller builds it
+                continue
+
+            def complain(message: str, key: str = key) -> None:
+                raise _Invalid(message)
+
+            try:
+                values[key] = check(value, complain)
+            except _Invalid as invalid:
+                self.complain(section, prefix + key, str(invalid))
+        return cls(**values)
+
+    # -- the file --
+
+    def load(self) -> Config:
+        try:
+            with open(self.path, "rb") as handle:
+                raw = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError([f"{self.label}: no such file (use --config PATH or $AGENTS_CONFIG)"])
+        except IsADirectoryError:
+            raise ConfigError([f"{self.label}: is a folder, not a config file"])
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError([f"{self.label}: {self.where_in_text(str(error))}TOML syntax error: {error}"])
+
+        for key in raw:
+            if key not in TOP_LEVEL_KEYS:
+                hint = difflib.get_close_matches(key, sorted(TOP_LEVEL_KEYS), n=1)
+                self.complain("(top level)", key, "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+
+        prefix = self.top_text(raw, "session_prefix", default_session_prefix(self.folder))
+        state_dir = self.folder / self.top_text(raw, "state_dir", ".agents/state")
+        log_dir = self.folder / self.top_text(raw, "log_dir", ".agents/logs")
+        socket = raw.get("tmux_socket")
+        if socket is not None and (not isinstance(socket, str) or not NAME_PATTERN.match(socket)):
+            self.complain("(top level)", "tmux_socket", "must be a name of letters, digits, '_' and '-'")
+            socket = None
+
+        watchdog = self.build(WatchdogConfig, raw.get("watchdog", {}), "[watchdog]")
+        backends = self.load_backends(raw.get("backend", {}))
+        agents = self.load_agents(raw, backends)
+        services = self.load_services(raw.get("service", []))
+        loop = self.load_loop(raw["loop"], agents) if "loop" in raw else None
+        if loop and loop.token_granularity:
+            watchdog.token_granularity = loop.token_granularity
+        self.check_unique_sessions(prefix, agents, services)
+
+        if self.errors:
+            raise ConfigError(self.errors)
+        return Config(path=self.path, folder=self.folder, session_prefix=prefix, state_dir=state_dir,
+                      log_dir=log_dir, tmux_socket=socket, watchdog=watchdog, backends=backends, agents=agents,
+                      services=services, loop=loop, warnings=self.warnings)
+
+    def where_in_text(self, message: str) -> str:
+        """``[section] key: `` of the line a TOML syntax error points at, for the one-line error."""
+        found = re.search(r"at line (\d+)", message)
+        if not found:
+            return ""
+        lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+        number = int(found.group(1))
+        section = "(top level)"
+        for line in lines[:number]:
+            header = re.match(r"^\s*(\[\[?[^\]]+\]\]?)", line)
+            if header:
+                section = header.group(1)
+        key = re.match(r"^\s*([A-Za-z0-9_.\"'-]+)\s*=", lines[number - 1]) if 0 < number <= len(lines) else None
+        return f"{section} {key.group(1)}: " if key else f"{section}: "
+
+    def top_text(self, raw: dict, key: str, default: str) -> str:
+        value = raw.get(key, default)
+        if not isinstance(value, str):
+            self.complain("(top level)", key, f"expected a string, got {type_name(value)}")
+            return default
+        return value
+
+    def load_backends(self, tables: Any) -> dict[str, Backend]:
+        if not isinstance(tables, dict):
+            self.complain("[backend]", "", "expected tables like [backend.claude]")
+            tables = {}
+        backends = {}
+        for name in sorted(set(BACKEND_PRESETS) | set(tables)):
+            table = tables.get(name, {})
+            section = f"[backend.{name}]"
+            if not NAME_PATTERN.match(name):
+                self.complain(section, "", f"backend name {name!r} may hold only letters, digits, '_' and '-'")
+                continue
+            base = table.get("preset", name if name in BACKEND_PRESETS else "shell") if isinstance(table, dict) else name
+            if base not in BACKEND_PRESETS:
+                hint = difflib.get_close_matches(str(base), list(BACKEND_PRESETS), n=1)
+                self.complain(section, "preset", f"unknown preset {base!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+                base = "shell"
+            merged = self.build(Backend, {**BACKEND_PRESETS[base], "preset": base}, f"(preset {base})")
+            overrides = self.build(Backend, table, section, skip=("name",))
+            for key in (table if isinstance(table, dict) else {}):
+                if hasattr(overrides, key):
+                    setattr(merged, key, getattr(overrides, key))
+            merged.name = name
+            backends[name] = merged
+        return backends
+
+    def load_agents(self, raw: dict, backends: dict[str, Backend]) -> list[Agent]:
+        defaults = raw.get("defaults", {})
+        if not isinstance(defaults, dict):
+            self.complain("[defaults]", "", f"expected a table, got {type_name(defaults)}")
+            defaults = {}
+        for key in ("name", "session"):
+            if key in defaults:
+                self.complain("[defaults]", key, "cannot be a default: it must differ per agent")
+        tables = raw.get("agent", [])
+        if not isinstance(tables, list):
+            self.complain("[[agent]]", "", "agents are an array of tables: write [[agent]]")
+            tables = []
+        agents, seen = [], set()
+        for number, table in enumerate(tables, start=1):
+            name = table.get("name") if isinstance(table, dict) else None
+            section = f"[[agent]] {name!r}" if isinstance(name, str) and name else f"[[agent]] #{number}"
+            if not name:
+                self.complain(section, "name", "missing: every agent needs a name")
+            merged = {**{k: v for k, v in defaults.items() if k not in ("name", "session")},
+                      **(table if isinstance(table, dict) else {})}
+            wake_table = merged.get("wake")
+            agent = self.build(Agent, merged, section)
+            if wake_table is not None:
+                agent.wake = self.build(Wake, wake_table, section, prefix="wake.") if isinstance(wake_table, dict) else None
+                if not isinstance(wake_table, dict):
+                    self.complain(section, "wake", "expected { interval = SECONDS, message = \"…\" }")
+            if agent.name in seen:
+                self.complain(section, "name", f"duplicate name {agent.name!r} (agent #{number} repeats an earlier one)")
+            seen.add(agent.name)
+            if agent.backend not in backends:
+                hint = difflib.get_close_matches(agent.backend, list(backends), n=1)
+                self.complain(section, "backend", f"unknown backend {agent.backend!r}"
+                              + (f" (did you mean {hint[0]!r}?)" if hint else f"; known: {', '.join(sorted(backends))}"))
+            agent.folder = self.folder_of(agent.cwd, section)
+            agent.prompt_text = self.text_or_file(agent.prompt, section, "prompt")
+            agents.append(agent)
+        return agents
+
+    def load_services(self, tables: Any) -> list[Service]:
+        if not isinstance(tables, list):
+            self.complain("[[service]]", "", "services are an array of tables: write [[service]]")
+            return []
+        services = []
+        for number, table in enumerate(tables, start=1):
+            name = table.get("name") if isinstance(table, dict) else None
+            section = f"[[service]] {name!r}" if isinstance(name, str) and name else f"[[service]] #{number}"
+            if not name:
+                self.complain(section, "name", "missing: every service needs a name")
+            service = self.build(Service, table, section)
+            if not service.command:
+                self.complain(section, "command", "missing: what should the service run?")
+            service.folder = self.folder_of(service.cwd, section)
+            services.append(service)
+        return services
+
+    def load_loop(self, table: Any, agents: list[Agent]) -> LoopConfig:
+        loop = self.build(LoopConfig, table, "[loop]")
+        if not isinstance(table, dict):
+            return loop
+        loop.folder = self.folder_of(loop.repo, "[loop]", key="repo")
+        phases, ids = [], set()
+        raw_phases = table.get("phases", [])
+        if not isinstance(raw_phases, list):
+            self.complain("[loop]", "phases", "expected a list of { id, status, kickoff }")
+            raw_phases = []
+        for number, item in enumerate(raw_phases, start=1):
+            phase = self.build(Phase, item, f"[loop] phases[{number}]")
+            if not phase.id:
+                self.complain(f"[loop] phases[{number}]", "id", "missing: every phase needs an id")
+            elif phase.id in ids:
+                self.complain(f"[loop] phases[{number}]", "id", f"duplicate phase id {phase.id!r}")
+            ids.add(phase.id)
+            phase.status = phase.status or f"STATUS-{phase.id}.md"
+            phase.kickoff_text = self.text_or_file(phase.kickoff, f"[loop] phases[{number}]", "kickoff")
+            phases.append(phase)
+        loop.phases = phases
+        handoff_table = table.get("handoff", {})
+        loop.handoff = self.build(Handoff, handoff_table, "[loop.handoff]")
+        names = {agent.name for agent in agents}
+        explicit = handoff_table if isinstance(handoff_table, dict) else {}
+        for key in ("claim_pings", "review_pings"):
+            for name in getattr(loop.handoff, key):
+                if name not in names:
+                    if key in explicit:
+                        self.complain("[loop.handoff]", key, f"unknown agent {name!r}")
+                    else:
+                        self.warnings.append(f"[loop.handoff] {key} defaults to {name!r}, but no agent has that "
+                                             f"name: nobody is pinged")
+            setattr(loop.handoff, key, [name for name in getattr(loop.handoff, key) if name in names])
+        inboxes = []
+        for number, item in enumerate(explicit.get("inboxes", []) if isinstance(explicit.get("inboxes", []), list) else [], 1):
+            inbox = self.build(Inbox, item, f"[loop.handoff] inboxes[{number}]")
+            for name in inbox.ping:
+                if name not in names:
+                    self.complain(f"[loop.handoff] inboxes[{number}]", "ping", f"unknown agent {name!r}")
+            if not inbox.file:
+                self.complain(f"[loop.handoff] inboxes[{number}]", "file", "missing")
+            inboxes.append(inbox)
+        loop.handoff.inboxes = inboxes
+        return loop
+
+    def folder_of(self, relative: str, section: str, key: str = "cwd") -> Path:
+        """A configured folder made absolute; it must exist (tmux silently falls back to $HOME)."""
+        folder = (self.folder / os.path.expanduser(relative)).resolve()
+        if not folder.is_dir():
+            self.complain(section, key, f"folder {relative!r} does not exist ({folder})")
+        return folder
+
+    def text_or_file(self, value: str, section: str, key: str) -> str:
+        """A kickoff: the text itself, or ``@path`` read from a file beside the config."""
+        if not value.startswith("@"):
+            return value
+        path = self.folder / os.path.expanduser(value[1:])
+        try:
+            return path.read_text(encoding="utf-8")
+        except OSError as error:
+            self.complain(section, key, f"cannot read {value!r}: {error.strerror or error}")
+            return ""
+
+    def check_unique_sessions(self, prefix: str, agents: list[Agent], services: list[Service]) -> None:
+        seen: dict[str, str] = {}
+        for unit, label in [*[(a, "[[agent]]") for a in agents], *[(s, "[[service]]") for s in services]]:
+            if label == "[[service]]" and unit.name in {agent.name for agent in agents}:
+                self.complain(f"[[service]] {unit.name!r}", "name", f"duplicate name {unit.name!r}: an agent has it")
+            unit.session = unit.session or tmux_safe(prefix + unit.name)
+            if unit.session in seen and seen[unit.session] != unit.name:
+                self.complain(f"{label} {unit.name!r}", "session",
+                              f"session {unit.session!r} is also {seen[unit.session]!r}'s")
+            seen[unit.session] = unit.name
+
+
+class _Invalid(Exception):
+    """A validator's complaint, turned into an error line by ``Loader.build``."""
+
+
+def tmux_safe(name: str) -> str:
+    """tmux turns '.' and ':' in session names into '_'; we choose the same name up front."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)
+
+
+def default_session_prefix(folder: Path) -> str:
+    return tmux_safe(folder.resolve().name) + "-"
+
+
+def find_config_path(given: str | None) -> Path:
+    """``--config PATH``, else ``$AGENTS_CONFIG``, else ``./agents.toml``."""
+    chosen = given or os.environ.get("AGENTS_CONFIG") or "agents.toml"
+    return Path(chosen).expanduser().absolute()
+
+
+def load_config(given: str | None) -> Config:
+    return Loader(find_config_path(given)).load()
+
+
+def render_kickoff(template: str, values: dict[str, str]) -> str:
+    """Fill ``{name}``, ``{phase}``, ``{status_file}``, ``{done_marker}``, ``{repo}``, ``{subdir}``.
+
+    Only those names are replaced, so code in a prompt (``{"a": 1}``, ``${HOME}``)
+    passes through untouched.
+    """
+    return re.sub(r"\{(name|phase|status_file|done_marker|repo|subdir)\}",
+                  lambda match: values.get(match.group(1), match.group(0)), template)
+
+
+# ============================================================================
+# tmux
+#   The only code that runs tmux: named operations, each an argv list with an
+#   exact target. One call lists every pane; one call captures many panes.
+# ============================================================================
+
+
+@dataclass
+class Pane:
+    """One row of ``list-panes -a``: what tmux knows about a session's pane."""
+
+    session: str  # session name
+    pane_id: str  # "%12": the exact, unambiguous target for every later command
+    pid: int  # the pane's first process (the agent, or what it exec'd)
+    dead: bool  # the process exited and the pane stayed (remain-on-exit)
+    dead_status: int | None  # its exit status when dead
+    activity: float  # last output or input in the window (Unix time, whole seconds)
+    created: float  # when the session was created
+    in_mode: bool  # in copy mode (a human scrolled): keys would go to the copy mode
+    owner: str  # our @agents_owner tag: which config started it ("" if not ours)
+    width: int
+    height: int
+
+
+class Tmux:
+    """tmux, reached only through these methods.
+
+    Every call is an argv list; text from config or messages is passed as data
+    (``send-keys -l``, ``load-buffer -`` on stdin), never parsed by a shell.
+    Targets are exact: sessions as ``=name``, panes by their ``%id``, because a
+    bare ``-t foo`` also matches a session called ``foobar``.
+
+    ``socket`` selects a private server (``tmux -L NAME``); tests always use one.
+    ``calls`` counts the tmux processes spawned (the bench reads it).
+    """
+
+    PANE_FORMAT = "\t".join([
+        "#{session_name}", "#{window_index}", "#{pane_index}", "#{pane_id}", "#{pane_pid}", "#{pane_dead}",
+        "#{pane_dead_status}", "#{window_activity}", "#{session_created}", "#{pane_in_mode}", "#{@agents_owner}",
+        "#{pane_width}", "#{pane_height}",
+    ])
+
+    def __init__(self, socket: str | None = None):
+        self.socket = socket
+        self.base = ["tmux", "-L", socket] if socket else ["tmux"]
+        self.calls = 0
+
+    def run(self, args: list[str], input_text: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        self.calls += 1
+        try:
+            result = subprocess.run([*self.base, *args], input=input_text, capture_output=True, text=True,
+                                    timeout=30)
+        except FileNotFoundError:
+            raise RuntimeFailure("tmux is not installed (or not on PATH)")
+        except subprocess.TimeoutExpired:
+            raise RuntimeFailure(f"tmux {args[0]} did not answer within 30s")
+        if check and result.returncode != 0:
+            raise RuntimeFailure(f"tmux {args[0]} failed: {result.stderr.strip() or result.returncode}")
+        return result
+
+    # -- looking --
+
+    def list_panes(self) -> dict[str, Pane]:
+        """Every session's first pane, keyed by session name: one tmux process for all."""
+        result = self.run(["list-panes", "-a", "-F", self.PANE_FORMAT], check=False)
+        if result.returncode != 0:
+            return {}  # no server running: no sessions
+        panes: dict[str, tuple[tuple[int, int], Pane]] = {}
+        for line in result.stdout.splitlines():
+            parts = line.split("\t")
+            if len(parts) != 13:
+                continue
+            (session, window, index, pane_id, pid, dead, status, activity, created, in_mode, owner, width,
+             height) = parts
+            pane = Pane(session=session, pane_id=pane_id, pid=int(pid or 0), dead=dead == "1",
+                        dead_status=int(status) if status.lstrip("-").isdigit() else None,
+                        activity=float(activity or 0), created=float(created or 0), in_mode=in_mode == "1",
+                        owner=owner, width=int(width or 0), height=int(height or 0))
+            order = (int(window or 0), int(index or 0))
+            if session not in panes or order < panes[session][0]:
+                panes[session] = (order, pane)
+        return {session: pane for session, (_, pane) in panes.items()}
+
+    def capture_many(self, pane_ids: list[str]) -> dict[str, list[str]]:
+        """The visible screen of many panes in one tmux process.
+
+        The captures are chained with ``;`` and separated by a ``display-message``
+        of a random marker. If a pane vanished meanwhile the chain stops at it,
+        so the rest is captured one by one.
+        """
+        if not pane_ids:
+            return {}
+        marker = f"agents-py-capture-{secrets.token_hex(8)}"
+        args: list[str] = []
+        for pane_id in pane_ids:
+            args += ["capture-pane", "-p", "-t", pane_id, ";", "display-message", "-p", marker, ";"]
+        result = self.run(args[:-1], check=False)
+        screens: dict[str, list[str]] = {}
+        chunk: list[str] = []
+        remaining = iter(pane_ids)
+        for line in result.stdout.split("\n"):
+            if line == marker:
+                screens[next(remaining)] = chunk
+                chunk = []
+            else:
+                chunk.append(line)
+        if result.returncode != 0:
+            for pane_id in pane_ids:
+                if pane_id not in screens:
+                    single = self.run(["capture-pane", "-p", "-t", pane_id], check=False)
+                    if single.returncode == 0:
+                        screens[pane_id] = single.stdout.split("\n")
+        return screens
+
+    def capture_history(self, pane_id: str, lines: int) -> list[str]:
+        """The last ``lines`` lines of a pane, scrollback included (for ``logs``)."""
+        result = self.run(["capture-pane", "-p", "-J", "-t", pane_id, "-S", f"-{max(lines, 1)}"], check=False)
+        return result.stdout.rstrip("\n").split("\n") if result.returncode == 0 else []
+
+    # -- starting and stopping --
+
+    # The pane's first process: reads its environment from a private file, deletes
+    # the file, and becomes the real program (execvpe: same pid, no shell). Passing
+    # the environment as `new-session -e K=V` arguments instead would leave every
+    # value — API keys included — readable in the tmux server's command line in `ps`.
+    LAUNCHER = ("import json, os, sys\n"
+                "path = sys.argv[1]\n"
+                "with open(path) as handle: env = json.load(handle)\n"
+                "os.unlink(path)\n"
+                "env.update({k: os.environ[k] for k in ('TMUX', 'TMUX_PANE') if k in os.environ})\n"
+                "os.execvpe(sys.argv[2], sys.argv[2:], env)\n")
+
+    def new_session(self, name: str, argv: list[str], cwd: Path, env: dict[str, str], owner: str,
+                    env_dir: Path, width: int = 200, height: int = 50, history: int = 50000) -> None:
+        """Start ``argv`` (no shell) in a new detached session with a large history.
+
+        A pane's history limit is fixed when the pane is made, so the session is
+        born with a placeholder window, given its options, and then the real
+        window is made and the placeholder closed — all in one tmux command
+        queue, before the real process can exit. ``remain-on-exit`` keeps a dead
+        pane (and its exit status) for the watchdog to see.
+        """
+        env_dir.mkdir(parents=True, exist_ok=True)
+        env_file = env_dir / f"{name}-{secrets.token_hex(6)}.env.json"
+        descriptor = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(env, handle)
+        target = f"={name}:"
+        try:
+            self.run([
+                "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height), "--", "sleep", "600", ";",
+                "set-option", "-t", target, "history-limit", str(history), ";",
+                "set-option", "-t", target, "@agents_owner", owner, ";",
+                "new-window", "-t", target, "-c", str(cwd), "--", sys.executable, "-c", self.LAUNCHER,
+                str(env_file), *argv, ";",
+                "set-option", "-w", "-t", target, "remain-on-exit", "on", ";",
+                "kill-window", "-t", f"={name}:{{start}}",
+            ])
+        except RuntimeFailure:
+            with contextlib.suppress(OSError):
+                env_file.unlink()
+            raise
+
+    def kill_session(self, name: str) -> bool:
+        return self.run(["kill-session", "-t", f"={name}"], check=False).returncode == 0
+
+    # -- typing --
+
+    def send_text(self, pane_id: str, text: str, chunk: int = 512) -> None:
+        """Type ``text`` literally (``send-keys -l``): no key names, no shell, nothing run."""
+        for start in range(0, len(text), chunk):
+            self.run(["send-keys", "-t", pane_id, "-l", "--", text[start:start + chunk]])
+
+    def paste(self, pane_id: str, text: str) -> None:
+        """Paste ``text`` as one bracketed paste: newlines stay newlines, not submits."""
+        buffer = f"agents-py-{os.getpid()}-{secrets.token_hex(4)}"
+        self.run(["load-buffer", "-b", buffer, "-"], input_text=text)
+        self.run(["paste-buffer", "-p", "-d", "-r", "-b", buffer, "-t", pane_id])
+
+    def send_keys(self, pane_id: str, *keys: str) -> None:
+        """Press named keys (``Enter``, ``Down``, ``C-c``)."""
+        self.run(["send-keys", "-t", pane_id, *keys])
+
+    def leave_copy_mode(self, pane_id: str) -> None:
+        self.run(["send-keys", "-t", pane_id, "-X", "cancel"], check=False)
+
+    def attach(self, name: str) -> None:
+        """Attach the terminal to a session (or switch to it from inside tmux): replaces this process."""
+        inside_same_server = bool(os.environ.get("TMUX")) and self._client_socket_matches()
+        args = ["switch-client", "-t", f"={name}"] if inside_same_server else ["attach-session", "-t", f"={name}"]
+        env = dict(os.environ)
+        if not inside_same_server:
+            env.pop("TMUX", None)  # attaching from inside another tmux server nests on purpose
+        os.execvpe(self.base[0], [*self.base, *args], env)
+
+    def _client_socket_matches(self) -> bool:
+        current = os.environ.get("TMUX", "").split(",")[0]
+        return Path(current).name == (self.socket or "default")
+
+
+# ============================================================================
+# git
+#   The only code that runs git: argv lists, a fixed working folder, and
+#   answers as plain data.
+# ============================================================================
+
+
+class Git:
+    """git in one repository. ``calls`` counts processes (the bench reads it)."""
+
+    def __init__(self, repo: Path):
+        self.repo = repo
+        self.calls = 0
+
+    def run(self, args: list[str], check: bool = True, timeout: float = 120) -> str:
+        self.calls += 1
+        try:
+            result = subprocess.run(["git", "-C", str(self.repo), *args], capture_output=True, text=True,
+                                    timeout=timeout, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+        except FileNotFoundError:
+            raise RuntimeFailure("git is not installed (or not on PATH)")
+        except subprocess.TimeoutExpired:
+            raise RuntimeFailure(f"git {args[0]} in {self.repo} did not finish within {timeout:.0f}s")
+        if check and result.returncode != 0:
+            raise RuntimeFailure(f"git {' '.join(args[:2])} in {self.repo}: {result.stderr.strip()}")
+        return result.stdout
+
+    def fetch(self, remote: str) -> None:
+        self.run(["fetch", "--quiet", remote])
+
+    def head(self, ref: str) -> str | None:
+        output = self.run(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], check=False).strip()
+        return output or None
+
+    def subjects_since(self, base: str | None, ref: str, limit: int = 500) -> list[tuple[str, str]]:
+        """``(sha, subject)`` of commits on ``ref`` after ``base``, oldest first."""
+        span = f"{base}..{ref}" if base else ref
+        output = self.run(["log", "--reverse", f"--max-count={limit}", "--format=%H%x00%s", span], check=False)
+        return [tuple(line.split("\0", 1)) for line in output.splitlines() if "\0" in line]  # type: ignore[misc]
+
+    def show(self, ref: str, path: str) -> str | None:
+        """A file's content at ``ref`` (None if it does not exist there)."""
+        result = subprocess.run(["git", "-C", str(self.repo), "show", f"{ref}:{path}"], capture_output=True,
+                                timeout=60)
+        self.calls += 1
+        return result.stdout.decode("utf-8", "replace") if result.returncode == 0 else None
+
+
+# ============================================================================
+# State
+#   Everything the program remembers between runs, in one JSON file under
+#   state_dir, written atomically under a lock.
+# ============================================================================
+
+LIFECYCLE = ("stopped", "starting", "running", "backoff", "failed", "exited")
+
+
+@dataclass
+class UnitRecord:
+    """What we remember about one agent or service (supervisord-style lifecycle).
+
+    ``lifecycle`` is one of: stopped (never started, or `down`), starting
+    (session made, kickoff not yet delivered), running, backoff (dead, waiting
+    to be restarted), failed (crash loop: waits for `agents.py restart`),
+    exited (a task that finished cleanly).
+    """
+
+    lifecycle: str = "stopped"
+    since: float = 0.0  # when lifecycle last changed
+    reason: str = ""  # why it last changed
+    started_at: float = 0.0  # when the current session was started
+    restarts: int = 0  # restarts by the watchdog or `restart` since `up`
+    restart_times: list[float] = field(default_factory=list)  # recent restarts, for crash-loop detection
+    session_ids: list[str] = field(default_factory=list)  # every CLI session id we started it with
+    kickoff: str = ""  # kickoff waiting to be delivered once the prompt shows
+    dialog_answered_at: float = 0.0  # last time we pressed keys at a startup dialog
+    extra: dict[str, Any] = field(default_factory=dict)  # later checks keep their memory here
+
+    @classmethod
+    def from_dict(cls, data: dict) -> UnitRecord:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in names})
+
+
+class StateStore:
+    """``state_dir/state.json``: ``{"units": {name: UnitRecord}, ...}``.
+
+    Readers (``status``) just load: a rename makes every save atomic. Writers
+    go through ``transaction()``, which holds ``state.lock`` across
+    load-modify-save so the watchdog and a command never overwrite each other.
+    """
+
+    def __init__(self, state_dir: Path):
+        self.dir = state_dir
+        self.path = state_dir / "state.json"
+        self.lock_path = state_dir / "state.lock"
+
+    def load(self) -> dict:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            data = {}
+        except (OSError, json.JSONDecodeError) as error:
+            # A damaged file must not stop the team: keep a copy, start from empty.
+            backup = self.path.with_suffix(f".broken-{int(time.time())}")
+            with contextlib.suppress(OSError):
+                os.replace(self.path, backup)
+            print(f"warning: {self.path}: unreadable ({error}); moved to {backup.name}", file=sys.stderr)
+            data = {}
+        data.setdefault("units", {})
+        data["units"] = {name: UnitRecord.from_dict(record) for name, record in data["units"].items()}
+        return data
+
+    def save(self, data: dict) -> None:
+        plain = {**data, "units": {name: dataclasses.asdict(record) for name, record in data["units"].items()}}
+        write_atomically(self.path, json.dumps(plain, indent=1, sort_keys=True))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[dict]:
+        with file_lock(self.lock_path):
+            data = self.load()
+            yield data
+            self.save(data)
+
+
+def record_of(state: dict, name: str) -> UnitRecord:
+    return state["units"].setdefault(name, UnitRecord())
+
+
+def transition(record: UnitRecord, lifecycle: str, reason: str, now: float, events: EventLog | None,
+               name: str) -> None:
+    """Move a unit to a new lifecycle state; every move is an event with its reason."""
+    if record.lifecycle == lifecycle and record.reason == reason:
+        return
+    previous = record.lifecycle
+    record.lifecycle, record.since, record.reason = lifecycle, now, reason
+    if events is not None:
+        events.emit("lifecycle", name, reason, now=now, state=f"{previous}→{lifecycle}")
+
+
+# ============================================================================
+# Screens
+#   Reading a pane through its backend: dead, dialog, limited, busy, idle or
+#   unknown — from the bottom lines of the visible screen only.
+# ============================================================================
+
+RULE_LINE = re.compile(r"^\s*[─━═—-]{8,}\s*$")  # the rules around an input box
+
+
+@dataclass
+class Screen:
+    """What one look at a pane says."""
+
+    state: str  # dead, dialog, limited, busy, idle, unknown
+    detail: str = ""  # the line that decided it (banner, dialog line, exit status)
+    limit_kind: str = ""  # when limited: usage, rate, retrying or manual
+    reset_at: float | None = None  # when limited by usage: the parsed reset time, if any
+    input_text: str = ""  # typed text sitting unsent in the input box (placeholders excluded)
+    lines: list[str] = field(default_factory=list)  # the bottom lines that were read
+
+    def describe(self, now: float) -> str:
+        """The state word with its detail, as ``status`` prints it."""
+        if self.state == "limited":
+            if self.limit_kind == "manual":
+                return "limited (needs you: " + self.detail[:40] + ")"
+            if self.limit_kind == "retrying":
+                return "limited (CLI retrying by itself)"
+            if self.limit_kind == "rate":
+                return "limited (API rate limit)"
+            if self.reset_at:
+                return f"limited until {clock_time(self.reset_at)}"
+            return "limited (reset time unknown)"
+        if self.state == "idle" and self.input_text:
+            return "idle (unsent input)"
+        return self.state
+
+
+class PatternSet:
+    """A backend's patterns compiled once (``re.MULTILINE``), looked up by category."""
+
+    _cache: dict[str, PatternSet] = {}
+
+    def __init__(self, backend: Backend):
+        def compile_all(patterns: list[str]) -> list[re.Pattern]:
+            return [re.compile(pattern, re.MULTILINE) for pattern in patterns]
+
+        self.busy = compile_all(backend.busy)
+        self.idle = compile_all(backend.idle)
+        self.placeholders = compile_all(backend.placeholders)
+        self.dialog = compile_all(backend.dialog)
+        self.dialog_keys = [(re.compile(pattern, re.MULTILINE), keys) for pattern, keys in backend.dialog_keys.items()]
+        self.limits = [("manual", compile_all(backend.manual_limit)), ("retrying", compile_all(backend.self_resume)),
+                       ("usage", compile_all(backend.limit)), ("rate", compile_all(backend.rate_limit))]
+
+    @classmethod
+    def of(cls, backend: Backend) -> PatternSet:
+        key = json.dumps([backend.busy, backend.idle, backend.placeholders, backend.dialog, backend.dialog_keys,
+                          backend.limit, backend.rate_limit, backend.self_resume, backend.manual_limit])
+        if key not in cls._cache:
+            cls._cache[key] = cls(backend)
+        return cls._cache[key]
+
+
+def first_match(patterns: list[re.Pattern], lines: list[str]) -> int | None:
+    """Index of the first line (top down) that one of ``patterns`` matches, else None."""
+    for index, line in enumerate(lines):
+        if any(pattern.search(line) for pattern in patterns):
+            return index
+    return None
+
+
+def last_match(patterns: list[re.Pattern], lines: list[str]) -> tuple[int, re.Match] | None:
+    for index in range(len(lines) - 1, -1, -1):
+        for pattern in patterns:
+            match = pattern.search(lines[index])
+            if match:
+                return index, match
+    return None
+
+
+def read_screen(backend: Backend, pane: Pane | None, screen: list[str] | None, now: float) -> Screen:
+    """Classify a pane. The order matters and is deliberate:
+
+    1. dead — no session, or the pane's process exited;
+    2. dialog — keys are awaited; typing here could choose an answer (Claude
+       exits on Enter at its bypass warning), so it outranks everything;
+    3. a CLI retrying or resuming by itself (it also shows its busy marker);
+    4. busy — working: an old limit banner still on screen does not matter;
+    5. other limits (manual, usage, rate), only when no user input was echoed
+       after the banner — otherwise it is history, not the present;
+    6. idle — the prompt line is visible; unsent text in it is reported;
+    7. unknown.
+    """
+    if pane is None:
+        return Screen("dead", "no session")
+    if pane.dead:
+        # tmux marks the pane dead at end of output, and learns the status a moment later.
+        return Screen("dead", "exited" if pane.dead_status is None else f"exited with status {pane.dead_status}")
+    lines = bottom_lines(screen or [], backend.screen_lines)
+    patterns = PatternSet.of(backend)
+    text = "\n".join(lines)
+
+    dialog_at = first_match(patterns.dialog, lines)
+    if dialog_at is not None:
+        return Screen("dialog", lines[dialog_at].strip(), lines=lines)
+
+    prompt = last_match(patterns.idle, lines)
+    prompt_at = prompt[0] if prompt else len(lines)
+    typed = typed_input(patterns, lines, prompt) if prompt else ""
+
+    def fresh_banner(kind_patterns: list[re.Pattern]) -> int | None:
+        """A banner counts only if no echoed user prompt line sits between it and the input box."""
+        found = last_match(kind_patterns, lines)
+        if found is None:
+            return None
+        index = found[0]
+        for later in range(index + 1, prompt_at):
+            if any(pattern.search(lines[later]) for pattern in patterns.idle):
+                return None
+        return index
+
+    limits = dict(patterns.limits)
+    retrying_at = fresh_banner(limits["retrying"])
+    if retrying_at is not None:
+        return Screen("limited", lines[retrying_at].strip(), "retrying", lines=lines)
+    if any(pattern.search(text) for pattern in patterns.busy):
+        return Screen("busy", input_text=typed, lines=lines)
+    for kind in ("manual", "usage", "rate"):
+        index = fresh_banner(limits[kind])
+        if index is not None and not (kind == "rate" and typed):  # text typed after a short API error: retrying
+            banner = " ".join(line.strip() for line in lines[index:index + 3])
+            reset = reset_time_from_banner(banner, dt.datetime.fromtimestamp(now).astimezone()) if kind == "usage" else None
+            return Screen("limited", lines[index].strip(), kind, reset.timestamp() if reset else None, lines=lines)
+    if prompt:
+        return Screen("idle", input_text=typed, lines=lines)
+    return Screen("unknown", lines=lines)
+
+
+def bottom_lines(screen: list[str], count: int) -> list[str]:
+    """The screen from its ``count``-th last non-blank line down (blank lines inside kept, trailing ones dropped)."""
+    lines = [line.rstrip() for line in screen]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    filled = [index for index, line in enumerate(lines) if line.strip()]
+    return lines[filled[-count]:] if len(filled) >= count else lines[filled[0]:] if filled else []
+
+
+def typed_input(patterns: PatternSet, lines: list[str], prompt: tuple[int, re.Match]) -> str:
+    """The text in the input box: the prompt line's ``input`` group plus wrapped lines up to a rule or blank line."""
+    index, match = prompt
+    first = match.groupdict().get("input") or ""
+    parts = [first.strip()]
+    for line in lines[index + 1:]:
+        if RULE_LINE.match(line) or not line.strip():
+            break
+        parts.append(line.strip())
+    text = " ".join(part for part in parts if part)
+    if any(pattern.search(text) for pattern in patterns.placeholders):
+        return ""
+    return text
+
+
+def dialog_answer(backend: Backend, screen: Screen) -> list[str] | None:
+    """The keys that answer this dialog by the backend's rules, or None if it is not a known one."""
+    text = "\n".join(line.strip() for line in screen.lines)
+    for pattern, keys in PatternSet.of(backend).dialog_keys:
+        if pattern.search(text):
+            return keys
+    return None
+
+
+def reset_time_from_banner(text: str, now: dt.datetime) -> dt.datetime | None:
+    """Placeholder until the limit parser lands: no reset time is known."""
+    return None
+
+
+# ============================================================================
+# Sending
+#   A message is data: control characters stripped, typed literally, submitted
+#   with the backend's key, and verified on screen. Never typed into a dialog.
+# ============================================================================
+
+ANSI_SEQUENCE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
+
+
+def clean_message(text: str) -> str:
+    """What may be typed into an agent: no escape sequences, no control characters.
+
+    Newlines survive (a multi-line message goes as one bracketed paste); a tab
+    becomes four spaces because Tab means 'complete' to many CLIs.
+    """
+    text = ANSI_SEQUENCE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = CONTROL_CHARS.sub("", text.replace("\t", "    "))
+    return text.strip()
+
+
+@dataclass
+class Delivery:
+    """The outcome of one ``deliver``: only ``delivered`` means it was seen to land."""
+
+    outcome: str  # delivered, held, failed
+    detail: str  # why, in words
+    presses: int = 0  # how many times the submit key was pressed
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "delivered"
+
+
+class _PaneDied(Exception):
+    """The pane died while a delivery was being verified."""
+
+
+class Sender:
+    """Delivers messages to panes, one sender per session at a time.
+
+    Protocol (SPEC §6): lock the session; look; dead → fail; in copy mode →
+    leave it; dialog → hold (never type into it); foreign text in the input
+    box → hold (a human may be typing); type the text literally, or paste it
+    bracketed if it has several lines; wait the backend's submit delay; press
+    the submit key; verify that it landed — the agent turned busy or our text
+    left the input box — and press again up to three times if not.
+    """
+
+    VERIFY_WINDOW = 2.5  # seconds to watch for a landing after each press
+    EXTRA_PRESSES = 3
+
+    def __init__(self, tmux: Tmux, lock_dir: Path, sleep: Callable[[float], None] = time.sleep):
+        self.tmux = tmux
+        self.lock_dir = lock_dir
+        self.sleep = sleep
+
+    def look(self, session: str, backend: Backend) -> tuple[Pane | None, Screen]:
+        pane = self.tmux.list_panes().get(session)
+        if pane is None or pane.dead:
+            return pane, read_screen(backend, pane, None, time.time())
+        screen = self.tmux.capture_many([pane.pane_id]).get(pane.pane_id, [])
+        return pane, read_screen(backend, pane, screen, time.time())
+
+    def deliver(self, session: str, backend: Backend, text: str) -> Delivery:
+        message = clean_message(text)
+        if not message:
+            return Delivery("failed", "empty message")
+        with file_lock(self.lock_dir / f"{session}.send.lock", timeout=60):
+            pane, screen = self.look(session, backend)
+            if pane is None or screen.state == "dead":
+                return Delivery("failed", f"session {session} is {screen.detail or 'gone'}")
+            if pane.in_mode:
+                self.tmux.leave_copy_mode(pane.pane_id)
+                pane, screen = self.look(session, backend)
+            if screen.state == "dialog":
+                return Delivery("held", f"a dialog is open ({screen.detail[:60]}); not typed into it")
+            if screen.input_text:
+                return Delivery("held", f"the input box already holds text ({screen.input_text[:40]!r})")
+            if "\n" in message:
+                self.tmux.paste(pane.pane_id, message)
+            else:
+                self.tmux.send_text(pane.pane_id, message)
+            self.sleep(backend.submit_delay)
+            _, typed = self.look(session, backend)
+            if typed.state == "dialog":  # our typing opened a menu (a "/" or "@" completion): do not submit
+                return Delivery("held", f"typing opened a dialog ({typed.detail[:60]}); not submitted")
+            typed_box = typed.input_text
+            was_busy = screen.state == "busy"  # then "busy" proves nothing: only the emptied box does
+            for press in range(1, self.EXTRA_PRESSES + 2):
+                self.tmux.send_keys(pane.pane_id, backend.submit_key)
+                try:
+                    verdict = self._watch_landing(session, backend, typed_box, was_busy)
+                except _PaneDied as died:
+                    return Delivery("failed", f"the agent exited after the submit key ({died})", presses=press)
+                if verdict:
+                    return Delivery("delivered", verdict, presses=press)
+            return Delivery("failed", f"pressed {backend.submit_key} {self.EXTRA_PRESSES + 1} times; the text "
+                                      f"still sits in the input box", presses=self.EXTRA_PRESSES + 1)
+
+    def _watch_landing(self, session: str, backend: Backend, typed_box: str, was_busy: bool) -> str:
+        """Why we believe the message landed, or '' if it did not within the window."""
+        tail = re.sub(r"\s+", "", typed_box)[-16:]
+        deadline = time.monotonic() + self.VERIFY_WINDOW
+        while True:
+            self.sleep(0.15)
+            _, screen = self.look(session, backend)
+            if screen.state == "dead":
+                raise _PaneDied(screen.detail)
+            if screen.state == "dialog":  # the agent reacted with a question: never press again into it
+                return f"the agent answered with a dialog ({screen.detail[:50]})"
+            if screen.state == "busy" and not was_busy:
+                return "the agent turned busy"
+            box = re.sub(r"\s+", "", screen.input_text)
+            if screen.state in ("idle", "busy", "limited") and tail and tail not in box:
+                return "the input box emptied"
+            if time.monotonic() > deadline:
+                return ""
+
+
+# ============================================================================
+# Lifecycle
+#   Starting, observing and stopping agents and services. Checks decide
+#   (pure: config, state, observations, now → actions); a Team acts.
+# ============================================================================
+
+SERVICE_BACKEND = Backend(name="(service)")  # services are only alive or dead: no patterns
+
+
+@dataclass
+class Seen:
+    """One unit as observed this tick."""
+
+    unit: Agent | Service
+    pane: Pane | None  # None: no session (or a session someone else owns)
+    screen: Screen
+    foreign: bool = False  # a session with our name exists but another config started it
+
+
+@dataclass
+class Action:
+    """One thing the act step should do, and why (the reason lands in the event log)."""
+
+    kind: str  # start, kill, send, keys, mark, event
+    unit: str  # the agent or service it concerns
+    reason: str  # why, in words
+    text: str = ""  # send: the message; mark: the new lifecycle state
+    keys: list[str] = field(default_factory=list)  # keys: what to press
+    purpose: str = ""  # send: kickoff, wake, nudge, ping, resume; event: its kind
+
+
+def backend_of(cfg: Config, unit: Agent | Service) -> Backend:
+    return cfg.backends[unit.backend] if isinstance(unit, Agent) else SERVICE_BACKEND
+
+
+def observe(cfg: Config, tmux: Tmux, now: float) -> dict[str, Seen]:
+    """Every unit's pane and screen: one ``list-panes`` and one batched capture, whatever the team size."""
+    panes = tmux.list_panes()
+    mine: dict[str, Pane] = {}
+    foreign: set[str] = set()
+    for unit in cfg.units():
+        pane = panes.get(unit.session)
+        if pane is not None and pane.owner != cfg.owner:
+            foreign.add(unit.name)
+        elif pane is not None:
+            mine[unit.name] = pane
+    wanted = [pane.pane_id for name, pane in mine.items() if not pane.dead and isinstance(cfg.unit(name), Agent)]
+    screens = tmux.capture_many(wanted)
+    seen = {}
+    for unit in cfg.units():
+        pane = mine.get(unit.name)
+        screen_lines = screens.get(pane.pane_id) if pane else None
+        if isinstance(unit, Service) and pane is not None and not pane.dead:
+            screen = Screen("running")
+        else:
+            screen = read_screen(backend_of(cfg, unit), pane, screen_lines, now)
+        seen[unit.name] = Seen(unit, pane, screen, foreign=unit.name in foreign)
+    return seen
+
+
+def current_phase(cfg: Config, state: dict) -> Phase | None:
+    if not cfg.loop or not cfg.loop.phases:
+        return None
+    wanted = state.get("phase", {}).get("current")
+    return next((phase for phase in cfg.loop.phases if phase.id == wanted), cfg.loop.phases[0])
+
+
+def kickoff_for(cfg: Config, agent: Agent, state: dict) -> str:
+    """The text an agent starts with: its phase's kickoff if it is a loop agent, else its prompt."""
+    phase = current_phase(cfg, state)
+    loop = cfg.loop
+    template = agent.prompt_text
+    if agent.kind == "loop" and phase is not None and phase.kickoff_text:
+        template = phase.kickoff_text
+    values = {"name": agent.name, "phase": phase.id if phase else "", "status_file": phase.status if phase else "",
+              "done_marker": loop.done_marker if loop else "", "repo": str(loop.folder) if loop else "",
+              "subdir": loop.subdir if loop else ""}
+    return render_kickoff(template, values)
+
+
+def unit_marker(cfg: Config, unit: Agent | Service) -> str:
+    """An environment value every process of a unit inherits, so leftovers can be found by pid."""
+    import hashlib
+
+    return hashlib.sha1(str(cfg.path).encode()).hexdigest()[:12] + ":" + unit.session
+
+
+def launch_plan(cfg: Config, unit: Agent | Service, session_id: str | None) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment a unit starts with."""
+    backend = backend_of(cfg, unit)
+    if isinstance(unit, Agent):
+        argv = [*backend.command, *([backend.session_id_flag, session_id] if session_id else []), *unit.args]
+    else:
+        argv = list(unit.command)
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("TMUX", "TMUX_PANE", "COLUMNS", "LINES") and not key.startswith("AGENTS_PY_")}
+    env.update(backend.env)
+    env.update(unit.env)
+    env["AGENTS_PY_UNIT"] = unit_marker(cfg, unit)
+    env["AGENTS_PY_NAME"] = unit.name  # lets an agent's tools (and the simulated agent) know who they are
+    env["AGENTS_PY_CONFIG"] = str(cfg.path)
+    return argv, env
+
+
+def missing_program(cfg: Config, unit: Agent | Service) -> str | None:
+    """Why the unit's program cannot start (not on PATH, not executable), or None."""
+    argv, env = launch_plan(cfg, unit, None)
+    program = argv[0]
+    if "/" in program:
+        path = (unit.folder / program) if not os.path.isabs(program) else Path(program)
+        return None if os.access(path, os.X_OK) and path.is_file() else f"{program} is not an executable file"
+    return None if shutil.which(program, path=env.get("PATH")) else f"{program!r} is not on PATH"
+
+
+def check_startup(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> list[Action]:
+    """For agents that are starting: answer known startup dialogs, then deliver the kickoff once the prompt shows."""
+    actions = []
+    for agent in cfg.agents:
+        record = record_of(state, agent.name)
+        if record.lifecycle != "starting" or agent.name not in seen:
+            continue
+        screen = seen[agent.name].screen
+        backend = cfg.backends[agent.backend]
+        waited = now - record.started_at
+        if screen.state == "dead":
+            continue  # heal's business (and `up` reports it)
+        if screen.state == "dialog":
+            keys = dialog_answer(backend, screen)
+            if keys and now - record.dialog_answered_at >= 2.0:
+                actions.append(Action("keys", agent.name, f"answering startup dialog {screen.detail[:60]!r}", keys=keys))
+            elif not keys and waited > backend.ready_timeout and not record.extra.get("unknown_dialog_reported"):
+                actions.append(Action("event", agent.name, f"an unknown dialog waits for you: {screen.detail[:80]!r}",
+                                      purpose="dialog"))
+        elif screen.state == "idle" or (screen.state == "limited" and not record.kickoff):
+            if record.kickoff:
+                actions.append(Action("send", agent.name, "kickoff", text=record.kickoff, purpose="kickoff"))
+            else:
+                actions.append(Action("mark", agent.name, "prompt ready (no kickoff)", text="running"))
+        elif screen.state == "limited":
+            actions.append(Action("mark", agent.name, f"started into a limit: {screen.detail[:60]}", text="running"))
+        elif waited > backend.ready_timeout and not record.extra.get("ready_timeout_reported"):
+            actions.append(Action("event", agent.name, f"no prompt after {waited:.0f}s (screen reads {screen.state}); "
+                                                       f"the kickoff waits", purpose="slow-start"))
+    return actions
+
+
+class Team:
+    """The act side: carries actions out through tmux, records results and events.
+
+    Also the place that starts and stops units, so every start gets the same
+    argv, environment, session id and bookkeeping.
+    """
+
+    def __init__(self, cfg: Config, tmux: Tmux | None = None, events: EventLog | None = None):
+        self.cfg = cfg
+        self.tmux = tmux or Tmux(cfg.tmux_socket)
+        self.store = StateStore(cfg.state_dir)
+        self.events = events or EventLog(cfg.log_dir)
+        self.sender = Sender(self.tmux, cfg.state_dir / "locks")
+
+    def observe(self, now: float | None = None) -> dict[str, Seen]:
+        return observe(self.cfg, self.tmux, time.time() if now is None else now)
+
+    # -- starting and stopping --
+
+    def launch(self, unit: Agent | Service, state: dict, reason: str, now: float) -> None:
+        """Start a unit's session (ending what is left of an old one) and note that it is starting."""
+        self.stop(unit)
+        record = record_of(state, unit.name)
+        backend = backend_of(self.cfg, unit)
+        session_id = str(uuid.uuid4()) if isinstance(unit, Agent) and backend.session_id_flag else None
+        argv, env = launch_plan(self.cfg, unit, session_id)
+        self.tmux.new_session(unit.session, argv, unit.folder, env, self.cfg.owner, self.cfg.state_dir / "launch")
+        record.started_at = now
+        record.dialog_answered_at = 0.0
+        record.extra.pop("ready_timeout_reported", None)
+        record.extra.pop("unknown_dialog_reported", None)
+        if session_id:
+            record.session_ids.append(session_id)
+        record.kickoff = kickoff_for(self.cfg, unit, state) if isinstance(unit, Agent) else ""
+        self.events.emit("start", unit.name, reason, now=now, session=unit.session, argv=shlex.join(argv),
+                         session_id=session_id)
+        transition(record, "starting" if isinstance(unit, Agent) else "running", reason, now, self.events, unit.name)
+
+    def stop(self, unit: Agent | Service) -> list[int]:
+        """Kill the unit's session and every process it left behind; returns the pids ended."""
+        panes = self.tmux.list_panes()
+        pane = panes.get(unit.session)
+        if pane is not None and pane.owner != self.cfg.owner:
+            raise RuntimeFailure(f"session {unit.session} exists but was not started by {self.cfg.path.name}; "
+                                 f"not touching it")
+        # A dead pane's pid may already belong to someone else: only a live pane's tree is ours.
+        roots = [pane.pid] if pane is not None and pane.pid and not pane.dead else []
+        survivors = set(process_tree(roots)) | set(processes_marked(unit_marker(self.cfg, unit)))
+        if pane is not None:
+            self.tmux.kill_session(unit.session)
+        return end_processes(survivors)
+
+    # -- acting --
+
+    def act(self, actions: list[Action], state: dict, now: float) -> None:
+        """Carry out actions; sends run in parallel (one per unit), everything else in order."""
+        sends = [action for action in actions if action.kind == "send"]
+        for action in actions:
+            if action.kind != "send":
+                self._act_one(action, state, now)
+        if sends:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=min(8, len(sends))) as pool:
+                results = list(pool.map(self._deliver, sends))
+            for action, delivery in zip(sends, results):
+                self._record_delivery(action, delivery, state, time.time())
+
+    def _act_one(self, action: Action, state: dict, now: float) -> None:
+        unit = self.cfg.unit(action.unit)
+        record = record_of(state, action.unit)
+        if action.kind == "keys" and unit is not None:
+            pane = self.tmux.list_panes().get(unit.session)
+            if pane and not pane.dead:
+                self.tmux.send_keys(pane.pane_id, *action.keys)
+            record.dialog_answered_at = now
+            self.events.emit("dialog", action.unit, action.reason, now=now, keys=" ".join(action.keys))
+        elif action.kind == "mark":
+            transition(record, action.text, action.reason, now, self.events, action.unit)
+        elif action.kind == "event":
+            if action.purpose == "slow-start":
+                record.extra["ready_timeout_reported"] = True
+            if action.purpose == "dialog":
+                record.extra["unknown_dialog_reported"] = True
+            self.events.emit(action.purpose or "note", action.unit, action.reason, now=now)
+        elif action.kind == "start" and unit is not None:
+            self.launch(unit, state, action.reason, now)
+        elif action.kind == "kill" and unit is not None:
+            ended = self.stop(unit)
+            self.events.emit("kill", action.unit, action.reason, now=now, pids=ended)
+
+    def _deliver(self, action: Action) -> Delivery:
+        unit = self.cfg.unit(action.unit)
+        if unit is None:
+            return Delivery("failed", "no such unit in the config")
+        try:
+            return self.sender.deliver(unit.session, backend_of(self.cfg, unit), action.text)
+        except RuntimeFailure as failure:
+            return Delivery("failed", str(failure))
+
+    def _record_delivery(self, action: Action, delivery: Delivery, state: dict, now: float) -> None:
+        record = record_of(state, action.unit)
+        kind = action.purpose or "send"
+        self.events.emit(kind if delivery.ok else f"{kind}-{delivery.outcome}", action.unit,
+                         f"{action.reason}: {delivery.detail}", now=now, chars=len(action.text),
+                         presses=delivery.presses, preview=clean_message(action.text)[:80])
+        if action.purpose == "kickoff" and delivery.ok:
+            record.kickoff = ""
+            transition(record, "running", "kickoff delivered", now, self.events, action.unit)
+
+    # -- the start-up loop shared by `up` and `restart` --
+
+    def bring_up(self, units: list[Agent | Service], reason: str, timeout: float | None = None,
+                 report: Callable[[str], None] = print) -> bool:
+        """Start the units, then watch them until each has its kickoff or the time is up. True if all came up."""
+        with self.store.transaction() as state:
+            now = time.time()
+            for unit in units:
+                self.launch(unit, state, reason, now)
+        agents = [unit for unit in units if isinstance(unit, Agent)]
+        limit = timeout or max([self.cfg.backends[a.backend].ready_timeout for a in agents] or [0])
+        deadline = time.monotonic() + limit
+        while agents:
+            seen = self.observe()
+            with self.store.transaction() as state:
+                now = time.time()
+                actions = [a for a in check_startup(self.cfg, state, seen, now) if a.unit in {u.name for u in units}]
+                actions = [a for a in actions if a.purpose != "slow-start"]
+                self.act(actions, state, now)
+                pending = [a for a in agents if record_of(state, a.name).lifecycle == "starting"
+                           and seen[a.name].screen.state != "dead"]
+            if not pending or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        return self._report_start(units, report)
+
+    def _report_start(self, units: list[Agent | Service], report: Callable[[str], None]) -> bool:
+        seen = self.observe()
+        state = self.store.load()
+        ok = True
+        for unit in units:
+            record = record_of(state, unit.name)
+            look = seen[unit.name]
+            if look.screen.state == "dead":
+                ok = False
+                pane = look.pane
+                tail = ""
+                if pane is not None:
+                    output = [line for line in self.tmux.capture_history(pane.pane_id, 30) if line.strip()]
+                    output = [line for line in output if not line.startswith("Pane is dead")]
+                    tail = " | ".join(output[-3:])
+                report(f"{unit.name}: died at start ({look.screen.detail})" + (f": {tail}" if tail else ""))
+                self.events.emit("start-failed", unit.name, f"died at start ({look.screen.detail})", output=tail)
+            elif record.lifecycle == "starting":
+                ok = False
+                report(f"{unit.name}: started in {unit.session}, but no prompt yet (screen reads "
+                       f"{look.screen.state}); the kickoff waits")
+            else:
+                extra = " kickoff delivered" if isinstance(unit, Agent) and unit.prompt_text or (
+                    isinstance(unit, Agent) and unit.kind == "loop") else ""
+                report(f"{unit.name}: started in session {unit.session} ({look.screen.describe(time.time())})"
+                       + (f";{extra}" if extra else ""))
+        return ok
+
+
+def process_tree(roots: list[int]) -> list[int]:
+    """``roots`` and all their descendants, from /proc (empty where /proc is missing)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = (entry / "stat").read_text()
+            parent = int(stat[stat.rindex(")") + 2:].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found, queue = [], list(roots)
+    while queue:
+        pid = queue.pop()
+        if pid not in found:
+            found.append(pid)
+            queue.extend(children.get(pid, []))
+    return found
+
+
+def processes_marked(marker: str) -> list[int]:
+    """Pids whose environment carries ``AGENTS_PY_UNIT=marker``: what a unit left behind, daemons included."""
+    needle = f"AGENTS_PY_UNIT={marker}".encode()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError):
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+    return [pid for pid in found if pid != os.getpid()]
+
+
+def processes_marked_with_prefix(prefix: str) -> list[int]:
+    """Pids whose ``AGENTS_PY_UNIT`` starts with ``prefix`` (every unit of one config)."""
+    needle = f"AGENTS_PY_UNIT={prefix}".encode()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError):
+            if any(item.startswith(needle) for item in (entry / "environ").read_bytes().split(b"\0")):
+                found.append(int(entry.name))
+    return [pid for pid in found if pid != os.getpid()]
+
+
+def end_processes(pids: Iterable[int], grace: float = 3.0) -> list[int]:
+    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL what is left. By pid only."""
+    alive = [pid for pid in set(pids) if pid > 1 and pid != os.getpid() and pid_alive(pid)]
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(pid_alive(pid) for pid in alive):
+        time.sleep(0.05)
+    for pid in alive:
+        if pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    return sorted(alive)
+
+
+def pid_alive(pid: int) -> bool:
+    """True if the process exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] != "Z"
+    return True
+
+
+# ============================================================================
+# Commands
+#   One function per verb. Each takes the parsed arguments and returns an exit
+#   code: 0 ok, 1 runtime failure, 2 usage or config error.
+# ============================================================================
+
+
+def select_units(cfg: Config, names: list[str]) -> list[Agent | Service]:
+    """The named units (all if none named); an unknown name is a usage error."""
+    if not names:
+        return cfg.units()
+    units = []
+    for name in names:
+        unit = cfg.unit(name)
+        if unit is None:
+            known = ", ".join(u.name for u in cfg.units()) or "none"
+            hint = difflib.get_close_matches(name, [u.name for u in cfg.units()], n=1)
+            raise ConfigError([f"{Loader._label(cfg.path)}: no agent or service named {name!r}"
+                               + (f" (did you mean {hint[0]!r}?)" if hint else f"; known: {known}")])
+        units.append(unit)
+    return units
+
+
+def unit_section(unit: Agent | Service) -> str:
+    return f"[[agent]] {unit.name!r}" if isinstance(unit, Agent) else f"[[service]] {unit.name!r}"
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    label = Loader._label(cfg.path)
+    print(f"{label}: OK")
+    print(f"  sessions   prefix {cfg.session_prefix!r} on "
+          + (f"private tmux socket {cfg.tmux_socket!r}" if cfg.tmux_socket else "the default tmux server"))
+    print(f"  state      {cfg.state_dir}\n  logs       {cfg.log_dir}")
+    print(f"\n`up` would start {len(cfg.agents)} agent(s) and {len(cfg.services)} service(s):")
+    for unit in cfg.units():
+        argv, _ = launch_plan(cfg, unit, "<uuid>" if isinstance(unit, Agent) and backend_of(cfg, unit).session_id_flag else None)
+        if isinstance(unit, Agent):
+            print(f"  {unit.name:<14} {unit.kind:<10} backend {unit.backend:<9} session {unit.session}")
+        else:
+            print(f"  {unit.name:<14} {'service':<10} {'':<17} session {unit.session}")
+        print(f"  {'':<14} cwd {unit.folder}")
+        print(f"  {'':<14} runs {shlex.join(argv)}")
+        if isinstance(unit, Agent):
+            kickoff = kickoff_for(cfg, unit, StateStore(cfg.state_dir).load())
+            first = kickoff.strip().splitlines()[0][:70] if kickoff.strip() else "(none)"
+            print(f"  {'':<14} kickoff {first!r}" + (f" ({len(kickoff)} chars in all)" if len(kickoff) > 70 else ""))
+            if unit.wake:
+                print(f"  {'':<14} wakes every {format_duration(unit.wake.interval)} when idle")
+        problem = missing_program(cfg, unit)
+        if problem:
+            print(f"  {'':<14} WARNING: {problem}: `up` will refuse to start it")
+    if cfg.loop:
+        phases = ", ".join(phase.id for phase in cfg.loop.phases) or "(none)"
+        print(f"\nloop: repo {cfg.loop.folder}, {cfg.loop.remote}/{cfg.loop.branch}, phases {phases}")
+        handoff = cfg.loop.handoff
+        print(f"  claims ping {', '.join(handoff.claim_pings) or 'nobody'}; reviews ping "
+              f"{', '.join(handoff.review_pings) or 'nobody'}")
+    w = cfg.watchdog
+    print(f"\nwatchdog: tick {w.signal_interval:g}s, stall after {format_duration(w.stall_idle)} idle "
+          f"(grace {format_duration(w.stall_grace)}), restart backoff {w.backoff_base:g}s…{w.backoff_max:g}s")
+    for warning in cfg.warnings:
+        print(f"warning: {warning}")
+    return EXIT_OK
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    units = select_units(cfg, args.names)
+    team = Team(cfg)
+    seen = team.observe()
+    problems, to_start = [], []
+    for unit in units:
+        look = seen[unit.name]
+        if look.foreign:
+            problems.append(f"{unit.name}: tmux session {unit.session!r} exists but was not started by "
+                            f"{cfg.path.name}; rename the session (session = …) or end it yourself")
+        elif look.pane is not None and not look.pane.dead:
+            continue
+        else:
+            missing = missing_program(cfg, unit)
+            if missing:
+                key = "backend" if isinstance(unit, Agent) else "command"
+                detail = f" (backend {unit.backend}: command {shlex.join(backend_of(cfg, unit).command)})" \
+                    if isinstance(unit, Agent) else ""
+                raise ConfigError([f"{Loader._label(cfg.path)}: {unit_section(unit)} {key}: {missing}{detail}"])
+            to_start.append(unit)
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return EXIT_RUNTIME
+    running = [unit for unit in units if unit not in to_start]
+    for unit in running:
+        with team.store.transaction() as state:
+            record = record_of(state, unit.name)
+            if record.lifecycle in ("stopped", "exited", "failed", "backoff"):
+                transition(record, "running", "found running at `up`", time.time(), team.events, unit.name)
+        print(f"{unit.name}: already running in session {unit.session}")
+    ok = team.bring_up(to_start, "up") if to_start else True
+    if not to_start:
+        print("nothing to start")
+    if not args.no_watchdog:
+        ok = start_watchdog_process(cfg) and ok
+    return EXIT_OK if ok else EXIT_RUNTIME
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    units = select_units(cfg, args.names)
+    team = Team(cfg)
+    if not args.names:
+        stop_watchdog_process(cfg)
+    panes = team.tmux.list_panes()
+    stopped = []
+    for unit in units:
+        pane = panes.get(unit.session)
+        if pane is not None and pane.owner != cfg.owner:
+            print(f"{unit.name}: session {unit.session} was not started by {cfg.path.name}; left alone")
+            continue
+        ended = team.stop(unit)
+        with team.store.transaction() as state:
+            transition(record_of(state, unit.name), "stopped", "down", time.time(), team.events, unit.name)
+        if pane is not None or ended:
+            stopped.append(unit.name)
+            print(f"{unit.name}: stopped" + (f" (ended {len(ended)} process(es))" if ended else ""))
+    if not args.names:
+        # Sessions this config started for units since removed from it, and anything left marked as ours.
+        configured = {unit.session for unit in cfg.units()}
+        for session, pane in panes.items():
+            if pane.owner == cfg.owner and session not in configured:
+                team.tmux.kill_session(session)
+                print(f"{session}: stopped (no longer in the config)")
+        prefix = unit_marker(cfg, cfg.units()[0]).split(":")[0] + ":" if cfg.units() else None
+        if prefix:
+            leftovers = end_processes(processes_marked_with_prefix(prefix))
+            if leftovers:
+                print(f"ended {len(leftovers)} leftover process(es): {' '.join(map(str, leftovers))}")
+    if not stopped:
+        print("nothing was running")
+    return EXIT_OK
+
+
+def status_of(cfg: Config, look: Seen, record: UnitRecord, now: float) -> tuple[str, str]:
+    """(state, detail) for ``status``: the lifecycle where it says more than the screen does."""
+    pane, screen = look.pane, look.screen
+    if look.foreign:
+        return "stopped", "a session with this name belongs to another config"
+    if record.lifecycle == "failed":
+        return "failed", record.reason
+    if record.lifecycle == "backoff" and (pane is None or pane.dead):
+        until = record.extra.get("backoff_until")
+        return ("backoff" + (f" until {clock_time(until)}" if until else "")), record.reason
+    if pane is None:
+        if record.lifecycle in ("stopped", "exited"):
+            return "stopped", record.reason
+        return "dead", "session gone"
+    if pane.dead:
+        unit = look.unit
+        if isinstance(unit, Agent) and unit.kind == "task" and pane.dead_status == 0:
+            return "stopped", "finished (exit 0)"
+        return "dead", screen.detail
+    if screen.state == "running":
+        return "running", ""
+    word = screen.describe(now)
+    unit = look.unit
+    if (screen.state == "idle" and isinstance(unit, Agent) and unit.watch == "heal+stall"
+            and now - pane.activity >= cfg.watchdog.stall_idle and now - record.started_at >= cfg.watchdog.stall_grace):
+        word = f"stalled {format_duration(now - pane.activity)}"
+    if record.lifecycle == "starting":
+        word += " (starting)"
+    return word, screen.detail
+
+
+def status_rows(cfg: Config, team: Team, now: float) -> tuple[list[dict], list[dict]]:
+    seen = team.observe(now)
+    state = team.store.load()
+    agents, services = [], []
+    for unit in cfg.units():
+        look = seen[unit.name]
+        record = record_of(state, unit.name)
+        word, detail = status_of(cfg, look, record, now)
+        remembered = record.extra.get("screen")
+        since = record.extra.get("screen_since") if remembered == word.split()[0] else None
+        if since is None:
+            since = record.since or None
+        pane = look.pane if not look.foreign else None
+        row = {
+            "name": unit.name,
+            "kind": unit.kind if isinstance(unit, Agent) else "service",
+            "backend": unit.backend if isinstance(unit, Agent) else "",
+            "session": unit.session,
+            "state": word,
+            "detail": detail,
+            "since": iso(since) if since else None,
+            "restarts": record.restarts,
+            "lifecycle": record.lifecycle,
+            "uptime_s": round(now - pane.created) if pane and not pane.dead else None,
+            "last_activity": iso(pane.activity) if pane else None,
+            "pid": pane.pid if pane and not pane.dead else None,
+        }
+        if isinstance(unit, Agent):
+            row["session_ids"] = record.session_ids
+            if look.screen.reset_at:
+                row["limited_until"] = iso(look.screen.reset_at)
+            agents.append(row)
+        else:
+            services.append(row)
+    return agents, services
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    team = Team(cfg)
+    now = time.time()
+    agents, services = status_rows(cfg, team, now)
+    state = team.store.load()
+    watchdog = watchdog_status(cfg)
+    phase = current_phase(cfg, state)
+    phase_info = {"current": phase.id if phase else None, "complete": bool(state.get("phase", {}).get("complete"))}
+    if args.json:
+        print(json.dumps({"agents": agents, "services": services, "watchdog": watchdog, "phase": phase_info},
+                         indent=1))
+        return EXIT_OK
+    header = f"{'NAME':<14} {'KIND':<10} {'BACKEND':<9} {'STATE':<26} {'UPTIME':>7} {'RESTARTS':>8}  LAST ACTIVITY"
+    print(header)
+    for row in [*agents, *services]:
+        uptime = format_duration(row["uptime_s"]) if row["uptime_s"] is not None else "-"
+        activity = "-"
+        if row["last_activity"]:
+            activity = format_duration(now - dt.datetime.fromisoformat(row["last_activity"]).timestamp()) + " ago"
+        print(f"{row['name']:<14} {row['kind']:<10} {row['backend'] or '-':<9} {row['state'][:26]:<26} "
+              f"{uptime:>7} {row['restarts']:>8}  {activity}")
+    if watchdog["pid"]:
+        last = watchdog["last_tick"]
+        print(f"\nwatchdog: pid {watchdog['pid']}, {'alive' if watchdog['alive'] else 'NOT RUNNING'}"
+              + (f", last tick {format_duration(now - dt.datetime.fromisoformat(last).timestamp())} ago" if last else ""))
+    else:
+        print("\nwatchdog: not running")
+    if phase_info["current"]:
+        print(f"phase: {phase_info['current']}" + (" (sequence complete)" if phase_info["complete"] else ""))
+    return EXIT_OK
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    unit = select_units(cfg, [args.name])[0]
+    if args.file:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    else:
+        text = " ".join(args.text)
+    if not clean_message(text):
+        raise ConfigError(["send: the message is empty"])
+    team = Team(cfg)
+    with team.store.transaction() as state:
+        action = Action("send", unit.name, "sent from the command line", text=text, purpose="send")
+        delivery = team._deliver(action)
+        team._record_delivery(action, delivery, state, time.time())
+    if delivery.ok:
+        print(f"{unit.name}: delivered ({delivery.detail}; {delivery.presses} press(es) of "
+              f"{backend_of(cfg, unit).submit_key})")
+        return EXIT_OK
+    print(f"{unit.name}: NOT delivered: {delivery.outcome}: {delivery.detail}", file=sys.stderr)
+    return EXIT_RUNTIME
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    unit = select_units(cfg, [args.name])[0]
+    missing = missing_program(cfg, unit)
+    if missing:
+        raise ConfigError([f"{Loader._label(cfg.path)}: {unit_section(unit)} command: {missing}"])
+    team = Team(cfg)
+    with team.store.transaction() as state:
+        record = record_of(state, unit.name)
+        record.restarts += 1
+        record.restart_times = []  # a manual restart clears the crash-loop count
+        record.extra.pop("backoff_until", None)
+    ok = team.bring_up([unit], "restart (command line)")
+    return EXIT_OK if ok else EXIT_RUNTIME
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    unit = select_units(cfg, [args.name])[0]
+    team = Team(cfg)
+    pane = team.tmux.list_panes().get(unit.session)
+    if pane is None:
+        print(f"{unit.name}: no session {unit.session} (is it up?)", file=sys.stderr)
+        return EXIT_RUNTIME
+    team.tmux.attach(unit.session)
+    return EXIT_OK  # not reached: attach replaces this process
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    if args.name == "watchdog":
+        return follow_file(cfg.log_dir / "watchdog.log", args.lines, args.follow)
+    unit = select_units(cfg, [args.name])[0]
+    team = Team(cfg)
+    pane = team.tmux.list_panes().get(unit.session)
+    if pane is None:
+        print(f"{unit.name}: no session {unit.session}", file=sys.stderr)
+        return EXIT_RUNTIME
+    lines = team.tmux.capture_history(pane.pane_id, args.lines)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    print("\n".join(lines))
+    while args.follow:
+        time.sleep(1.0)
+        pane = team.tmux.list_panes().get(unit.session)
+        if pane is None:
+            print(f"-- session {unit.session} ended --")
+            return EXIT_OK
+        fresh = team.tmux.capture_history(pane.pane_id, max(args.lines, 200))
+        while fresh and not fresh[-1].strip():
+            fresh.pop()
+        for line in new_lines(lines, fresh):
+            print(line, flush=True)
+        lines = fresh
+    return EXIT_OK
+
+
+def new_lines(before: list[str], after: list[str]) -> list[str]:
+    """The lines of ``after`` that follow what ``before`` ended with (for following a pane)."""
+    anchor = [line for line in before if line.strip()][-3:]
+    if not anchor:
+        return after
+    for end in range(len(after), len(anchor) - 1, -1):
+        window = [line for line in after[:end] if line.strip()][-len(anchor):]
+        if window == anchor:
+            return after[end:]
+    return after
+
+
+def follow_file(path: Path, lines: int, follow: bool) -> int:
+    if not path.exists():
+        print(f"{path}: no log yet", file=sys.stderr)
+        return EXIT_RUNTIME
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle.readlines()[-lines:]:
+            print(line, end="")
+        while follow:
+            line = handle.readline()
+            if line:
+                print(line, end="", flush=True)
+            else:
+                time.sleep(0.5)
+    return EXIT_OK
+
+
+# -- the watchdog process (its loop comes with the watchdog section) --
+
+def watchdog_status(cfg: Config) -> dict:
+    """``{"pid", "alive", "last_tick"}`` from the watchdog's pid file and heartbeat."""
+    pid_file = cfg.state_dir / "watchdog.pid"
+    try:
+        info = json.loads(pid_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {"pid": None, "alive": False, "last_tick": None}
+    pid = info.get("pid")
+    alive = bool(pid) and pid_alive(pid) and watchdog_lock_held(cfg)
+    return {"pid": pid, "alive": alive, "last_tick": info.get("last_tick")}
+
+
+def watchdog_lock_held(cfg: Config) -> bool:
+    """True if some process holds the watchdog lock (so the pid file is not stale)."""
+    path = cfg.state_dir / "watchdog.lock"
+    if not path.exists():
+        return False
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def start_watchdog_process(cfg: Config) -> bool:
+    """Placeholder until the watchdog lands: `up` starts no watchdog yet."""
+    return True
+
+
+def stop_watchdog_process(cfg: Config) -> None:
+    """Placeholder until the watchdog lands."""
+
+
+# ============================================================================
+# main
+#   Argument parsing: every verb documented with examples (`--help`).
+# ============================================================================
+
+OVERVIEW = """\
+Run a team of terminal coding agents (Claude Code, Codex, Gemini CLI, aider,
+opencode, or any REPL) in tmux sessions from one config file, agents.toml, and
+keep them working unattended.
+
+quick start:
+  python3 agents.py check           validate agents.toml, show what `up` would start
+  python3 agents.py up              start every agent and service (idempotent)
+  python3 agents.py status          who is busy, idle, stuck, limited or dead
+  python3 agents.py send NAME TEXT  deliver a message the safe, verified way
+  python3 agents.py attach NAME     look over an agent's shoulder (detach: C-b d)
+  python3 agents.py down            stop everything this config started
+"""
+
+EPILOG = """\
+config file:
+  --config PATH, else $AGENTS_CONFIG, else ./agents.toml. --config may come
+  before or after the command. Paths in the file are relative to its folder.
+
+exit codes:
+  0 ok   1 runtime failure (tmux refused, delivery not seen)   2 usage or config error
+
+Each command has its own help: python3 agents.py COMMAND --help
+"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the hand-made layout of descriptions and epilogs."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agents.py", description=OVERVIEW, epilog=EPILOG,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--config", metavar="PATH", help="the config file (default: $AGENTS_CONFIG or ./agents.toml)")
+    parser.add_argument("--version", action="version", version=f"agents.py {VERSION}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+
+    def command(name: str, summary: str, description: str, handler: Callable) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=summary, description=f"{summary}\n\n{description}",
+                                  formatter_class=HelpFormatter)
+        sub.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                         help="the config file (also accepted before the command)")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    sub = command("up", "start agents and services that are not running", """\
+Starts each named agent or service (all when none is named) that has no live
+session: a tmux session with its command (no shell in between), cwd, env, a
+fixed window size and a large history. Then it answers known start-up dialogs
+by the backend's rules (Claude Code's bypass-permissions warning: Down, Enter),
+waits for the prompt and delivers the kickoff (the agent's prompt, or its
+phase's kickoff for a loop agent). Running sessions are left alone, so `up` is
+safe to repeat. A command that is not on PATH is an error before anything starts.
+
+examples:
+  agents.py up                    everything
+  agents.py up builder            just the builder
+  agents.py up --no-watchdog      start agents but no watchdog""", cmd_up)
+    sub.add_argument("names", nargs="*", metavar="NAME", help="agents or services to start (default: all)")
+    sub.add_argument("--no-watchdog", action="store_true", help="do not start the background watchdog")
+
+    sub = command("down", "stop sessions this config started", """\
+Kills the named sessions (all of this config's when none is named) and every
+process they left behind (found by pid through a marker in their environment,
+never by name), and stops the watchdog when stopping everything. Sessions that
+another config or a human started are never touched.
+
+examples:
+  agents.py down
+  agents.py down reviewer""", cmd_down)
+    sub.add_argument("names", nargs="*", metavar="NAME", help="agents or services to stop (default: all)")
+
+    sub = command("status", "show every agent's and service's state", """\
+Read-only. One tmux call lists every pane, one more captures their screens, and
+each screen is read through its backend. STATE is one of: busy, idle, dialog
+(keys awaited), limited (until a parsed reset time), stalled (idle too long),
+dead, backoff (waiting to be restarted), failed (crash loop: use `restart`),
+stopped. Also shown: uptime, restarts, last activity, the watchdog and the
+current phase.
+
+examples:
+  agents.py status
+  agents.py status --json | jq '.agents[] | select(.state | startswith("idle")) | .name'""", cmd_status)
+    sub.add_argument("--json", action="store_true",
+                     help='machine-readable: {"agents": [...], "services": [...], "watchdog": {...}, "phase": {...}}')
+
+    sub = command("send", "deliver a message to an agent, verified", """\
+Types TEXT into the agent's session the way the watchdog does: one sender per
+session at a time, copy mode left, never typed into a dialog (the message is
+held instead), control characters stripped, the text sent literally (several
+lines go as one bracketed paste), the backend's submit key pressed after its
+submit delay, and the landing verified on screen (the input box emptied or the
+agent turned busy), pressing the submit key again up to three times. Quotes,
+$(…), backticks and ';' arrive verbatim and run nothing. Exits 1 when delivery
+could not be seen.
+
+examples:
+  agents.py send builder "pull, then re-run the tests"
+  agents.py send builder --file notes.md
+  git log -1 --format=%B | agents.py send reviewer --file -""", cmd_send)
+    sub.add_argument("name", metavar="NAME", help="the agent")
+    sub.add_argument("text", nargs="*", metavar="TEXT", help="the message (several words are joined by spaces)")
+    sub.add_argument("--file", metavar="PATH", help="read the message from a file ('-' for standard input)")
+
+    sub = command("restart", "kill an agent or service and start it again", """\
+Ends the session and everything it left behind, starts it fresh (a new session
+id for Claude Code) and delivers its kickoff. Clears a crash-loop `failed`
+state.
+
+example:
+  agents.py restart builder""", cmd_restart)
+    sub.add_argument("name", metavar="NAME", help="the agent or service")
+
+    sub = command("attach", "attach your terminal to an agent's session", """\
+Attaches to the agent's tmux session (inside tmux on the same server it switches
+to it instead). Detach again with C-b d; the agent keeps running.
+
+example:
+  agents.py attach builder""", cmd_attach)
+    sub.add_argument("name", metavar="NAME", help="the agent or service")
+
+    sub = command("logs", "print an agent's recent screen output", """\
+Prints the last lines of the agent's pane, scrollback included; --follow keeps
+printing new output. `logs watchdog` shows the watchdog's log instead.
+
+examples:
+  agents.py logs builder -n 200
+  agents.py logs watchdog --follow""", cmd_logs)
+    sub.add_argument("name", metavar="NAME", help="an agent or service, or 'watchdog'")
+    sub.add_argument("-n", "--lines", type=int, default=60, help="how many lines (default 60)")
+    sub.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
+
+    sub = command("check", "validate the config and show what `up` would start", """\
+Validates agents.toml completely (unknown keys with a 'did you mean', wrong
+types, duplicate names, unknown backends or agents, invalid regexes, missing
+@files and folders): each problem is one line naming the file, the section and
+the key, and the exit code is 2. When valid, prints every agent and service
+with the exact command line, folder and kickoff `up` would use.
+
+example:
+  agents.py check --config examples/demo/agents.toml""", cmd_check)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.handler(args)
+    except ConfigError as error:
+        for line in error.lines:
+            print(line, file=sys.stderr)
+        return EXIT_USAGE
+    except RuntimeFailure as failure:
+        print(f"error: {failure}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Shared fixtures: the agents.py module, private tmux sockets, throwaway projects.
+
+Every test that touches tmux uses its own server (``tmux -L <unique>``) and
+kills it in a finalizer, so a failing test leaves no session and never touches
+the user's default tmux server. Processes are ended by pid only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+AGENTS_PY = REPO / "agents.py"
+SIMAGENT = REPO / "examples" / "simagent.py"
+
+
+def load_agents_module():
+    spec = importlib.util.spec_from_file_location("agents", AGENTS_PY)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["agents"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+agents = load_agents_module()
+
+
+@pytest.fixture
+def ag():
+    """The agents.py module."""
+    return agents
+
+
+def tmux_server_sessions(socket: str) -> list[str]:
+    result = subprocess.run(["tmux", "-L", socket, "list-sessions", "-F", "#{session_name}"],
+                            capture_output=True, text=True)
+    return result.stdout.split() if result.returncode == 0 else []
+
+
+def marked_pids(config_path: Path) -> list[int]:
+    """Processes started for a config (their AGENTS_PY_UNIT marker names its hash)."""
+    prefix = hashlib.sha1(str(config_path).encode()).hexdigest()[:12] + ":"
+    return agents.processes_marked_with_prefix(prefix)
+
+
+class Project:
+    """A throwaway folder with an agents.toml on a private tmux socket."""
+
+    def __init__(self, root: Path, socket: str):
+        self.root = root
+        self.socket = socket
+        self.config = root / "agents.toml"
+        self.home = root / "home"
+        self.home.mkdir(exist_ok=True)
+
+    def write(self, body: str) -> Path:
+        header = f'tmux_socket = "{self.socket}"\nsession_prefix = "t-"\n'
+        self.config.write_text(header + textwrap.dedent(body))
+        return self.config
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("TMUX", None)
+        env.pop("AGENTS_CONFIG", None)
+        env["HOME"] = str(self.home)
+        env["CLAUDE_CONFIG_DIR"] = str(self.home / ".claude")
+        return env
+
+    def run(self, *args: str, timeout: float = 120, input_text: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(AGENTS_PY), "--config", str(self.config), *args],
+                              capture_output=True, text=True, timeout=timeout, env=self.env(), input=input_text,
+                              cwd=self.root)
+
+    def tmux(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True)
+
+    def sessions(self) -> list[str]:
+        return tmux_server_sessions(self.socket)
+
+    def capture(self, session: str) -> str:
+        return self.tmux("capture-pane", "-p", "-t", f"={session}:").stdout
+
+    def cleanup(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+        leftovers = marked_pids(self.config)
+        for pid in leftovers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture
+def socket_name():
+    name = f"agt-{os.getpid()}-{secrets.token_hex(3)}"
+    yield name
+    subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True)
+
+
+@pytest.fixture
+def project(tmp_path):
+    proj = Project(tmp_path, f"agt-{os.getpid()}-{secrets.token_hex(3)}")
+    yield proj
+    proj.cleanup()
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.1, message: str = "condition"):
+    """Poll until ``predicate()`` is truthy; return its value, or fail the test naming ``message``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
