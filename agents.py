@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import datetime as dt
+from datetime import date, datetime, timedelta, timezone, tzinfo
 import difflib
 import fcntl
 import json
@@ -93,13 +93,13 @@ def format_duration(seconds: float) -> str:
 
 def iso(timestamp: float) -> str:
     """A Unix time as local ISO 8601 with offset, to the second."""
-    return dt.datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
+    return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
 
 
 def clock_time(timestamp: float) -> str:
     """A Unix time as local ``HH:MM`` (with the date when it is not today)."""
-    moment = dt.datetime.fromtimestamp(timestamp).astimezone()
-    if moment.date() == dt.date.today():
+    moment = datetime.fromtimestamp(timestamp).astimezone()
+    if moment.date() == date.today():
         return moment.strftime("%H:%M")
     return moment.strftime("%a %d %b %H:%M")
 
@@ -144,6 +144,19 @@ def file_lock(path: Path, timeout: float = 30.0) -> Iterator[None]:
         yield
     finally:
         handle.close()
+
+
+class Clock:
+    """Real time. The simulation passes a fake with the same three methods, so days pass in seconds."""
+
+    def now(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
 
 
 class EventLog:
@@ -1124,9 +1137,17 @@ class Tmux:
     # -- typing --
 
     def send_text(self, pane_id: str, text: str, chunk: int = 512) -> None:
-        """Type ``text`` literally (``send-keys -l``): no key names, no shell, nothing run."""
+        """Type ``text`` literally (``send-keys -l``): no key names, no shell, nothing run.
+
+        tmux reads an argument that ends in ``;`` as a command separator and drops
+        the ``;`` (even from an argv list); a backslash before it is its escape for a
+        literal one, so a chunk ending in ``;`` gets that backslash.
+        """
         for start in range(0, len(text), chunk):
-            self.run(["send-keys", "-t", pane_id, "-l", "--", text[start:start + chunk]])
+            piece = text[start:start + chunk]
+            if piece.endswith(";"):
+                piece = piece[:-1] + "\\;"
+            self.run(["send-keys", "-t", pane_id, "-l", "--", piece])
 
     def paste(self, pane_id: str, text: str) -> None:
         """Paste ``text`` as one bracketed paste: newlines stay newlines, not submits."""
@@ -1226,12 +1247,19 @@ class UnitRecord:
     since: float = 0.0  # when lifecycle last changed
     reason: str = ""  # why it last changed
     started_at: float = 0.0  # when the current session was started
-    restarts: int = 0  # restarts by the watchdog or `restart` since `up`
-    restart_times: list[float] = field(default_factory=list)  # recent restarts, for crash-loop detection
+    restarts: int = 0  # restarts by the watchdog or `restart`
+    restart_times: list[float] = field(default_factory=list)  # crash restarts, for crash-loop detection
+    backoff_until: float = 0.0  # in backoff: when the next restart is due
     session_ids: list[str] = field(default_factory=list)  # every CLI session id we started it with
     kickoff: str = ""  # kickoff waiting to be delivered once the prompt shows
-    dialog_answered_at: float = 0.0  # last time we pressed keys at a startup dialog
-    extra: dict[str, Any] = field(default_factory=dict)  # later checks keep their memory here
+    dialog_answered_at: float = 0.0  # last time we pressed keys at a dialog
+    screen: str = ""  # the screen state the watchdog last saw (busy, idle, …)
+    screen_since: float = 0.0  # since when it has been that
+    limit: dict[str, Any] = field(default_factory=dict)  # the limit being waited out: kind, banner, since, until, resumes
+    nudged: dict[str, float] = field(default_factory=dict)  # phase id → when its DONE-nudge was sent
+    stall_clock_from: float = 0.0  # a nudge restarts the idle clock from here
+    next_wake: float = 0.0  # when the next wake is due (0: not scheduled)
+    reported: dict[str, str] = field(default_factory=dict)  # one-time reports made (what → when), never repeated
 
     @classmethod
     def from_dict(cls, data: dict) -> UnitRecord:
@@ -1268,16 +1296,23 @@ class StateStore:
         data["units"] = {name: UnitRecord.from_dict(record) for name, record in data["units"].items()}
         return data
 
-    def save(self, data: dict) -> None:
+    @staticmethod
+    def dumps(data: dict) -> str:
         plain = {**data, "units": {name: dataclasses.asdict(record) for name, record in data["units"].items()}}
-        write_atomically(self.path, json.dumps(plain, indent=1, sort_keys=True))
+        return json.dumps(plain, indent=1, sort_keys=True)
+
+    def save(self, data: dict) -> None:
+        write_atomically(self.path, self.dumps(data))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[dict]:
+        """Load, let the block change the state, save — skipping the write when nothing changed."""
         with file_lock(self.lock_path):
             data = self.load()
+            before = self.dumps(data)
             yield data
-            self.save(data)
+            if self.dumps(data) != before:
+                self.save(data)
 
 
 def record_of(state: dict, name: str) -> UnitRecord:
@@ -1426,7 +1461,7 @@ def read_screen(backend: Backend, pane: Pane | None, screen: list[str] | None, n
         index = fresh_banner(limits[kind])
         if index is not None and not (kind == "rate" and typed):  # text typed after a short API error: retrying
             banner = " ".join(line.strip() for line in lines[index:index + 3])
-            reset = reset_time_from_banner(banner, dt.datetime.fromtimestamp(now).astimezone()) if kind == "usage" else None
+            reset = reset_time_from_banner(banner, datetime.fromtimestamp(now).astimezone()) if kind == "usage" else None
             return Screen("limited", lines[index].strip(), kind, reset.timestamp() if reset else None, lines=lines)
     if prompt:
         return Screen("idle", input_text=typed, lines=lines)
@@ -1466,9 +1501,326 @@ def dialog_answer(backend: Backend, screen: Screen) -> list[str] | None:
     return None
 
 
-def reset_time_from_banner(text: str, now: dt.datetime) -> dt.datetime | None:
-    """Placeholder until the limit parser lands: no reset time is known."""
+# -- reset times ------------------------------------------------------------------
+# From a limit banner to the moment the limit resets. Many forms: clock times with
+# am/pm and an IANA zone, weekdays, dates, durations, Codex's "try again in/at",
+# epochs. Each form has real examples in tests/test_limits.py.
+
+#: An exact instant printed by the CLI or its API: Claude print mode ``…reached|<epoch>``
+#: (seconds, or milliseconds when 13 digits) and Codex's JSON error ``"resets_at":<epoch>``.
+_EPOCH_RESET = re.compile(
+    r"(?:limit reached\||\"?resets_at\"?\s*[:=]\s*)(?P<epoch>\d{13}|\d{10})(?!\d)", re.IGNORECASE)
+_SECONDS_RESET = re.compile(r"\"?resets_in_seconds\"?\s*[:=]\s*(?P<seconds>\d{1,12})(?!\d)", re.IGNORECASE)
+
+#: The words after which a reset time is printed. Durations are tried before clock times at the
+#: same spot, so "resets in 30h" is a duration and "resets 3pm" a clock time.
+_RESET_TRIGGER = re.compile(
+    r"(?P<duration>\b(?:resets?\s+in|try\s+again\s+in|retrying\s+in|retry\s+after|reset\s+after)\b)"
+    r"|(?P<clock>\b(?:resets?(?:\s+(?:at|on))?|try\s+again\s+(?:at|after)|automatically\s+at"
+    r"|wait\s+until|regain\s+access\s+on)\b)",
+    re.IGNORECASE)
+#: Last resort for a bare "in 20s" / "in 5 minutes" when no trigger above gave a time.
+_BARE_IN = re.compile(r"\bin\b", re.IGNORECASE)
+
+_WEEKDAY_NUMBERS = {
+    "mon": 0, "monday": 0, "tue": 1, "tues": 1, "tuesday": 1, "wed": 2, "weds": 2, "wednesday": 2,
+    "thu": 3, "thur": 3, "thurs": 3, "thursday": 3, "fri": 4, "friday": 4,
+    "sat": 5, "saturday": 5, "sun": 6, "sunday": 6,
+}
+_MONTH_NUMBERS = {
+    "jan": 1, "january": 1, "feb": 2, "february": 2, "mar": 3, "march": 3, "apr": 4, "april": 4,
+    "may": 5, "jun": 6, "june": 6, "jul": 7, "july": 7, "aug": 8, "august": 8,
+    "sep": 9, "sept": 9, "september": 9, "oct": 10, "october": 10, "nov": 11, "november": 11,
+    "dec": 12, "december": 12,
+}
+
+
+def _alternation(names) -> str:
+    # Longest first, so "tuesday" is not cut to "tue" and leave "sday" behind.
+    return "|".join(sorted(names, key=len, reverse=True))
+
+
+#: What follows a clock trigger: [weekday] [date] [time] [zone], at least one of the first three.
+#: Shapes seen: "3am", "8:10pm", "6:44 PM", "15:00", "Mon 12:00am", "Oct 31, 9am",
+#: "May 5 at 9pm", "Oct 24", "Jul 5th, 2026 8:19 PM", "Aug 10, 2026, 11:12 AM",
+#: "September 6, 2026, 11:15", "2025-06-01 at 00:00 UTC", each optionally "(Europe/Berlin)".
+_WHEN = re.compile(
+    r"""
+    :?\s*
+    (?:(?P<weekday>""" + _alternation(_WEEKDAY_NUMBERS) + r""")\b\.?,?\s*)?
+    (?:
+        (?P<month>""" + _alternation(_MONTH_NUMBERS) + r""")\b\.?\s*
+        (?P<day>\d{1,2})(?:st|nd|rd|th)?(?![\d:])
+        (?:,?\s*(?P<year>\d{4})(?![\d:]))?
+      | (?P<iso_year>\d{4})-(?P<iso_month>\d{1,2})-(?P<iso_day>\d{1,2})(?!\d)
+    )?
+    (?:(?:T|,?\s*(?:at\s+)?)
+        (?:
+            (?P<hour>\d{1,2}):(?P<minute>\d{2})(?::\d{2})?(?!\d)(?:\s*(?P<ampm>[ap])\.?m\b\.?)?
+          | (?P<bare_hour>\d{1,2})\s*(?P<bare_ampm>[ap])\.?m\b\.?
+        )
+    )?
+    (?:\s*\((?P<zone>[A-Za-z][\w+\-]{0,40}(?:/[\w+\-]{1,40}){0,3})\)|\s+(?P<utc>UTC|GMT)\b|(?P<zulu>Z)\b)?
+    """,
+    re.IGNORECASE | re.VERBOSE)
+
+#: One "<amount><unit>" of a duration: "4h", "51m", "2 days", "1 hr", "3 seconds".
+_DURATION_PART = re.compile(
+    r"(?P<amount>\d{1,12}(?:\.\d{1,6})?)\s*"
+    r"(?P<unit>milliseconds?|ms|days?|d|hours?|hrs?|h|minutes?|mins?|m|seconds?|secs?|s)(?![a-z])",
+    re.IGNORECASE)
+_DURATION_SEPARATOR = re.compile(r"[\s,]*(?:and\s+)?", re.IGNORECASE)
+#: Codex's "try again in less than a minute", and the odd "in a minute" / "an hour".
+_DURATION_WORDS = re.compile(r"(?:less than )?an? (?P<unit>second|minute|hour|day)\b", re.IGNORECASE)
+_SECONDS_PER_UNIT = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def system_local_zone() -> tzinfo:
+    """The machine's local zone, as a DST-aware ``ZoneInfo`` whenever the system allows.
+
+    Trap: ``datetime.now().astimezone().tzinfo`` is a *fixed* offset, so "3am tomorrow"
+    computed with it is an hour off across a DST change. Prefer, in order: ``$TZ`` when it
+    names an IANA zone, then ``/etc/localtime``; only then the fixed offset (a ``$TZ`` in POSIX
+    form like ``EST5EDT,M3.2.0,M11.1.0``, or a system without zone files).
+    """
+    fixed_offset = datetime.now().astimezone().tzinfo or timezone.utc
+    tz_name = os.environ.get("TZ", "").lstrip(":")
+    if tz_name:
+        # $TZ overrides /etc/localtime; a POSIX-form $TZ is only known to the C library.
+        return _zone_named(tz_name) or fixed_offset
+    try:
+        with open("/etc/localtime", "rb") as zone_file:
+            return ZoneInfo.from_file(zone_file, key="localtime")
+    except (OSError, ValueError):
+        # No zone file (Windows, minimal containers): the fixed offset is all there is.
+        return fixed_offset
+
+
+def reset_time_from_banner(
+    text: str,
+    now: datetime,
+    local_tz: tzinfo | None = None,
+    *,
+    grace: timedelta = timedelta(0),
+) -> datetime | None:
+    """When the limit named in ``text`` resets, as an aware UTC datetime; ``None`` if it says not.
+
+    ``text`` is a banner line, possibly with the line or two below it. ``now`` is an aware
+    datetime (a naive one is read as ``local_tz``). ``local_tz`` is the zone for times printed
+    without one; it defaults to the machine's (``system_local_zone()``) — pass it to pin tests.
+
+    Forms, tried in this order (the first that yields a time wins):
+
+    1. Exact instants: ``Claude AI usage limit reached|1767225600`` (13 digits = milliseconds),
+       Codex JSON ``"resets_at":1775317531`` / ``"resets_in_seconds":602705``.
+    2. Each reset phrase in the order it appears in the text:
+
+       - durations after ``resets in``, ``try again in``, ``retrying in``, ``retry after``,
+         ``reset after``: ``4h51m``, ``30h``, ``1d 5h``, ``1 hr 47 min``,
+         ``2 days 17 hours 14 minutes``, ``4 hours and 12 minutes``, ``less than a minute``
+         (= 60 s) → ``now`` + duration, added to the UTC instant;
+       - clock times after ``resets``, ``reset at``, ``resets on``, ``try again at/after``,
+         ``continuing automatically at``, ``wait until``, ``regain access on``: ``7pm``,
+         ``8:10pm``, ``12:00am``, ``6:44 PM``, ``15:00`` (24 h), optionally followed by an IANA
+         zone in parentheses ``(America/Chicago)``, ``(Etc/GMT+5)``, ``(UTC)`` or a bare ``UTC``.
+         → the next time that wall clock reads so, at or after ``now`` (tomorrow if already
+         past today in that zone);
+       - a weekday before the time, ``Mon 12:00am``, ``Tuesday 9am`` → the next such day and
+         time (this week if still ahead, else next week);
+       - a date, ``Jan 5, 3pm``, ``Nov 30 at 5:00 PM``, ``Oct 24`` (midnight),
+         Codex ``Jul 5th, 2026 8:19 PM``, ``2025-06-01 at 00:00 UTC`` → that date; without a
+         year, this year unless that is more than a day past, then next year.
+    3. A bare ``in 20s`` / ``in 5 minutes`` anywhere in the text.
+
+    A bare number (``resets 3``) is refused: without am/pm or minutes it is not a time.
+
+    ``grace``: a clock or weekday time that passed less than ``grace`` ago is returned as is
+    (in the past) instead of a day or a week later. Use it when the banner may still be on
+    screen after its reset, so the caller resumes now instead of waiting a day.
+
+    Zones: named zones keep their case; an unknown one counts as no zone. The result is always
+    in UTC (convert with ``.astimezone()`` to show it). Why: a datetime inside the repeated
+    fall-back hour carries ``fold=1``, and Python's ``==`` between it and a datetime in any other
+    zone is always False (PEP 495) — a UTC result cannot fall into that trap.
+
+    Never raises on any text: numbers too large for a datetime, impossible dates
+    (``Feb 30``) and non-strings all give ``None``.
+    """
+    if not isinstance(text, str) or not isinstance(now, datetime):
+        return None
+    if local_tz is None:
+        local_tz = system_local_zone()
+    if now.tzinfo is None or now.utcoffset() is None:
+        now = now.replace(tzinfo=local_tz)
+    flat = _flatten_screen_text(text)
+    try:
+        instant = _exact_reset_instant(flat, now)
+        if instant is not None:
+            return instant
+        for trigger in _RESET_TRIGGER.finditer(flat):
+            # Enough text for the longest form ("September 30th, 2026, 11:59 PM (America/…)").
+            following = flat[trigger.end():trigger.end() + 100]
+            if trigger.group("duration"):
+                reset = _reset_after_duration(following, now)
+            else:
+                reset = _reset_at_wall_clock(following, now, local_tz, grace)
+            if reset is not None:
+                return reset
+        for bare_in in _BARE_IN.finditer(flat):
+            reset = _reset_after_duration(flat[bare_in.end():bare_in.end() + 60], now)
+            if reset is not None:
+                return reset
+    except (ValueError, OverflowError, OSError):
+        # A garbled or fuzzed banner ("in 99999999999 days", "Feb 30", a 13-digit epoch past
+        # year 9999) names no usable time. None sends the caller to its fallback wait.
+        return None
     return None
+
+
+def _flatten_screen_text(text: str) -> str:
+    """One line: escape sequences gone, box edges and all whitespace folded, apostrophes straight."""
+    # Why: tmux captures may keep colour codes; wrapped banners continue on the next row,
+    # sometimes inside a box ("│"); Claude and Codex print typographic apostrophes; ICU puts
+    # U+202F before "PM". str.split() folds every Unicode space, NBSP and U+202F included.
+    text = re.sub(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]", "", text)
+    text = text.translate({0x2019: "'", 0x2018: "'", 0x02BC: "'", 0x2502: " ", 0x2503: " "})
+    return " ".join(text.split())
+
+
+def _exact_reset_instant(flat: str, now: datetime) -> datetime | None:
+    epoch = _EPOCH_RESET.search(flat)
+    if epoch:
+        digits = epoch.group("epoch")
+        seconds = int(digits) / 1000 if len(digits) == 13 else int(digits)
+        return datetime.fromtimestamp(seconds, timezone.utc)
+    remaining = _SECONDS_RESET.search(flat)
+    if remaining:
+        return _add_real_time(now, timedelta(seconds=int(remaining.group("seconds"))))
+    return None
+
+
+def _reset_after_duration(following: str, now: datetime) -> datetime | None:
+    """``now`` + the duration that ``following`` starts with, or None if it starts with none."""
+    following = following.lstrip(" :")
+    words = _DURATION_WORDS.match(following)
+    if words:
+        unit_seconds = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}[words.group("unit").lower()]
+        return _add_real_time(now, timedelta(seconds=unit_seconds))
+    total_seconds = 0.0
+    position = 0
+    found_part = False
+    while True:
+        part = _DURATION_PART.match(following, position)
+        if not part:
+            break
+        found_part = True
+        unit = part.group("unit").lower()
+        # Milliseconds first: "ms" and "milli…" start with the "m" of minutes.
+        seconds_per_unit = 0.001 if unit == "ms" or unit.startswith("milli") else _SECONDS_PER_UNIT[unit[0]]
+        total_seconds += float(part.group("amount")) * seconds_per_unit
+        position = _DURATION_SEPARATOR.match(following, part.end()).end()
+    if not found_part:
+        return None
+    return _add_real_time(now, timedelta(seconds=total_seconds))
+
+
+def _add_real_time(now: datetime, duration: timedelta) -> datetime:
+    # Why UTC: aware + timedelta keeps the wall clock in a ZoneInfo zone, which is an hour off
+    # across a DST change; a duration is real elapsed time.
+    return now.astimezone(timezone.utc) + duration
+
+
+def _reset_at_wall_clock(following: str, now: datetime, local_tz: tzinfo, grace: timedelta) -> datetime | None:
+    """The instant named by a clock/weekday/date expression at the start of ``following``."""
+    when = _WHEN.match(following)
+    if not when:
+        return None
+    clock = _hour_and_minute(when)
+    if clock is None:
+        return None
+    hour, minute = clock
+    weekday = when.group("weekday")
+    explicit_year, month, day = _year_month_day(when)
+    has_time = when.group("hour") is not None or when.group("bare_hour") is not None
+    if not (has_time or weekday or month):
+        return None
+
+    zone = None
+    if when.group("utc") or when.group("zulu"):
+        zone = timezone.utc
+    elif when.group("zone"):
+        zone = _zone_named(when.group("zone"))
+    if zone is None:
+        zone = local_tz
+    today_there = now.astimezone(zone).date()
+
+    if month is not None:
+        year = explicit_year if explicit_year is not None else today_there.year
+        reset = _wall_clock_instant(date(year, month, day), hour, minute, zone)
+        if explicit_year is None and reset < now - timedelta(days=1):
+            reset = _wall_clock_instant(date(year + 1, month, day), hour, minute, zone)
+        return reset
+
+    if weekday is not None:
+        days_ahead = (_WEEKDAY_NUMBERS[weekday.lower()] - today_there.weekday()) % 7
+        reset_day = today_there + timedelta(days=days_ahead)
+        reset = _wall_clock_instant(reset_day, hour, minute, zone)
+        if reset < now - grace:
+            reset = _wall_clock_instant(reset_day + timedelta(days=7), hour, minute, zone)
+        return reset
+
+    reset = _wall_clock_instant(today_there, hour, minute, zone)
+    if reset < now - grace:
+        reset = _wall_clock_instant(today_there + timedelta(days=1), hour, minute, zone)
+    return reset
+
+
+def _hour_and_minute(when: re.Match) -> tuple[int, int] | None:
+    """24-hour (hour, minute); (0, 0) when no time was printed; None when the time is impossible."""
+    if when.group("hour") is not None:
+        hour, minute, ampm = int(when.group("hour")), int(when.group("minute")), when.group("ampm")
+    elif when.group("bare_hour") is not None:
+        hour, minute, ampm = int(when.group("bare_hour")), 0, when.group("bare_ampm")
+    else:
+        return 0, 0  # a date or weekday alone: the start of that day
+    if minute > 59:
+        return None
+    if ampm is None:
+        return (hour, minute) if hour <= 23 else None
+    if not 1 <= hour <= 12:
+        return None
+    # 12am is midnight and 12pm is noon: hour % 12 gives 0 for both, pm adds 12.
+    return hour % 12 + (12 if ampm.lower() == "p" else 0), minute
+
+
+def _year_month_day(when: re.Match) -> tuple[int | None, int | None, int | None]:
+    if when.group("month"):
+        year = int(when.group("year")) if when.group("year") else None
+        return year, _MONTH_NUMBERS[when.group("month").lower()], int(when.group("day"))
+    if when.group("iso_year"):
+        return int(when.group("iso_year")), int(when.group("iso_month")), int(when.group("iso_day"))
+    return None, None, None
+
+
+def _wall_clock_instant(day: date, hour: int, minute: int, zone: tzinfo) -> datetime:
+    """The instant (in UTC) when ``zone``'s wall clock reads ``day hour:minute``; the later if two."""
+    # Why both folds: in the spring-forward gap (2:30am) and in the repeated fall-back hour
+    # (1:30am) the two folds give two instants. The later is never before the real reset, so
+    # a resumed agent does not hit the same limit again and roll its wait to tomorrow.
+    first = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)
+    second = first.replace(fold=1)
+    return max(first.astimezone(timezone.utc), second.astimezone(timezone.utc))
+
+
+def _zone_named(name: str) -> tzinfo | None:
+    """The zone a banner names, or None if this machine does not know it."""
+    # Why not lower-case it: zoneinfo keys are case-sensitive file names on Linux.
+    if name.upper() in ("UTC", "GMT", "UCT", "Z"):
+        return timezone.utc  # also works without the tzdata files
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
 
 
 # ============================================================================
@@ -1523,17 +1875,17 @@ class Sender:
     VERIFY_WINDOW = 2.5  # seconds to watch for a landing after each press
     EXTRA_PRESSES = 3
 
-    def __init__(self, tmux: Tmux, lock_dir: Path, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, tmux: Tmux, lock_dir: Path, clock: Clock | None = None):
         self.tmux = tmux
         self.lock_dir = lock_dir
-        self.sleep = sleep
+        self.clock = clock or Clock()
 
     def look(self, session: str, backend: Backend) -> tuple[Pane | None, Screen]:
         pane = self.tmux.list_panes().get(session)
         if pane is None or pane.dead:
-            return pane, read_screen(backend, pane, None, time.time())
+            return pane, read_screen(backend, pane, None, self.clock.now())
         screen = self.tmux.capture_many([pane.pane_id]).get(pane.pane_id, [])
-        return pane, read_screen(backend, pane, screen, time.time())
+        return pane, read_screen(backend, pane, screen, self.clock.now())
 
     def deliver(self, session: str, backend: Backend, text: str) -> Delivery:
         message = clean_message(text)
@@ -1554,7 +1906,7 @@ class Sender:
                 self.tmux.paste(pane.pane_id, message)
             else:
                 self.tmux.send_text(pane.pane_id, message)
-            self.sleep(backend.submit_delay)
+            self.clock.sleep(backend.submit_delay)
             _, typed = self.look(session, backend)
             if typed.state == "dialog":  # our typing opened a menu (a "/" or "@" completion): do not submit
                 return Delivery("held", f"typing opened a dialog ({typed.detail[:60]}); not submitted")
@@ -1574,9 +1926,9 @@ class Sender:
     def _watch_landing(self, session: str, backend: Backend, typed_box: str, was_busy: bool) -> str:
         """Why we believe the message landed, or '' if it did not within the window."""
         tail = re.sub(r"\s+", "", typed_box)[-16:]
-        deadline = time.monotonic() + self.VERIFY_WINDOW
+        deadline = self.clock.monotonic() + self.VERIFY_WINDOW
         while True:
-            self.sleep(0.15)
+            self.clock.sleep(0.15)
             _, screen = self.look(session, backend)
             if screen.state == "dead":
                 raise _PaneDied(screen.detail)
@@ -1587,7 +1939,7 @@ class Sender:
             box = re.sub(r"\s+", "", screen.input_text)
             if screen.state in ("idle", "busy", "limited") and tail and tail not in box:
                 return "the input box emptied"
-            if time.monotonic() > deadline:
+            if self.clock.monotonic() > deadline:
                 return ""
 
 
@@ -1721,7 +2073,7 @@ def check_startup(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -
             keys = dialog_answer(backend, screen)
             if keys and now - record.dialog_answered_at >= 2.0:
                 actions.append(Action("keys", agent.name, f"answering startup dialog {screen.detail[:60]!r}", keys=keys))
-            elif not keys and waited > backend.ready_timeout and not record.extra.get("unknown_dialog_reported"):
+            elif not keys and waited > backend.ready_timeout and "dialog" not in record.reported:
                 actions.append(Action("event", agent.name, f"an unknown dialog waits for you: {screen.detail[:80]!r}",
                                       purpose="dialog"))
         elif screen.state == "idle" or (screen.state == "limited" and not record.kickoff):
@@ -1731,7 +2083,7 @@ def check_startup(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -
                 actions.append(Action("mark", agent.name, "prompt ready (no kickoff)", text="running"))
         elif screen.state == "limited":
             actions.append(Action("mark", agent.name, f"started into a limit: {screen.detail[:60]}", text="running"))
-        elif waited > backend.ready_timeout and not record.extra.get("ready_timeout_reported"):
+        elif waited > backend.ready_timeout and "slow-start" not in record.reported:
             actions.append(Action("event", agent.name, f"no prompt after {waited:.0f}s (screen reads {screen.state}); "
                                                        f"the kickoff waits", purpose="slow-start"))
     return actions
@@ -1744,15 +2096,19 @@ class Team:
     argv, environment, session id and bookkeeping.
     """
 
-    def __init__(self, cfg: Config, tmux: Tmux | None = None, events: EventLog | None = None):
+    def __init__(self, cfg: Config, tmux: Tmux | None = None, events: EventLog | None = None,
+                 clock: Clock | None = None, reaper: Reaper | None = None, store: StateStore | None = None):
         self.cfg = cfg
         self.tmux = tmux or Tmux(cfg.tmux_socket)
-        self.store = StateStore(cfg.state_dir)
+        self.clock = clock or Clock()
+        self.reaper = reaper or Reaper()
+        self.store = store or StateStore(cfg.state_dir)
         self.events = events or EventLog(cfg.log_dir)
-        self.sender = Sender(self.tmux, cfg.state_dir / "locks")
+        self.sender = Sender(self.tmux, cfg.state_dir / "locks", self.clock)
+        self.parallel = True  # deliver to several agents at once (the simulation turns it off)
 
     def observe(self, now: float | None = None) -> dict[str, Seen]:
-        return observe(self.cfg, self.tmux, time.time() if now is None else now)
+        return observe(self.cfg, self.tmux, self.clock.now() if now is None else now)
 
     # -- starting and stopping --
 
@@ -1766,8 +2122,12 @@ class Team:
         self.tmux.new_session(unit.session, argv, unit.folder, env, self.cfg.owner, self.cfg.state_dir / "launch")
         record.started_at = now
         record.dialog_answered_at = 0.0
-        record.extra.pop("ready_timeout_reported", None)
-        record.extra.pop("unknown_dialog_reported", None)
+        record.stall_clock_from = now
+        record.reported.pop("slow-start", None)
+        record.reported.pop("dialog", None)
+        record.limit = {}
+        if isinstance(unit, Agent) and unit.wake:
+            record.next_wake = now + unit.wake.interval
         if session_id:
             record.session_ids.append(session_id)
         record.kickoff = kickoff_for(self.cfg, unit, state) if isinstance(unit, Agent) else ""
@@ -1782,12 +2142,10 @@ class Team:
         if pane is not None and pane.owner != self.cfg.owner:
             raise RuntimeFailure(f"session {unit.session} exists but was not started by {self.cfg.path.name}; "
                                  f"not touching it")
-        # A dead pane's pid may already belong to someone else: only a live pane's tree is ours.
-        roots = [pane.pid] if pane is not None and pane.pid and not pane.dead else []
-        survivors = set(process_tree(roots)) | set(processes_marked(unit_marker(self.cfg, unit)))
+        survivors = self.reaper.leftovers(self.cfg, unit, pane)
         if pane is not None:
             self.tmux.kill_session(unit.session)
-        return end_processes(survivors)
+        return self.reaper.end(survivors)
 
     # -- acting --
 
@@ -1797,13 +2155,15 @@ class Team:
         for action in actions:
             if action.kind != "send":
                 self._act_one(action, state, now)
-        if sends:
+        if sends and self.parallel and len(sends) > 1:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(max_workers=min(8, len(sends))) as pool:
                 results = list(pool.map(self._deliver, sends))
-            for action, delivery in zip(sends, results):
-                self._record_delivery(action, delivery, state, time.time())
+        else:
+            results = [self._deliver(action) for action in sends]
+        for action, delivery in zip(sends, results):
+            self._record_delivery(action, delivery, state, self.clock.now())
 
     def _act_one(self, action: Action, state: dict, now: float) -> None:
         unit = self.cfg.unit(action.unit)
@@ -1817,10 +2177,8 @@ class Team:
         elif action.kind == "mark":
             transition(record, action.text, action.reason, now, self.events, action.unit)
         elif action.kind == "event":
-            if action.purpose == "slow-start":
-                record.extra["ready_timeout_reported"] = True
-            if action.purpose == "dialog":
-                record.extra["unknown_dialog_reported"] = True
+            if action.purpose in ("slow-start", "dialog", "needs-you"):
+                record.reported[action.purpose] = iso(now)
             self.events.emit(action.purpose or "note", action.unit, action.reason, now=now)
         elif action.kind == "start" and unit is not None:
             self.launch(unit, state, action.reason, now)
@@ -1875,6 +2233,11 @@ class Team:
 
     def _report_start(self, units: list[Agent | Service], report: Callable[[str], None]) -> bool:
         seen = self.observe()
+        for _ in range(15):  # a dead pane's exit status reaches tmux a moment after its death
+            if not any(look.pane and look.pane.dead and look.pane.dead_status is None for look in seen.values()):
+                break
+            time.sleep(0.1)
+            seen = self.observe()
         state = self.store.load()
         ok = True
         for unit in units:
@@ -1900,6 +2263,23 @@ class Team:
                 report(f"{unit.name}: started in session {unit.session} ({look.screen.describe(time.time())})"
                        + (f";{extra}" if extra else ""))
         return ok
+
+
+class Reaper:
+    """Finds and ends what a unit leaves behind, by pid only (never by name).
+
+    Two nets: the live pane's process tree, and every process whose environment
+    carries the unit's ``AGENTS_PY_UNIT`` marker — which also catches daemons that
+    left the tree (Codex's app-server outlives its CLI and its session).
+    """
+
+    def leftovers(self, cfg: Config, unit: Agent | Service, pane: Pane | None) -> set[int]:
+        # A dead pane's pid may already belong to someone else: only a live pane's tree is ours.
+        roots = [pane.pid] if pane is not None and pane.pid and not pane.dead else []
+        return set(process_tree(roots)) | set(processes_marked(unit_marker(cfg, unit)))
+
+    def end(self, pids: Iterable[int]) -> list[int]:
+        return end_processes(pids)
 
 
 def process_tree(roots: list[int]) -> list[int]:
@@ -1969,6 +2349,468 @@ def pid_alive(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
         return stat[stat.rindex(")") + 2] != "Z"
     return True
+
+
+# ============================================================================
+# Watchdog checks
+#   Decisions, one function each: (config, state, observations, now) →
+#   actions. No I/O: a check may only note what it decided in the unit's
+#   record (its memory), so a restarted watchdog neither repeats nor misses.
+# ============================================================================
+
+DONE_NUDGE = (
+    "You have been idle for {idle}. Phase {phase} is not marked done yet. Resume where you left off. "
+    "Write {done_marker} into {status_file} only if every gate of this phase has a fresh PASS from every "
+    "reviewer and no veto stands; otherwise carry on with the next step."
+)
+
+WAITING_UNTIL = re.compile(r"WAITING-UNTIL[:\s]+(\S+(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?(?:\s*(?:[AaPp][Mm]))?)")
+
+RATE_LIMIT_RETRY = 60.0  # first retry after a short API rate limit; doubles, up to RATE_LIMIT_RETRY_MAX
+RATE_LIMIT_RETRY_MAX = 900.0
+HUNG_BUSY_FACTOR = 3  # a busy screen with no output for this many stall_idle is a hung process
+
+
+def sequence_complete(state: dict) -> bool:
+    return bool(state.get("phase", {}).get("complete"))
+
+
+def phase_done(state: dict, phase_id: str) -> bool:
+    """Whether a phase counts as done. The phase machine records it; tests set it directly."""
+    return phase_id in state.get("phase", {}).get("done", [])
+
+
+def waiting_until(lines: list[str], now: float) -> float | None:
+    """The time named by a ``WAITING-UNTIL <time>`` marker in the agent's last lines, if any.
+
+    Accepted: ISO 8601 (``2026-11-24T03:00Z``), a clock time (``15:30``, ``3pm``,
+    the next such time), or a Unix epoch.
+    """
+    for line in reversed(lines):
+        found = WAITING_UNTIL.search(line)
+        if not found:
+            continue
+        text = found.group(1).strip().rstrip(".,;)")
+        if re.fullmatch(r"\d{9,11}(\.\d+)?", text):
+            return float(text)
+        with contextlib.suppress(ValueError):
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            return (moment if moment.tzinfo else moment.astimezone()).timestamp()
+        reset = reset_time_from_banner(f"resets {text}", datetime.fromtimestamp(now).astimezone())
+        return reset.timestamp() if reset else None
+    return None
+
+
+def looked_after(cfg: Config, record: UnitRecord, look: Seen) -> bool:
+    """Whether the watchdog looks after this unit at all right now."""
+    unit = look.unit
+    return not look.foreign and unit.watch != "none" and record.lifecycle not in ("stopped", "failed")
+
+
+def check_screens(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> list[Action]:
+    """Bookkeeping: what each screen shows and since when (``status`` reads it)."""
+    for name, look in seen.items():
+        record = record_of(state, name)
+        word = look.screen.state
+        if record.screen != word:
+            record.screen, record.screen_since = word, now
+    return []
+
+
+def check_dialogs(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> list[Action]:
+    """Answer known dialogs of running agents by the backend's rules; report unknown ones once."""
+    actions = []
+    for agent in cfg.agents:
+        record, look = record_of(state, agent.name), seen.get(agent.name)
+        if look is None or record.lifecycle != "running" or look.screen.state != "dialog":
+            if look is not None and look.screen.state != "dialog":
+                record.reported.pop("dialog", None)
+            continue
+        keys = dialog_answer(cfg.backends[agent.backend], look.screen)
+        if keys and now - record.dialog_answered_at >= 10:
+            actions.append(Action("keys", agent.name, f"answering dialog {look.screen.detail[:60]!r}", keys=keys))
+        elif not keys and now - record.screen_since >= cfg.watchdog.stall_grace and "dialog" not in record.reported:
+            actions.append(Action("event", agent.name, f"a dialog has waited {format_duration(now - record.screen_since)}"
+                                                       f" for you: {look.screen.detail[:80]!r}", purpose="dialog"))
+    return actions
+
+
+def check_limits(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> list[Action]:
+    """Wait out usage limits, then resume; never type at a limited agent before its time.
+
+    One limit *episode* per agent lives in ``record.limit`` from the first sight of
+    a banner until the screen shows work or a prompt again. Its wait:
+
+    - usage: the parsed reset plus ``limit_margin``; unparseable →
+      ``limit_fallback_wait``, doubling per fruitless resume (capped at 8×);
+    - rate (429, overloaded): 60 s, doubling per resume, at most 15 min;
+    - retrying (the CLI retries or resumes by itself) and manual (spend, org,
+      credits): no wait of ours — stand down; manual is reported once.
+
+    When the wait is over and the banner still shows, the backend's ``resume``
+    is sent and the next wait begins, so a limited agent is never hammered.
+    """
+    actions = []
+    settings = cfg.watchdog
+    for agent in cfg.agents:
+        record, look = record_of(state, agent.name), seen.get(agent.name)
+        if look is None or not looked_after(cfg, record, look) or record.lifecycle == "exited":
+            continue
+        screen, episode = look.screen, record.limit
+        if screen.state in ("busy", "idle") and episode:
+            actions.append(Action("event", agent.name, f"{episode['kind']} limit over after "
+                                                       f"{format_duration(now - episode['since'])}: screen reads {screen.state}",
+                                  purpose="limit-over"))
+            record.limit = {}
+            continue
+        if screen.state != "limited":
+            continue
+        if not episode or episode.get("kind") != screen.limit_kind:
+            resumes = episode.get("resumes", 0) if episode else 0
+            until = limit_wait_until(cfg, screen, resumes, now)
+            record.limit = {"kind": screen.limit_kind, "banner": screen.detail[:200], "since": now,
+                            "until": until, "resumes": resumes}
+            if screen.limit_kind == "manual":
+                reason = f"needs you, never automated: {screen.detail[:100]}"
+            elif until is None:
+                reason = f"the CLI resumes by itself; standing down: {screen.detail[:100]}"
+            else:
+                reason = f"{screen.limit_kind} limit; waiting until {clock_time(until)}: {screen.detail[:100]}"
+            actions.append(Action("event", agent.name, reason, purpose="limit-wait"))
+            continue
+        until = episode.get("until")
+        if until is None or now < until:
+            continue
+        backend = cfg.backends[agent.backend]
+        episode["resumes"] = episode.get("resumes", 0) + 1
+        episode["until"] = limit_wait_until(cfg, screen, episode["resumes"], now, after_resume=True)
+        if backend.resume:
+            actions.append(Action("send", agent.name, f"limit should have reset ({episode['banner'][:60]}); "
+                                                      f"resume #{episode['resumes']}", text=backend.resume,
+                                  purpose="resume"))
+    return actions
+
+
+def limit_wait_until(cfg: Config, screen: Screen, resumes: int, now: float, after_resume: bool = False) -> float | None:
+    """When to try resuming an agent limited as ``screen`` says, after ``resumes`` fruitless tries."""
+    settings = cfg.watchdog
+    if screen.limit_kind in ("retrying", "manual"):
+        return None
+    if screen.limit_kind == "rate":
+        return now + min(RATE_LIMIT_RETRY * 2 ** resumes, RATE_LIMIT_RETRY_MAX)
+    reset = screen.reset_at
+    if after_resume and reset is not None and reset <= now:
+        # The banner still names a time that has passed: it is the old banner, or the
+        # limit moved on. Read it again without grace, and never sooner than a minute.
+        again = reset_time_from_banner(screen.detail, datetime.fromtimestamp(now).astimezone())
+        reset = again.timestamp() if again else None
+    if reset is not None and reset > now - 3600:
+        return max(reset + settings.limit_margin, now + (60 if after_resume else 0))
+    return now + settings.limit_fallback_wait * min(2 ** resumes, 8)
+
+
+def check_heal(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> list[Action]:
+    """Restart dead units with exponential backoff; a crash loop ends in ``failed``.
+
+    A death moves the unit to ``backoff`` for ``backoff_base × 2^n`` seconds
+    (n = restarts within ``crash_loop_window``, capped at ``backoff_max``);
+    when that has passed it is started again with its kickoff. The death that
+    would make ``crash_loop_restarts`` restarts within the window puts it in
+    ``failed`` until ``agents.py restart``. A task's clean exit (status 0) is
+    not a crash: it is ``exited`` and waits for its next wake.
+    """
+    actions = []
+    settings = cfg.watchdog
+    complete = sequence_complete(state)
+    for unit in cfg.units():
+        record, look = record_of(state, unit.name), seen.get(unit.name)
+        if look is None or not looked_after(cfg, record, look) or record.lifecycle == "exited":
+            continue
+        if unit.watch not in ("heal", "heal+stall"):
+            continue
+        if isinstance(unit, Agent) and unit.kind == "loop" and complete:
+            continue
+        if look.screen.state != "dead":
+            if record.lifecycle == "backoff":  # someone started it meanwhile
+                actions.append(Action("mark", unit.name, "found running again", text="running"))
+            continue
+        if record.limit.get("until") and now < record.limit["until"]:
+            continue  # died while limited: a restart now would meet the same limit
+        pane = look.pane
+        if pane is not None and pane.dead_status is None and now - record.screen_since < 5:
+            continue  # tmux learns the exit status a moment after the pane dies: judge it next tick
+        if record.lifecycle in ("running", "starting"):
+            if isinstance(unit, Agent) and unit.kind == "task" and pane is not None and pane.dead_status == 0:
+                actions.append(Action("mark", unit.name, "task finished cleanly (exit 0)", text="exited"))
+                continue
+            recent = [moment for moment in record.restart_times if now - moment < settings.crash_loop_window]
+            record.restart_times = recent
+            if len(recent) >= settings.crash_loop_restarts:
+                actions.append(Action("mark", unit.name, f"crash loop: {look.screen.detail} after {len(recent)} "
+                                                         f"restarts within {format_duration(settings.crash_loop_window)};"
+                                                         f" waiting for `agents.py restart {unit.name}`", text="failed"))
+                continue
+            delay = min(settings.backoff_base * 2 ** len(recent), settings.backoff_max)
+            record.backoff_until = now + delay
+            actions.append(Action("mark", unit.name, f"{look.screen.detail}; restart in {format_duration(delay)}",
+                                  text="backoff"))
+        elif record.lifecycle == "backoff" and now >= record.backoff_until:
+            record.restart_times = [*record.restart_times, now]
+            record.restarts += 1
+            actions.append(Action("start", unit.name, f"heal: restart #{len(record.restart_times)} after "
+                                                      f"{record.reason.split(';')[0]}"))
+    return actions
+
+
+def check_stall(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> list[Action]:
+    """Nudge, then reboot, agents that sit idle too long.
+
+    Idle time runs from the pane's real last activity (``#{window_activity}``),
+    the agent's start, or its last nudge, whichever is latest. Nothing happens
+    while the agent is busy (unless its busy screen has been frozen for
+    ``3 × stall_idle``: a hung process), in a dialog, limited, within
+    ``stall_grace`` of its start, or while its last lines say ``WAITING-UNTIL``
+    a time still ahead. A stalled loop agent whose phase is not done gets one
+    DONE-nudge per phase; after that (or for other kinds) a stall reboots it.
+    """
+    actions = []
+    settings = cfg.watchdog
+    complete = sequence_complete(state)
+    phase = current_phase(cfg, state)
+    for agent in cfg.agents:
+        record, look = record_of(state, agent.name), seen.get(agent.name)
+        if look is None or agent.watch != "heal+stall" or record.lifecycle != "running" or look.foreign:
+            continue
+        if record.limit or (agent.kind == "loop" and complete) or look.pane is None:
+            continue
+        screen = look.screen
+        if now - record.started_at < settings.stall_grace:
+            continue
+        idle_from = max(look.pane.activity, record.started_at, record.stall_clock_from)
+        idle = now - idle_from
+        if screen.state == "busy":
+            if idle >= settings.stall_idle * HUNG_BUSY_FACTOR:
+                record.stall_clock_from = now
+                record.restarts += 1
+                actions.append(Action("start", agent.name, f"hung: busy screen frozen for {format_duration(idle)};"
+                                                           f" rebooted with its kickoff"))
+            continue
+        if screen.state not in ("idle", "unknown") or idle < settings.stall_idle:
+            continue
+        resume_at = waiting_until(screen.lines, now)
+        if resume_at is not None and resume_at > now:
+            continue
+        nudge_due = (agent.kind == "loop" and cfg.loop is not None and cfg.loop.done_nudge and phase is not None
+                     and not phase_done(state, phase.id) and phase.id not in record.nudged)
+        record.stall_clock_from = now
+        if nudge_due:
+            record.nudged[phase.id] = now
+            text = DONE_NUDGE.format(idle=format_duration(idle), phase=phase.id, done_marker=cfg.loop.done_marker,
+                                     status_file=f"{cfg.loop.subdir}/{phase.status}".lstrip("/"))
+            actions.append(Action("send", agent.name, f"stalled {format_duration(idle)}; DONE-nudge for phase "
+                                                      f"{phase.id}", text=text, purpose="nudge"))
+        else:
+            record.restarts += 1
+            after = " after its DONE-nudge" if phase is not None and phase.id in record.nudged else ""
+            actions.append(Action("start", agent.name, f"stalled {format_duration(idle)} idle{after}; "
+                                                       f"rebooted with its kickoff"))
+    return actions
+
+
+def check_wakes(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> list[Action]:
+    """Ping agents on their ``wake`` interval when idle; re-run a finished task instead.
+
+    A busy (or limited, or dialog) agent's wake waits until it is idle. A task
+    is re-run fresh unless its previous run is still active. After the phase
+    sequence completes only persistent agents wake.
+    """
+    actions = []
+    complete = sequence_complete(state)
+    for agent in cfg.agents:
+        record, look = record_of(state, agent.name), seen.get(agent.name)
+        if agent.wake is None or look is None or look.foreign or record.lifecycle in ("stopped", "failed"):
+            continue
+        if complete and agent.kind != "persistent":
+            continue
+        if not record.next_wake:
+            record.next_wake = now + agent.wake.interval
+            continue
+        if now < record.next_wake or record.limit:
+            continue
+        if agent.kind == "task":
+            record.next_wake = now + agent.wake.interval
+            if record.lifecycle == "exited":
+                actions.append(Action("start", agent.name, f"wake: re-run the task (every "
+                                                           f"{format_duration(agent.wake.interval)})"))
+            else:
+                actions.append(Action("event", agent.name, "wake skipped: the previous run is still active",
+                                      purpose="wake-skipped"))
+        elif record.lifecycle == "running" and look.screen.state == "idle" and not look.screen.input_text:
+            record.next_wake = now + agent.wake.interval
+            actions.append(Action("send", agent.name, f"wake (every {format_duration(agent.wake.interval)})",
+                                  text=agent.wake.message, purpose="wake"))
+    return actions
+
+
+WATCHDOG_CHECKS = (check_screens, check_startup, check_dialogs, check_limits, check_heal, check_stall, check_wakes)
+
+
+def resolve(actions: list[Action]) -> list[Action]:
+    """One restart per unit per tick, and nothing typed at a unit that is being restarted."""
+    restarting: set[str] = set()
+    kept = []
+    for action in actions:
+        if action.kind in ("start", "kill"):
+            if action.unit in restarting:
+                continue
+            restarting.add(action.unit)
+        kept.append(action)
+    return [a for a in kept if not (a.kind in ("send", "keys") and a.unit in restarting)]
+
+
+# ============================================================================
+# The watchdog loop
+#   observe → classify → decide → act, every signal_interval, for days. One
+#   per config (a lock in state_dir); SIGTERM ends it cleanly.
+# ============================================================================
+
+
+class Watchdog:
+    """Keeps a team working unattended.
+
+    Each tick: re-read the config if it changed (an edit that does not validate
+    is logged once and the last good config stays in force); observe every pane
+    with one ``list-panes`` and one batched capture; run every check, each on
+    its own (one that raises is logged with its traceback and the others go
+    on); save the decisions; act; save the results. All memory is in the state
+    file, so a watchdog killed with -9 and started again carries on.
+    """
+
+    CONFIG_RECHECK = 60.0  # re-read the config at least this often even if its file did not change
+
+    def __init__(self, config_path: Path, clock: Clock | None = None, tmux: Tmux | None = None,
+                 reaper: Reaper | None = None, store: StateStore | None = None,
+                 echo: Callable[[str], None] | None = None):
+        self.config_path = config_path
+        self.cfg = Loader(config_path).load()
+        self.clock = clock or Clock()
+        events = EventLog(self.cfg.log_dir, echo=echo)
+        self.team = Team(self.cfg, tmux, events, self.clock, reaper, store)
+        self.events = events
+        self.config_stamp = self._stamp()
+        self.config_read_at = self.clock.now()
+        self.config_error = ""
+        self.stopping = False
+
+    def _stamp(self) -> tuple:
+        with contextlib.suppress(OSError):
+            info = self.config_path.stat()
+            return info.st_mtime_ns, info.st_size
+        return ()
+
+    def reload_config(self, now: float) -> None:
+        stamp = self._stamp()
+        if stamp == self.config_stamp and now - self.config_read_at < self.CONFIG_RECHECK:
+            return
+        self.config_stamp, self.config_read_at = stamp, now
+        try:
+            cfg = Loader(self.config_path).load()
+        except ConfigError as error:
+            text = " | ".join(error.lines)
+            if text != self.config_error:
+                self.config_error = text
+                self.events.emit("config-error", "", f"{text}; keeping the last good config", now=now)
+            return
+        if self.config_error:
+            self.config_error = ""
+            self.events.emit("config-ok", "", "the config validates again; using it", now=now)
+        cfg.tmux_socket, cfg.state_dir, cfg.log_dir = self.cfg.tmux_socket, self.cfg.state_dir, self.cfg.log_dir
+        self.cfg = self.team.cfg = cfg
+
+    def tick(self) -> list[Action]:
+        """One pass of observe → classify → decide → act. Returns the actions taken."""
+        now = self.clock.now()
+        self.reload_config(now)
+        cfg = self.cfg
+        try:
+            seen = self.team.observe(now)
+        except RuntimeFailure as failure:
+            self.events.emit("observe-failed", "", str(failure), now=now)
+            return []
+        with self.team.store.transaction() as state:
+            actions: list[Action] = []
+            for check in WATCHDOG_CHECKS:
+                try:
+                    actions += check(cfg, state, seen, now)
+                except Exception as error:  # one failing check must not stop the others
+                    self.events.emit("check-failed", "", f"{check.__name__}: {error!r}", now=now,
+                                     traceback=traceback_text())
+            actions = resolve(actions)
+        if not actions:
+            return actions
+        with self.team.store.transaction() as state:
+            for action in [a for a in actions if a.kind != "send"]:
+                self._act_safely([action], state, now)
+            self._act_safely([a for a in actions if a.kind == "send"], state, now)
+        return actions
+
+    def _act_safely(self, actions: list[Action], state: dict, now: float) -> None:
+        if not actions:
+            return
+        try:
+            self.team.act(actions, state, now)
+        except Exception as error:
+            self.events.emit("act-failed", actions[0].unit, f"{actions[0].kind}: {error!r}", now=now,
+                             traceback=traceback_text())
+
+    def run(self) -> int:
+        """The foreground loop (``agents.py watchdog``); returns the exit code."""
+        lock_path = self.cfg.state_dir / "watchdog.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(lock_path, "a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = watchdog_status(self.cfg)
+            print(f"a watchdog already runs for {self.cfg.path.name} (pid {other['pid']})", file=sys.stderr)
+            return EXIT_RUNTIME
+        started = self.clock.now()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+        self.events.emit("watchdog-start", "", f"watching {len(self.cfg.agents)} agent(s) and "
+                                               f"{len(self.cfg.services)} service(s)", now=started, pid=os.getpid())
+        self._heartbeat(started, None)
+        try:
+            while not self.stopping:
+                began = self.clock.monotonic()
+                try:
+                    self.tick()
+                except Exception as error:  # the loop outlives any one bad tick
+                    self.events.emit("tick-failed", "", repr(error), traceback=traceback_text())
+                self._heartbeat(started, self.clock.now())
+                while not self.stopping and self.clock.monotonic() - began < self.cfg.watchdog.signal_interval:
+                    self.clock.sleep(min(0.25, self.cfg.watchdog.signal_interval))
+        finally:
+            self.events.emit("watchdog-stop", "", "stopped by signal" if self.stopping else "stopped",
+                             pid=os.getpid())
+            with contextlib.suppress(OSError):
+                (self.cfg.state_dir / "watchdog.pid").unlink()
+            lock.close()
+        return EXIT_OK
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stopping = True
+
+    def _heartbeat(self, started: float, last_tick: float | None) -> None:
+        info = {"pid": os.getpid(), "started": iso(started), "last_tick": iso(last_tick) if last_tick else None,
+                "config": str(self.cfg.path)}
+        write_atomically(self.cfg.state_dir / "watchdog.pid", json.dumps(info))
+
+
+def traceback_text() -> str:
+    import traceback
+
+    return traceback.format_exc(limit=8)
 
 
 # ============================================================================
@@ -2121,7 +2963,7 @@ def status_of(cfg: Config, look: Seen, record: UnitRecord, now: float) -> tuple[
     if record.lifecycle == "failed":
         return "failed", record.reason
     if record.lifecycle == "backoff" and (pane is None or pane.dead):
-        until = record.extra.get("backoff_until")
+        until = record.backoff_until
         return ("backoff" + (f" until {clock_time(until)}" if until else "")), record.reason
     if pane is None:
         if record.lifecycle in ("stopped", "exited"):
@@ -2152,8 +2994,7 @@ def status_rows(cfg: Config, team: Team, now: float) -> tuple[list[dict], list[d
         look = seen[unit.name]
         record = record_of(state, unit.name)
         word, detail = status_of(cfg, look, record, now)
-        remembered = record.extra.get("screen")
-        since = record.extra.get("screen_since") if remembered == word.split()[0] else None
+        since = record.screen_since if record.screen and record.screen == word.split()[0] else None
         if since is None:
             since = record.since or None
         pane = look.pane if not look.foreign else None
@@ -2200,13 +3041,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         uptime = format_duration(row["uptime_s"]) if row["uptime_s"] is not None else "-"
         activity = "-"
         if row["last_activity"]:
-            activity = format_duration(now - dt.datetime.fromisoformat(row["last_activity"]).timestamp()) + " ago"
+            activity = format_duration(now - datetime.fromisoformat(row["last_activity"]).timestamp()) + " ago"
         print(f"{row['name']:<14} {row['kind']:<10} {row['backend'] or '-':<9} {row['state'][:26]:<26} "
               f"{uptime:>7} {row['restarts']:>8}  {activity}")
     if watchdog["pid"]:
         last = watchdog["last_tick"]
         print(f"\nwatchdog: pid {watchdog['pid']}, {'alive' if watchdog['alive'] else 'NOT RUNNING'}"
-              + (f", last tick {format_duration(now - dt.datetime.fromisoformat(last).timestamp())} ago" if last else ""))
+              + (f", last tick {format_duration(now - datetime.fromisoformat(last).timestamp())} ago" if last else ""))
     else:
         print("\nwatchdog: not running")
     if phase_info["current"]:
@@ -2247,7 +3088,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
         record = record_of(state, unit.name)
         record.restarts += 1
         record.restart_times = []  # a manual restart clears the crash-loop count
-        record.extra.pop("backoff_until", None)
+        record.backoff_until = 0.0
     ok = team.bring_up([unit], "restart (command line)")
     return EXIT_OK if ok else EXIT_RUNTIME
 
@@ -2350,12 +3191,105 @@ def watchdog_lock_held(cfg: Config) -> bool:
 
 
 def start_watchdog_process(cfg: Config) -> bool:
-    """Placeholder until the watchdog lands: `up` starts no watchdog yet."""
-    return True
+    """Start ``agents.py watchdog`` in the background (its own session), unless one runs."""
+    current = watchdog_status(cfg)
+    if current["alive"]:
+        print(f"watchdog: already running (pid {current['pid']})")
+        return True
+    cfg.log_dir.mkdir(parents=True, exist_ok=True)
+    output = open(cfg.log_dir / "watchdog.out", "ab")
+    process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--config", str(cfg.path), "watchdog"],
+                               stdin=subprocess.DEVNULL, stdout=output, stderr=output, cwd=cfg.folder,
+                               start_new_session=True)
+    output.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        current = watchdog_status(cfg)
+        if current["alive"] and current["pid"] == process.pid:
+            print(f"watchdog: started (pid {process.pid}, every {cfg.watchdog.signal_interval:g}s; "
+                  f"log: {cfg.log_dir / 'watchdog.log'})")
+            return True
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    tail = (cfg.log_dir / "watchdog.out").read_text(errors="replace").strip().splitlines()[-3:]
+    print(f"watchdog: did not start (exit {process.poll()}): {' | '.join(tail)}", file=sys.stderr)
+    return False
 
 
 def stop_watchdog_process(cfg: Config) -> None:
-    """Placeholder until the watchdog lands."""
+    """SIGTERM the watchdog (it finishes its tick and exits), SIGKILL if it will not."""
+    current = watchdog_status(cfg)
+    if not current["alive"]:
+        return
+    pid = current["pid"]
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(0.05)
+    if pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    print(f"watchdog: stopped (pid {pid})")
+
+
+def cmd_watchdog(args: argparse.Namespace) -> int:
+    path = find_config_path(args.config)
+    watchdog = Watchdog(path, echo=(lambda line: print(line, flush=True)) if sys.stdout.isatty() else None)
+    if args.once:
+        watchdog.tick()
+        return EXIT_OK
+    return watchdog.run()
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    path = cfg.log_dir / "events.jsonl"
+
+    def wanted(event: dict) -> bool:
+        return (not args.agent or event.get("agent") == args.agent) and (not args.kind or event.get("kind") in args.kind)
+
+    def show(line: str) -> None:
+        with contextlib.suppress(json.JSONDecodeError):
+            event = json.loads(line)
+            if wanted(event):
+                if args.json:
+                    print(json.dumps(event, ensure_ascii=False), flush=True)
+                else:
+                    details = {k: v for k, v in event.items() if k not in ("time", "kind", "agent", "reason")
+                               and v not in (None, "", [], {}) and k != "traceback"}
+                    extra = " ".join(f"{k}={v}" for k, v in details.items())
+                    print(f"{event.get('time', '')} {event.get('kind', ''):<14} {event.get('agent') or '-':<14} "
+                          f"{event.get('reason', '')}" + (f"  [{extra}]" if extra else ""), flush=True)
+
+    if not path.exists():
+        if not args.follow:
+            print(f"{path}: no events yet", file=sys.stderr)
+            return EXIT_OK
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        lines = handle.readlines()
+        selected = [line for line in lines if line.strip()]
+        if args.lines:
+            matching = []
+            for line in reversed(selected):
+                with contextlib.suppress(json.JSONDecodeError):
+                    if wanted(json.loads(line)):
+                        matching.append(line)
+                if len(matching) >= args.lines:
+                    break
+            selected = list(reversed(matching))
+        for line in selected:
+            show(line)
+        while args.follow:
+            line = handle.readline()
+            if line:
+                show(line)
+            else:
+                time.sleep(0.5)
+    return EXIT_OK
 
 
 # ============================================================================
@@ -2494,6 +3428,45 @@ examples:
     sub.add_argument("name", metavar="NAME", help="an agent or service, or 'watchdog'")
     sub.add_argument("-n", "--lines", type=int, default=60, help="how many lines (default 60)")
     sub.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
+
+    sub = command("watchdog", "run the watchdog in the foreground", """\
+What `up` starts in the background (and `down` stops). Every signal_interval it
+looks at every pane (one `tmux list-panes`, one batched capture) and acts:
+  heal      a dead agent or service is restarted with its kickoff, after a
+            backoff that doubles from backoff_base to backoff_max; too many
+            restarts within crash_loop_window → `failed` until `restart`
+  stall     an agent idle for stall_idle (from its pane's real last activity)
+            is nudged once per phase if it is a loop agent, else rebooted;
+            never while busy, limited, in a dialog, within stall_grace of its
+            start, or while its screen says WAITING-UNTIL <time> still ahead
+  limits    a usage-limit banner is waited out until its parsed reset time
+            plus limit_margin (limit_fallback_wait if none), then the backend's
+            resume is sent; short API rate limits retry within minutes;
+            spend and org limits are reported, never automated
+  wakes     an idle agent with `wake` is pinged every interval; a task re-runs
+  dialogs   known dialogs are answered by the backend's rules
+Every action is an event (`agents.py events`) with its reason. The config is
+re-read when it changes; an edit that does not validate is logged once and the
+last good config stays in force. One watchdog per config; SIGTERM ends it.
+
+examples:
+  agents.py watchdog              foreground, events printed as they happen
+  agents.py watchdog --once       one tick, then exit (for cron or debugging)""", cmd_watchdog)
+    sub.add_argument("--once", action="store_true", help="run a single tick and exit")
+
+    sub = command("events", "show the watchdog's event log", """\
+Every watchdog action — start, heal, nudge, ping, wake, limit wait, resume,
+config error, delivery failure — with its reason, from log_dir/events.jsonl.
+
+examples:
+  agents.py events -n 50
+  agents.py events --follow --agent builder
+  agents.py events --json --kind limit-wait --kind resume | jq .""", cmd_events)
+    sub.add_argument("-n", "--lines", type=int, default=40, help="how many recent events (default 40; 0 for all)")
+    sub.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
+    sub.add_argument("--json", action="store_true", help="one JSON object per line: {time, kind, agent, reason, …}")
+    sub.add_argument("--agent", metavar="NAME", help="only events about this agent")
+    sub.add_argument("--kind", metavar="KIND", action="append", help="only events of this kind (repeatable)")
 
     sub = command("check", "validate the config and show what `up` would start", """\
 Validates agents.toml completely (unknown keys with a 'did you mean', wrong

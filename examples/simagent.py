@@ -35,8 +35,8 @@ Directives (a message whose stripped text starts with ``SIM:``; it is logged lik
     SIM:say TEXT              print TEXT as output lines (a literal backslash-n is a line break)
     SIM:dialog                show a permission dialog ("Do you want to proceed?") until answered
 
-Directives are obeyed even while a limit is in force: they are the test's remote control, not
-work for the model.
+Directives other than SIM:work are obeyed even while a limit is in force: they are the test's
+remote control, not work for the model.
 """
 
 from __future__ import annotations
@@ -571,11 +571,18 @@ class AgentExit(Exception):
 
 
 class Terminal:
+    """The pane the agent draws in and reads keys from.
+
+    In raw mode every key reaches the program as bytes (Enter is CR, Ctrl-C is 0x03, not a
+    signal); bracketed paste makes the terminal wrap pasted text in ESC[200~ ... ESC[201~.
+    """
+
     def __init__(self, input_fd: int, output_fd: int):
         self.input_fd = input_fd
         self.output_fd = output_fd
         self.saved_mode: list | None = None   # termios attributes to restore at exit
         self.resized = True                    # set by SIGWINCH; the first draw is a full one
+        self.restore_error = ""                # why leave() could not restore, if it could not
         # Self-pipe: a signal writes a byte here, which wakes select() at once.
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
@@ -599,9 +606,10 @@ class Terminal:
             self.write(f"{BRACKETED_PASTE_OFF}{SHOW_CURSOR}\x1b[{rows};1H\r\n")
             if self.saved_mode is not None:
                 termios.tcsetattr(self.input_fd, termios.TCSADRAIN, self.saved_mode)
-        except (OSError, termios.error) as error:
-            # The pane may be gone (hang-up): nothing left to restore.
-            print(f"simagent: could not restore the terminal: {error}", file=sys.stderr)
+        except (AgentExit, termios.error) as error:
+            # The pane may be gone (hang-up): nothing is left to restore, and nowhere to say so
+            # but the log.
+            self.restore_error = str(error)
 
     def _on_resize(self, signum, frame) -> None:
         self.resized = True
@@ -615,9 +623,12 @@ class Terminal:
 
     def write(self, text: str) -> None:
         data = text.encode("utf-8")
-        while data:
-            written = os.write(self.output_fd, data)
-            data = data[written:]
+        try:
+            while data:
+                written = os.write(self.output_fd, data)
+                data = data[written:]
+        except OSError as error:
+            raise AgentExit(1, f"terminal output failed: {error}") from error
 
     def draw(self, lines: list[str], columns: int, rows: int, cursor: tuple[int, int] | None):
         """Paint the whole screen: every row is rewritten, so nothing stale can survive."""
@@ -693,6 +704,12 @@ class Options:
 
 
 class SimAgent:
+    """The simulated agent: takes keys, runs turns and directives, draws its screen.
+
+    Everything happens on one thread in `run`: wait for a key or the next deadline (end of the
+    work, next spinner second, end of a limit), handle what came, redraw if the screen changed.
+    """
+
     def __init__(self, options: Options, terminal: Terminal, log: EventLog,
                  transcript: Transcript, cwd: str):
         self.options = options
@@ -880,6 +897,9 @@ class SimAgent:
         except (IndexError, ValueError):
             self.history.append(f"{REPLY_MARK}SIM:work needs a number of seconds")
             return
+        if self.limit is not None:      # this one is work for the model: the limit applies
+            self.history.append(REPLY_MARK + self.limit.banner)
+            return
         self.start_work(message, max(0.0, seconds))
 
     def directive_hang(self, message: str, argument: str) -> None:
@@ -1035,8 +1055,10 @@ def parse_options(argv: list[str], cwd: str) -> Options:
         description="A simulated coding-agent CLI that looks like Claude Code in a terminal.",
         allow_abbrev=False,   # an unknown preset flag must not be taken for an abbreviation
     )
-    parser.add_argument("--name", default=os.environ.get("SIMAGENT_NAME") or os.environ.get("AGENTS_PY_NAME") or "sim",
-                        help="agent name shown in the footer and written in the log")
+    default_name = os.environ.get("SIMAGENT_NAME") or os.environ.get("AGENTS_PY_NAME") or "sim"
+    parser.add_argument("--name", default=default_name,
+                        help="agent name shown in the footer and written in the log (default: "
+                             "$SIMAGENT_NAME, else $AGENTS_PY_NAME, else sim)")
     parser.add_argument("--session-id", help="transcript session id (default: a new uuid4)")
     parser.add_argument("--dangerously-skip-permissions", action="store_true",
                         help="accepted for compatibility with Claude presets; changes nothing")
@@ -1100,6 +1122,8 @@ def main(argv: list[str] | None = None) -> int:
     if crash:
         log.write("crash", error=crash)
         print(crash, file=sys.stderr)
+    if terminal.restore_error:
+        log.write("terminal-error", error=terminal.restore_error)
     log.write("exit", code=code, reason=reason)
     return code
 

@@ -82,6 +82,25 @@ class Project:
                               capture_output=True, text=True, timeout=timeout, env=self.env(), input=input_text,
                               cwd=self.root)
 
+    def watchdog_pid(self) -> int | None:
+        import json
+
+        try:
+            return json.loads((self.root / ".agents" / "state" / "watchdog.pid").read_text())["pid"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def stop_watchdog(self) -> None:
+        """End a watchdog this project started (by its pid, from its own pid file)."""
+        pid = self.watchdog_pid()
+        if pid and agents.pid_alive(pid):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                return
+            if str(self.config).encode() in cmdline:
+                os.kill(pid, signal.SIGKILL)
+
     def tmux(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True)
 
@@ -91,7 +110,55 @@ class Project:
     def capture(self, session: str) -> str:
         return self.tmux("capture-pane", "-p", "-t", f"={session}:").stdout
 
+    # -- the offline demo, copied here --
+
+    def use_demo(self, work: float = 3.0, extra: str = "") -> "Project":
+        """The shipped demo config, pointed at this project's private socket and a copy of the simulated agent."""
+        import shutil
+
+        shutil.copytree(REPO / "examples" / "demo" / "prompts", self.root / "prompts", dirs_exist_ok=True)
+        shutil.copy(SIMAGENT, self.root / "simagent.py")
+        text = (REPO / "examples" / "demo" / "agents.toml").read_text()
+        text = text.replace('tmux_socket = "agents-demo"', f'tmux_socket = "{self.socket}"')
+        text = text.replace('"../simagent.py", "--work", "4"', f'"{self.root / "simagent.py"}", "--work", "{work}"')
+        self.config.write_text(text + extra)
+        return self
+
+    def sim_log(self, name: str) -> list[dict]:
+        import json
+
+        path = self.root / ".simagent" / f"{name}.log"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def messages(self, name: str) -> list[str]:
+        return [entry["text"] for entry in self.sim_log(name) if entry.get("kind") == "message"]
+
+    def status(self) -> dict:
+        import json
+
+        result = self.run("status", "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def states(self) -> dict[str, str]:
+        return {row["name"]: row["state"] for row in self.status()["agents"]}
+
+    def row(self, name: str) -> dict:
+        return next(row for row in [*self.status()["agents"], *self.status()["services"]] if row["name"] == name)
+
+    def events(self, kind: str | None = None, agent: str | None = None) -> list[dict]:
+        import json
+
+        path = self.root / ".agents" / "logs" / "events.jsonl"
+        if not path.exists():
+            return []
+        events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [e for e in events if (kind is None or e["kind"] == kind) and (agent is None or e["agent"] == agent)]
+
     def cleanup(self) -> None:
+        self.stop_watchdog()
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
         leftovers = marked_pids(self.config)
         for pid in leftovers:

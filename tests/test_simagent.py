@@ -54,6 +54,7 @@ class Tmux:
 
     def __init__(self):
         self.socket = f"simtest-{secrets.token_hex(6)}"
+        self.socket_path = ""   # learnt once the server runs; tmux does not remove it on exit
         # A test run from inside tmux must not talk to the surrounding server.
         self.env = {key: value for key, value in os.environ.items() if key != "TMUX"}
 
@@ -66,20 +67,26 @@ class Tmux:
             raise AssertionError(f"tmux {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout
 
+    def new_session(self, *args: str) -> None:
+        self.run("new-session", *args)
+        if not self.socket_path:
+            self.socket_path = self.run("display-message", "-p", "#{socket_path}").strip()
+
     def kill_server(self) -> None:
+        """Stop the server and remove its socket file, which tmux leaves behind."""
         self.run("kill-server", check=False)
+        if self.socket_path.endswith(self.socket):
+            pathlib.Path(self.socket_path).unlink(missing_ok=True)
 
 
 class Sim:
     """One simulated agent running in its own tmux session."""
 
-    def __init__(self, tmux: Tmux, session: str, cwd: pathlib.Path, log: pathlib.Path,
-                 config_dir: pathlib.Path):
-        self.tmux = tmux
-        self.session = session
-        self.cwd = cwd
-        self.log = log
-        self.config_dir = config_dir
+    def __init__(self, tmux: Tmux, session: str, cwd: pathlib.Path, log: pathlib.Path):
+        self.tmux = tmux          # the private server it runs on
+        self.session = session    # tmux session name, also the send-keys target
+        self.cwd = cwd            # the agent's working folder
+        self.log = log            # its event log (JSON lines)
 
     # -- looking ----------------------------------------------------------------------------
 
@@ -122,6 +129,10 @@ class Sim:
     # -- acting -----------------------------------------------------------------------------
 
     def type(self, text: str) -> None:
+        # tmux reads an argument that ends in ";" as a command separator and drops the ";",
+        # even with -l; an escaped "\;" at the end is sent as a literal ";".
+        if text.endswith(";"):
+            text = text[:-1] + "\\;"
         self.tmux.run("send-keys", "-t", self.session, "-l", "--", text)
 
     def keys(self, *names: str) -> None:
@@ -162,7 +173,7 @@ class Sim:
         wait_for(self.is_busy, "the busy footer", describe=self.describe)
 
     def wait_records(self, kind: str, count: int = 1) -> list[dict]:
-        return wait_for(lambda: len(self.records(kind)) >= count and self.records(kind),
+        return wait_for(lambda: len(found := self.records(kind)) >= count and found,
                         f"{count} {kind} record(s)", describe=self.describe)
 
     def wait_exit_status(self) -> int:
@@ -204,12 +215,13 @@ def start_sim(tmux, tmp_path):
             folder.mkdir(exist_ok=True)
         environment = {"HOME": str(home), "CLAUDE_CONFIG_DIR": str(config_dir), **(env or {})}
         command = [sys.executable, str(SIMAGENT), "--name", "x", "--log", str(log), *args]
-        tmux.run("new-session", "-d", "-s", session, "-x", "120", "-y", "40", "-c", str(cwd),
-                 *[f"-e{key}={value}" for key, value in environment.items()], "--", *command)
+        env_args = [arg for key, value in environment.items() for arg in ("-e", f"{key}={value}")]
+        tmux.new_session("-d", "-s", session, "-x", "120", "-y", "40", "-c", str(cwd),
+                         *env_args, "--", *command)
         sessions.append(session)
         # Keep the pane after the agent exits so that its exit status can be read.
         tmux.run("set-option", "-w", "-t", session, "remain-on-exit", "on")
-        sim = Sim(tmux, session, cwd, log, config_dir)
+        sim = Sim(tmux, session, cwd, log)
         if wait:
             sim.wait_idle()
         return sim
@@ -288,6 +300,13 @@ def test_shell_metacharacters_arrive_verbatim(start_sim):
     assert sim.messages() == [message]
     sim.wait_idle()
     assert not (sim.cwd / "y").exists() and not (sim.cwd / "z").exists()
+
+
+def test_message_ending_in_semicolon_arrives_verbatim(start_sim):
+    sim = start_sim("--work", "0.1")
+    sim.send("echo a; echo b;")
+    sim.wait_records("message")
+    assert sim.messages() == ["echo a; echo b;"]
 
 
 def test_multiline_bracketed_paste_is_one_message_with_its_newlines(start_sim):
@@ -452,13 +471,16 @@ def test_ctrl_c_twice_exits_0(start_sim):
 
 def test_limit_banner_answers_every_message_until_it_lifts(start_sim):
     sim = start_sim("--work", "0.1")
-    banner = "You've hit your session limit · resets in 2s"
-    sim.send(f"SIM:limit 1.5 {banner}")
+    banner = "You've hit your session limit · resets in 3s"
+    sim.send(f"SIM:limit 2.5 {banner}")
     wait_for(lambda: sim.visible()[-5] == f"● {banner}", "the banner", describe=sim.describe)
     sim.send("are you there?")
     wait_for(lambda: sim.visible()[-6:-4] == ["❯ are you there?", f"● {banner}"],
              "the banner as the answer", describe=sim.describe)
     assert sim.messages()[-1] == "are you there?"
+    sim.send("SIM:work 0.1")          # work for the model: limited too
+    wait_for(lambda: sim.visible()[-6:-4] == ["❯ SIM:work 0.1", f"● {banner}"],
+             "the banner as the answer to SIM:work", describe=sim.describe)
     assert sim.records("usage") == []
     sim.wait_records("limit-over")
     sim.send("and now?")

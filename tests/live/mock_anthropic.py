@@ -17,10 +17,14 @@ should give, then read back what the CLI sent and what usage was served::
     mock.stop()
 
 Only *main-conversation* turns consume the queue. Claude Code also makes side
-calls (a non-streaming quota probe at startup, title / topic generation,
-summaries): those carry no ``tools`` and get a short harmless answer. See
-``classify()`` for the exact rule, which was checked against what the real
-CLI 2.1.330 sends.
+calls: with ``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC`` unset, 2.1.330 sends
+``HEAD /api/hello`` at startup and a streamed session-title request (model
+``claude-haiku-*``, ``"tools": []``, ``output_config.format`` a JSON schema
+``{"title": string}``); older versions and other setups also make a
+non-streaming ``max_tokens: 1`` quota probe. Side calls get a short harmless
+answer (an object fitting the asked schema when there is one). See
+``classify()`` for the exact rule. Sub-agents (the Agent tool) send tools, so
+their turns count as main turns and take from the queue too.
 
 When the queue is empty a main turn answers ``ack: <last user text, first 60
 chars>``.
@@ -74,7 +78,10 @@ class Turn:
                     a ``tool_result``, which takes the next queued turn.
       ``error``     HTTP ``status`` with the API's JSON error body
                     (``error_type``, ``message``) and, if set, a
-                    ``retry-after`` header.
+                    ``retry-after`` header. With ``in_stream`` (and a
+                    streaming request) it is instead a 200 event stream
+                    holding one ``error`` event, as the API does when it
+                    overloads mid-answer.
     delay:   seconds to wait before answering at all (a slow model).
     gate:    a threading.Event; the answer waits until it is set (or the mock
              stops). Lets a test hold a turn "busy" for exactly as long as it
@@ -95,6 +102,7 @@ class Turn:
     error_type: str = ""
     message: str = ""
     retry_after: float | None = None
+    in_stream: bool = False
     headers: dict[str, str] = field(default_factory=dict)
     gate: threading.Event | None = None
     repeat: int = 1
@@ -130,10 +138,11 @@ def _system_text(body: dict[str, Any]) -> str:
 def classify(path: str, body: dict[str, Any] | None) -> str:
     """``main``, ``side``, ``count_tokens`` or ``other``.
 
-    Claude Code 2.1.330's main-conversation requests always stream and always
-    send the full ``tools`` list (Bash, Read, Edit, ...). Its side calls --
-    the startup quota probe (non-streaming, ``max_tokens`` 1, one "quota"
-    message), title and topic generation, and the like -- send no tools.
+    Claude Code 2.1.330's main-conversation requests always stream, always
+    send the full ``tools`` list (Agent, Bash, Edit, Read, ...; 13 of them)
+    and ``max_tokens`` 128000. Its side calls -- title generation (streamed,
+    ``"tools": []``), quota probes (non-streaming, ``max_tokens`` 1) and the
+    like -- send no tools.
     """
     route = urlsplit(path).path.rstrip("/")
     if route.endswith("/messages/count_tokens"):
@@ -372,7 +381,9 @@ class MockAnthropic:
     def error(self, status: int = 429, *, times: int = 1, retry_after: float | None = 0,
               error_type: str | None = None, message: str | None = None, **kw: Any) -> Turn:
         """Queue ``times`` error answers: 429 ``rate_limit_error`` or 529 ``overloaded_error``
-        (or any status / type). ``retry_after`` sets the ``retry-after`` header (None: omit)."""
+        (or any status / type). ``retry_after`` sets the ``retry-after`` header (None: omit).
+        Claude Code 2.1.330 honours retry-after up to about a minute (waits
+        max(its backoff, retry-after)); a longer one makes it give up at once."""
         etype = error_type or {429: "rate_limit_error", 529: "overloaded_error",
                                500: "api_error", 401: "authentication_error",
                                400: "invalid_request_error"}.get(status, "api_error")
@@ -406,25 +417,33 @@ class MockAnthropic:
     def main_requests(self) -> list[dict[str, Any]]:
         return self.requests("main")
 
-    def served(self, kind: str | None = "main") -> list[dict[str, Any]]:
-        """Messages served: ``id``, ``kind``, ``model``, ``stop_reason``, ``usage``."""
+    def served(self, kind: str | None = "main", complete_only: bool = False) -> list[dict[str, Any]]:
+        """Messages served (``message_start`` written): ``id``, ``kind``, ``model``,
+        ``seq``, ``stop_reason``, ``usage``, ``complete`` (``message_stop``
+        written too; False when the client hung up mid-answer, e.g. Esc).
+        ``usage`` is what the client was sent: an answer cut off before its
+        ``message_delta`` has output_tokens 1 (from ``message_start``), which
+        is what Claude Code then writes to its transcript."""
         with self._lock:
-            return [copy.deepcopy(s) for s in self._served if kind is None or s["kind"] == kind]
+            return [copy.deepcopy(s) for s in self._served
+                    if (kind is None or s["kind"] == kind) and (s["complete"] or not complete_only)]
 
-    def served_usage(self, kind: str | None = "main") -> dict[str, dict[str, int]]:
+    def served_usage(self, kind: str | None = "main",
+                     complete_only: bool = False) -> dict[str, dict[str, int]]:
         """Per message id: {input, output, cache_creation, cache_read}."""
         out = {}
-        for s in self.served(kind):
+        for s in self.served(kind, complete_only):
             u = s["usage"]
             out[s["id"]] = {"input": u["input_tokens"], "output": u["output_tokens"],
                             "cache_creation": u["cache_creation_input_tokens"],
                             "cache_read": u["cache_read_input_tokens"]}
         return out
 
-    def served_usage_total(self, kind: str | None = "main") -> dict[str, int]:
-        """Sum of ``served_usage(kind)``: {input, output, cache_creation, cache_read, messages}."""
+    def served_usage_total(self, kind: str | None = "main",
+                           complete_only: bool = False) -> dict[str, int]:
+        """Sum of ``served_usage``: {input, output, cache_creation, cache_read, messages}."""
         total = {"input": 0, "output": 0, "cache_creation": 0, "cache_read": 0, "messages": 0}
-        for u in self.served_usage(kind).values():
+        for u in self.served_usage(kind, complete_only).values():
             for k in ("input", "output", "cache_creation", "cache_read"):
                 total[k] += u[k]
             total["messages"] += 1
@@ -531,7 +550,10 @@ class MockAnthropic:
     def _default_text(self, body: dict[str, Any]) -> str:
         if self._default is not None:
             return self._default(body)
-        return "ack: " + typed_text(last_user_message(body))[:60]
+        msg = last_user_message(body)
+        if not text_blocks(msg) and tool_results(msg):
+            return "ack: tool result"
+        return "ack: " + typed_text(msg)[:60]
 
     def _wait(self, seconds: float, gate: threading.Event | None = None) -> None:
         if gate is not None:
@@ -542,37 +564,38 @@ class MockAnthropic:
 
     def _dispatch(self, h: _Handler, body: Any) -> None:
         kind = classify(h.path, body) if h.command == "POST" else "other"
+        rec = self._record(h, body, kind, 200)
         if kind == "count_tokens":
-            rec = self._record(h, body, kind, 200)
-            n_chars = len(json.dumps(body or {}))
-            h._send_json(200, {"input_tokens": max(1, n_chars // 4)})
+            h._send_json(200, {"input_tokens": max(1, len(json.dumps(body or {})) // 4)})
             return
         if kind == "other":
-            self._record(h, body, kind, 200)
             h._send_json(200, {})
             return
-        rec = self._record(h, body, kind, 200)
         model = (body or {}).get("model") or "claude-mock"
         stream = bool((body or {}).get("stream"))
         if kind == "side":
             turn = Turn(kind="text", text=self._side_text(body))
         else:
             turn = self._take_turn() or Turn(kind="text", text=self._default_text(body))
-        rec["answer"] = turn.kind
+        with self._lock:
+            rec["answer"] = turn.kind
         self._wait(turn.delay, turn.gate)
-        if turn.kind == "error":
+        if turn.kind == "error" and not (turn.in_stream and stream):
             with self._lock:
                 rec["status"] = turn.status
             headers = dict(turn.headers)
             if turn.retry_after is not None:
-                ra = turn.retry_after
-                headers["retry-after"] = str(int(ra)) if float(ra).is_integer() else str(ra)
+                ra = float(turn.retry_after)
+                headers["retry-after"] = str(int(ra)) if ra.is_integer() else str(ra)
             headers.setdefault("request-id", f"req_mock_err_{rec['seq']}")
             if turn.status == 429:
                 headers.setdefault("x-should-retry", "true")
-            h._send_json(turn.status, {"type": "error", "error": {"type": turn.error_type,
-                                                                  "message": turn.message}},
-                         headers)
+            h._send_json(turn.status, self._error_body(turn), headers)
+            return
+        if turn.kind == "error":  # an error event inside a 200 stream
+            sse = _SSE(h, 200, {"request-id": f"req_mock_err_{rec['seq']}", **turn.headers})
+            sse.event("error", self._error_body(turn))
+            sse.close()
             return
         n = self._next_number()
         msg_id = f"msg_mock_{n}"
@@ -584,21 +607,25 @@ class MockAnthropic:
             blocks.append({"type": "tool_use", "id": f"toolu_mock_{n}", "name": turn.tool_name,
                            "input": turn.tool_input})
         stop_reason = "tool_use" if turn.kind == "tool_use" else "end_turn"
-        with self._lock:
-            rec["message_id"] = msg_id
-            self._served.append({"id": msg_id, "kind": kind, "model": model, "seq": rec["seq"],
-                                 "stop_reason": stop_reason, "usage": dict(usage)})
+        served = {"id": msg_id, "kind": kind, "model": model, "seq": rec["seq"],
+                  "stop_reason": stop_reason, "usage": dict(usage), "complete": False}
         headers = {"request-id": f"req_mock_{n}", **turn.headers}
+        wire_usage = {**usage, "cache_creation": {
+            "ephemeral_5m_input_tokens": usage["cache_creation_input_tokens"],
+            "ephemeral_1h_input_tokens": 0}, "service_tier": "standard"}
         if not stream:
             h._send_json(200, {"id": msg_id, "type": "message", "role": "assistant", "model": model,
                                "content": blocks, "stop_reason": stop_reason,
-                               "stop_sequence": None, "usage": usage}, headers)
+                               "stop_sequence": None, "usage": wire_usage}, headers)
+            self._note_served(rec, served, complete=True)
             return
         sse = _SSE(h, 200, headers)
-        start_usage = {**usage, "output_tokens": 1}
+        start_usage = {**wire_usage, "output_tokens": 1}
         sse.event("message_start", {"type": "message_start", "message": {
             "id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
             "stop_reason": None, "stop_sequence": None, "usage": start_usage}})
+        served["usage"]["output_tokens"] = 1  # what the client has seen so far
+        self._note_served(rec, served, complete=False)
         for i, block in enumerate(blocks):
             if block["type"] == "text":
                 sse.event("content_block_start", {"type": "content_block_start", "index": i,
@@ -624,18 +651,59 @@ class MockAnthropic:
         sse.event("message_delta", {"type": "message_delta",
                                     "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                                     "usage": {"output_tokens": usage["output_tokens"]}})
+        with self._lock:
+            served["usage"]["output_tokens"] = usage["output_tokens"]
         sse.event("message_stop", {"type": "message_stop"})
         sse.close()
+        with self._lock:
+            served["complete"] = True
+
+    def _note_served(self, rec: dict[str, Any], served: dict[str, Any], complete: bool) -> None:
+        with self._lock:
+            served["complete"] = complete
+            rec["message_id"] = served["id"]
+            self._served.append(served)
+
+    @staticmethod
+    def _error_body(turn: Turn) -> dict[str, Any]:
+        return {"type": "error", "error": {"type": turn.error_type, "message": turn.message}}
 
     @staticmethod
     def _side_text(body: Any) -> str:
-        """A harmless answer for side calls; JSON-ish when they ask for JSON."""
-        system = _system_text(body or {}).lower()
+        """A harmless answer for side calls. Claude Code 2.1.330 asks for titles
+        with ``output_config.format`` = a JSON schema: answer an object that fits."""
+        body = body or {}
+        fmt = (body.get("output_config") or {}).get("format") or {}
+        if fmt.get("type") == "json_schema" and isinstance(fmt.get("schema"), dict):
+            return json.dumps(_fit_schema(fmt["schema"]))
+        system = _system_text(body).lower()
         if "json" in system:
             if "title" in system:
                 return json.dumps({"title": "Mock session"})
             return json.dumps({"isNewTopic": False, "title": None})
         return "Mock session"
+
+
+def _fit_schema(schema: dict[str, Any]) -> Any:
+    """A small value matching a JSON schema (objects, strings, numbers, booleans, arrays)."""
+    if "enum" in schema and schema["enum"]:
+        return schema["enum"][0]
+    typ = schema.get("type")
+    if isinstance(typ, list):
+        typ = next((t for t in typ if t != "null"), "null")
+    if typ == "object" or "properties" in schema:
+        props = schema.get("properties") or {}
+        keys = schema.get("required") or list(props)
+        return {k: _fit_schema(props.get(k) or {}) for k in keys}
+    if typ == "array":
+        return []
+    if typ in ("number", "integer"):
+        return 0
+    if typ == "boolean":
+        return False
+    if typ == "null":
+        return None
+    return "Mock session"
 
 
 def main(argv: list[str]) -> int:

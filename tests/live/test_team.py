@@ -19,35 +19,23 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is no
 
 
 def demo_project(project: Project, work: float = 3.0, extra: str = "") -> Project:
-    """The shipped demo config, copied into a temp folder and pointed at the project's private socket."""
-    shutil.copytree(REPO / "examples" / "demo" / "prompts", project.root / "prompts")
-    shutil.copy(SIMAGENT, project.root / "simagent.py")
-    text = (REPO / "examples" / "demo" / "agents.toml").read_text()
-    text = text.replace('tmux_socket = "agents-demo"', f'tmux_socket = "{project.socket}"')
-    text = text.replace('"../simagent.py", "--work", "4"', f'"{project.root / "simagent.py"}", "--work", "{work}"')
-    project.config.write_text(text + extra)
-    return project
+    return project.use_demo(work, extra)
 
 
 def sim_log(project: Project, name: str) -> list[dict]:
-    path = project.root / ".simagent" / f"{name}.log"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return project.sim_log(name)
 
 
 def messages(project: Project, name: str) -> list[str]:
-    return [entry["text"] for entry in sim_log(project, name) if entry.get("kind") == "message"]
+    return project.messages(name)
 
 
 def status(project: Project) -> dict:
-    result = project.run("status", "--json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return project.status()
 
 
 def states(project: Project) -> dict[str, str]:
-    return {row["name"]: row["state"] for row in status(project)["agents"]}
+    return project.states()
 
 
 def test_demo_up_send_status_down(project, tmp_path):
@@ -104,6 +92,17 @@ def test_demo_up_send_status_down(project, tmp_path):
     assert {row["state"] for row in status(project)["agents"]} == {"stopped"}
 
 
+@pytest.mark.parametrize("text", ["ends with a semicolon;", "two;;", ";", "escaped \\;", "back\\slash\\",
+                                  "{braces} #{pane_id} -t x", "x" * 1500 + ";" + "y" * 20])
+def test_tricky_text_arrives_verbatim(project, text):
+    demo_project(project, work=0.1)
+    assert project.run("up", "--no-watchdog", "builder").returncode == 0
+    wait_for(lambda: states(project)["builder"] == "idle", message="builder idle")
+    send = project.run("send", "builder", text)
+    assert send.returncode == 0, send.stderr
+    assert messages(project, "builder")[-1] == text
+
+
 def test_multiline_message_is_one_paste(project):
     demo_project(project, work=0.5)
     assert project.run("up", "--no-watchdog").returncode == 0
@@ -134,9 +133,9 @@ def test_dead_agent_and_restart(project):
     wait_for(lambda: states(project)["builder"] == "idle", message="builder idle")
     first = status(project)["agents"][0]["session_ids"]
     project.run("send", "builder", "SIM:die 3")
-    wait_for(lambda: next(r for r in status(project)["agents"] if r["name"] == "builder")["detail"]
-             == "exited with status 3", message="builder dead with status 3")
-    assert states(project)["builder"] == "dead"
+    # tmux sometimes never learns a dead pane's exit status (seen about 1 in 15): "exited" then.
+    wait_for(lambda: project.row("builder")["detail"] in ("exited with status 3", "exited")
+             and states(project)["builder"] == "dead", message="builder dead")
     restart = project.run("restart", "builder")
     assert restart.returncode == 0, restart.stdout + restart.stderr
     row = next(r for r in status(project)["agents"] if r["name"] == "builder")
@@ -158,7 +157,9 @@ backend = "failing"
 """)
     up = project.run("up", "--no-watchdog", "broken")
     assert up.returncode == 1
-    assert "broken: died at start (exited with status 4): boom: no API key" in up.stdout
+    # tmux sometimes never learns the exit status: then it says just "exited".
+    assert ("broken: died at start (exited with status 4): boom: no API key" in up.stdout
+            or "broken: died at start (exited): boom: no API key" in up.stdout), up.stdout
 
 
 def test_down_touches_only_what_this_config_started(project):
