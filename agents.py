@@ -575,33 +575,49 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
             r"Do you trust the files in this folder\?",
             r"Quick safety check: Is this a project you created",
             r"running in Bypass Permissions mode",
-            r"Usage limit has reset · press enter to continue",
+            BULLET + r"(Your )?[Uu]sage limit has reset · press enter to continue",  # "Your usage limit has reset · press enter to continue"
         ],
         "dialog_keys": {
             # "❯ No, exit" is selected and Enter alone exits Claude Code: move down first.
             r"❯ No, exit\n\s*Yes, I accept": ["Down", "Enter"],
             r"❯ No, exit\n\s*Yes, I trust this folder": ["Down", "Enter"],
             r"❯ 1\. Yes, (I trust|proceed)": ["Enter"],
-            r"Usage limit has reset · press enter to continue": ["Enter"],
+            # Anchored: a quote of it elsewhere on screen must not answer another dialog with Enter.
+            BULLET + r"(Your )?[Uu]sage limit has reset · press enter to continue": ["Enter"],
         },
+        # Order of the kinds: manual, then self_resume, then limit (usage), then rate_limit.
         "limit": [
-            BULLET + r"Claude (AI )?usage limit reached",  # "Claude usage limit reached. Your limit will reset at 7pm (America/Chicago)."
-            BULLET + r"(5-hour|weekly|session|daily|Opus|Sonnet)( usage)? limit reached",  # "5-hour limit reached ∙ resets 3am"
-            BULLET + r"You've hit your (session|weekly|5-hour|daily|usage|Opus|Sonnet|Opus weekly)( usage)? limit",  # "You've hit your session limit · resets 8:10pm (Europe/Berlin)"
-            BULLET + r"You're out of extra usage",  # "You're out of extra usage · resets 9pm"
+            # "Claude usage limit reached. …", "Claude AI usage limit reached|1767225600", "Opus weekly limit reached ∙ resets Oct 31, 9am"
+            BULLET + r"((?i:claude|ai|usage|\d+-hour|session|weekly|daily|opus|sonnet|haiku|fable) ){1,3}limit reached\b",
+            # "You've hit your session limit · resets 8:10pm (Europe/Berlin)", "You’ve hit your limit for Claude messages. …";
+            # "└" leads the 2.1.261 wait menu. Not "You've hit your fast limit": fast mode switches off, work goes on.
+            BULLET + r"(└\s*)?You['’]ve (hit|reached) your (?!fast limit)([\w'’-]+ ){0,3}limit\b",
+            BULLET + r"You['’]re out of (extra usage|usage credits)\s*[·∙]\s*resets",  # "You're out of extra usage · resets 9pm"
         ],
         "rate_limit": [
             BULLET + r"API Error: Request rejected \((429|529)\)",  # "● API Error: Request rejected (429) · Rate limited"
-            BULLET + r"API Error:.*(rate_limit_error|overloaded_error|Overloaded)",
+            BULLET + r"API Error:.*(rate_limit_error|overloaded_error|Overloaded)",  # "⎿  API Error: Repeated 529 Overloaded errors"
+            BULLET + r"Error: (429|529) \{.*(rate_limit_error|overloaded_error)",  # 'Error: 429 {"type":"error","error":{"type":"rate_limit_error",…'
         ],
         "self_resume": [
-            BULLET + r"\d{3} (Rate limited|Overloaded) · retrying in",  # "✻ 429 Rate limited · retrying in 3s · attempt 4/10"
-            r"Continuing automatically when your limit resets",
+            BULLET + r"\d{3} (Rate limited|Overloaded) · [Rr]etrying in",  # "✻ 529 Overloaded · Retrying in 4s · attempt 6/10"
+            BULLET + r"API Error \(.*[·∙] Retrying in",  # '⎿  API Error (529 {…"Overloaded"}}) · Retrying in 1 seconds… (attempt 1/10)'
+            # "Continuing automatically when your limit resets", "⚠ Usage limit reached · continuing shortly · esc to cancel"
+            BULLET + r"(⚠\s*)?(Usage limit reached\s*[·∙]\s*)?[Cc]ontinuing (automatically|shortly)",
+            BULLET + r"Claude Code will continue automatically",  # "⎿  Claude Code will continue automatically shortly. Keep this session open; …"
         ],
         "manual_limit": [
-            r"You've hit your monthly spend limit",
-            r"(organization|org)('s)? (usage|spend|monthly) limit",
-            r"Your (organization|admin) has (disabled|reached)",
+            BULLET + r"You['’]ve hit your (monthly spend|usage credit|individual usage) limit",  # "⎿  **You've hit your monthly spend limit.**"
+            BULLET + r"You['’]ve hit your (org|organization|team|channel|group|workspace)['’]s ([\w-]+ ){0,2}(limit|budget)",  # "You've hit your team's shared budget. …"
+            BULLET + r"You['’]re out of (extra usage|usage credits|credits)\b(?!.*\bresets\b)",  # "⎿  You're out of usage credits. /model to switch models."
+            BULLET + r"([\w.-]+ ){1,3}requires usage credits",  # "⎿  Fable 5 requires usage credits."
+            BULLET + r"Your (org|organization|workspace) is out of (usage|credits)",  # "⎿  Your org is out of usage · add funds to continue"
+            BULLET + r"Your seat type (doesn['’]t|does not) include usage credits",  # "⎿  Your seat type doesn't include usage credits"
+            BULLET + r"Your usage allocation has been disabled",  # "⎿  Your usage allocation has been disabled by your admin"
+            BULLET + r"Your ([\w'’-]+ )?usage limit is set to \$0",  # "⎿  Your group's usage limit is set to $0"
+            BULLET + r"Your (organization|admin) has (disabled|reached)",
+            BULLET + r"(Your )?[Cc]redit balance (is )?too low",  # "⎿  Credit balance too low · Add funds: https://platform.claude.com/settings/billing"
+            BULLET + r"You have reached your specified workspace API usage limit",  # "You have reached your specified workspace API usage limits. You will regain access on 2025-06-01 at 00:00 UTC."
         ],
         "resume": "continue",
         "transcripts": "claude",
@@ -610,16 +626,34 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
     "codex": {
         "command": ["codex"],
         "submit_delay": 0.4,  # typing then Enter within ~120 ms reads as a paste: the Enter becomes a newline
-        "busy": [r"esc to interrupt"],  # "• Working (3s • esc to interrupt)", "• Reconnecting... 1/5 (4s • esc to interrupt)"
+        "busy": [r"esc to interrupt"],  # "• Working (3s • esc to interrupt)"
         "idle": [r"^›\s?(?P<input>.*)$"],  # "› Ask Codex to do anything" (a placeholder)
         "placeholders": [r"^Ask Codex to do anything$", r"^Find and fix a bug in @filename$", r"^(Explain|Summarize|Improve|Write) .*$"],
         "dialog": [r"press enter to confirm or esc to cancel", r"(?i)allow command\?", r"\[y/n\]",
                    r"Do you trust the contents of this directory"],
         "dialog_keys": {},
-        "limit": [BULLET + r"(■\s*)?You've hit your usage limit"],  # "You've hit your usage limit. … try again in 2 days 17 hours 14 minutes."
-        "rate_limit": [r"^\W*(stream error|exceeded retry limit).*(429|Too Many Requests)"],
-        "self_resume": [],
-        "manual_limit": [r"You're out of credits"],
+        # Codex marks its notices "■" (errors), "⚠" (warnings), "▌" and "🖐" (older versions) after the BULLET.
+        "limit": [
+            # "■ You've hit your usage limit. … try again at 3:23 PM.", "You have reached the usage limit. … try again after September 6, 2026, 11:15."
+            BULLET + r"([■▌🖐⚠]\s*)?You(['’]ve| have) (hit|reached) (your|the) usage limit",
+            BULLET + r"([■▌⚠]\s*)?You['’]re out of Codex messages",  # "You’re out of Codex messages" / "Your rate limit resets on Apr 25, 2026, 12:54 AM."
+            BULLET + r"([■▌⚠]\s*)?Usage limit reached",  # "▌ Usage limit reached" / "Redeem usage limit reset" (a reset credit: never redeemed automatically)
+            BULLET + r'([■▌⚠]\s*)?\{"error":\s*\{"type":\s*"usage_limit_reached"',  # '{"error":{"type":"usage_limit_reached",…,"resets_at":1775317531}}'
+        ],
+        "rate_limit": [
+            # "■ exceeded retry limit, last status: 429 Too Many Requests", "rate limited (status 429 Too Many Requests), retry after 3s"
+            BULLET + r"([■▌⚠]\s*)?(stream error|exceeded retry limit|rate limited).*\b(429|Too Many Requests)\b",
+            BULLET + r"([■▌⚠]\s*)?We['’]re currently experiencing high demand",  # "We're currently experiencing high demand, which may cause temporary errors."
+        ],
+        "self_resume": [
+            BULLET + r"Re-?connecting\.\.\. \d+/\d+",  # "• Reconnecting... 4/5 (21s • esc to interrupt)": Codex retries its stream by itself
+        ],
+        "manual_limit": [
+            BULLET + r"([■▌⚠]\s*)?You['’]re out of credits",  # "▌ You're out of credits. Your workspace is out of credits. Add credits to continue."
+            BULLET + r"([■▌⚠]\s*)?Your workspace is out of credits",  # "Your workspace is out of credits. Add credits to continue."
+            BULLET + r"([■▌⚠]\s*)?Quota exceeded\. Check your plan and billing",  # "Quota exceeded. Check your plan and billing details."
+            BULLET + r"([■▌⚠]\s*)?To use Codex with your ChatGPT plan, upgrade",  # "To use Codex with your ChatGPT plan, upgrade to Plus: https://openai.com/chatgpt/pricing."
+        ],
         "resume": "continue",
         "transcripts": "codex",
     },
@@ -992,6 +1026,16 @@ class Pane:
     height: int
 
 
+def tmux_literal(argument: str) -> str:
+    """An argument tmux passes on as is.
+
+    Even from an argv list, tmux reads an argument that ends in ``;`` as the end
+    of a command (``find . -exec rm {} ;`` would lose its ``;`` and run the rest
+    as another tmux command); a backslash before that ``;`` is tmux's escape.
+    """
+    return argument[:-1] + "\\;" if argument.endswith(";") else argument
+
+
 class Tmux:
     """tmux, reached only through these methods.
 
@@ -1050,6 +1094,17 @@ class Tmux:
             if session not in panes or order < panes[session][0]:
                 panes[session] = (order, pane)
         return {session: pane for session, (_, pane) in panes.items()}
+
+    def reap(self) -> None:
+        """Make the tmux server collect exit statuses it missed.
+
+        tmux 3.3a sometimes misses a child's SIGCHLD (seen when a client command
+        arrives as the child exits): the pane is dead, its process a zombie, and
+        ``pane_dead_status`` stays empty until some other child of the server
+        exits. A throwaway session whose command ends at once is such a child.
+        """
+        name = f"agents-py-reap-{secrets.token_hex(4)}"
+        self.run(["new-session", "-d", "-s", name, "--", "sleep", "0"], check=False)
 
     def capture_many(self, pane_ids: list[str]) -> dict[str, list[str]]:
         """The visible screen of many panes in one tmux process.
@@ -1120,9 +1175,9 @@ class Tmux:
             self.run([
                 "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height), "--", "sleep", "600", ";",
                 "set-option", "-t", target, "history-limit", str(history), ";",
-                "set-option", "-t", target, "@agents_owner", owner, ";",
-                "new-window", "-t", target, "-c", str(cwd), "--", sys.executable, "-c", self.LAUNCHER,
-                str(env_file), *argv, ";",
+                "set-option", "-t", target, "@agents_owner", tmux_literal(owner), ";",
+                "new-window", "-t", target, "-c", tmux_literal(str(cwd)), "--", sys.executable, "-c", self.LAUNCHER,
+                tmux_literal(str(env_file)), *map(tmux_literal, argv), ";",
                 "set-option", "-w", "-t", target, "remain-on-exit", "on", ";",
                 "kill-window", "-t", f"={name}:{{start}}",
             ])
@@ -1139,15 +1194,10 @@ class Tmux:
     def send_text(self, pane_id: str, text: str, chunk: int = 512) -> None:
         """Type ``text`` literally (``send-keys -l``): no key names, no shell, nothing run.
 
-        tmux reads an argument that ends in ``;`` as a command separator and drops
-        the ``;`` (even from an argv list); a backslash before it is its escape for a
-        literal one, so a chunk ending in ``;`` gets that backslash.
+        Chunks go through ``tmux_literal`` (a trailing ``;`` would end the command).
         """
         for start in range(0, len(text), chunk):
-            piece = text[start:start + chunk]
-            if piece.endswith(";"):
-                piece = piece[:-1] + "\\;"
-            self.run(["send-keys", "-t", pane_id, "-l", "--", piece])
+            self.run(["send-keys", "-t", pane_id, "-l", "--", tmux_literal(text[start:start + chunk])])
 
     def paste(self, pane_id: str, text: str) -> None:
         """Paste ``text`` as one bracketed paste: newlines stay newlines, not submits."""
@@ -1989,6 +2039,10 @@ def observe(cfg: Config, tmux: Tmux, now: float) -> dict[str, Seen]:
             foreign.add(unit.name)
         elif pane is not None:
             mine[unit.name] = pane
+    if any(pane.dead and pane.dead_status is None for pane in mine.values()):
+        tmux.reap()
+        panes = tmux.list_panes()
+        mine = {name: panes.get(pane.session, pane) for name, pane in mine.items()}
     wanted = [pane.pane_id for name, pane in mine.items() if not pane.dead and isinstance(cfg.unit(name), Agent)]
     screens = tmux.capture_many(wanted)
     seen = {}
@@ -2243,7 +2297,14 @@ class Team:
         for unit in units:
             record = record_of(state, unit.name)
             look = seen[unit.name]
-            if look.screen.state == "dead":
+            finished = (isinstance(unit, Agent) and unit.kind == "task" and look.pane is not None
+                        and look.pane.dead and look.pane.dead_status == 0)
+            if finished:
+                with self.store.transaction() as state:
+                    transition(record_of(state, unit.name), "exited", "task finished cleanly (exit 0)",
+                               self.clock.now(), self.events, unit.name)
+                report(f"{unit.name}: ran and finished cleanly (exit 0)")
+            elif look.screen.state == "dead":
                 ok = False
                 pane = look.pane
                 tail = ""
@@ -3065,6 +3126,11 @@ def cmd_send(args: argparse.Namespace) -> int:
     if not clean_message(text):
         raise ConfigError(["send: the message is empty"])
     team = Team(cfg)
+    # The kickoff goes first: while the watchdog is still delivering it, wait a little.
+    deadline = time.monotonic() + 30
+    while (record_of(team.store.load(), unit.name).lifecycle == "starting" and watchdog_status(cfg)["alive"]
+           and time.monotonic() < deadline):
+        time.sleep(0.2)
     with team.store.transaction() as state:
         action = Action("send", unit.name, "sent from the command line", text=text, purpose="send")
         delivery = team._deliver(action)

@@ -73,8 +73,8 @@ BANNERS = [
     ("usage", "You have reached the usage limit. Upgrade or add credits to continue, or try again after "
               "September 6, 2026, 11:15.", "codex"),  # seen: openai/codex#41689
     ("usage", "You’re out of Codex messages\nYour rate limit resets on Apr 25, 2026, 12:54 AM.", "codex"),  # codex#19417
-    ("usage", "▌ Usage limit reached\n  Redeem usage limit reset", "codex"),  # fixtures; "Redeem usage limit reset" is
-    # Codex's reset-credit action (openai/codex#30488): never redeemed automatically
+    # Seen: fixtures. "Redeem usage limit reset" is Codex's reset-credit action (openai/codex#30488): never automated.
+    ("usage", "▌ Usage limit reached\n  Redeem usage limit reset", "codex"),
     ("usage", '{"error":{"type":"usage_limit_reached","message":"The usage limit has been reached",'
               '"resets_at":1775317531}}', "codex"),  # seen: james-6-23/codex2api#9
     ("usage", "Approaching usage limit · resets at 2am\nYou've hit your session limit · resets 2am", "claude"),
@@ -218,8 +218,8 @@ RETRYING = [row for row in BANNERS if not hasattr(row, "marks") and row[0] == "r
 
 @pytest.mark.parametrize("expected, banner, cli", RETRYING, ids=[row_id(row) for row in RETRYING])
 def test_self_retry_outranks_the_busy_footer(expected, banner, cli):
-    # While the CLI retries by itself its footer says "esc to interrupt": still limited/retrying, so
-    # the supervisor stands down instead of waiting for an idle prompt.
+    # While Claude retries by itself its footer says "esc to interrupt" (Codex's retry line carries it
+    # already): still limited/retrying, so the supervisor stands down rather than calling it busy work.
     screen = classify(cli, banner.split("\n"), busy=True)
     assert (screen.state, screen.limit_kind) == ("limited", "retrying"), screen
 

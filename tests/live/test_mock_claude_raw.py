@@ -211,6 +211,8 @@ class Tmux:
         self.run("-f", "/dev/null", "new-session", "-d", "-s", SESSION, "-x", str(COLS),
                  "-y", str(ROWS), "-c", str(cwd), *argv, env=env)
         self.run("set-option", "-t", SESSION, "remain-on-exit", "on", env=env)
+        # Without it Claude Code may show a "tmux focus-events off" tip line.
+        self.run("set-option", "-s", "focus-events", "on", env=env)
         self.server_pid = int(self.run("display-message", "-p", "#{pid}").stdout.strip())
         self.note_pids()
 
@@ -296,7 +298,7 @@ def is_idle(screen: str) -> bool:
 # ----------------------------------------------------------------------------
 
 class Live:
-    def __init__(self, binary: Path, tmp: Path):
+    def __init__(self, binary: Path, tmp: Path, trust: bool = True):
         self.binary = binary
         self.home = tmp / "home"
         self.cwd = tmp / "repo"
@@ -307,7 +309,7 @@ class Live:
         subprocess.run(git + ["config", "user.name", "Raw Test"], check=True)
         subprocess.run(git + ["config", "commit.gpgsign", "false"], check=True)
         self.api_key = cs.DEFAULT_API_KEY
-        cs.prepare_home(self.home, self.cwd, self.api_key, trust=True)
+        cs.prepare_home(self.home, self.cwd, self.api_key, trust=trust)
         self.mock = MockAnthropic().start()
         self.session_id = cs.new_session_id()
         self.env = cs.claude_env(self.home, self.mock.port, self.api_key,
@@ -361,6 +363,27 @@ class Live:
         if self.save_dir is not None:
             self.save_dir.mkdir(parents=True, exist_ok=True)
             (self.save_dir / f"{self.saved:02d}-{name}.txt").write_text(screen, encoding="utf-8")
+
+    def answer_dialog(self, selected: str) -> None:
+        """Down then Enter, safely. A dialog that has just appeared can be drawn
+        again from scratch (the trust dialog is, about 0.5 s in), which resets
+        the selection and loses keys: let it settle first, check that Down
+        moved the selection, and check again just before Enter -- Enter on
+        ``No, exit`` ends Claude Code."""
+        time.sleep(1.0)
+        for _ in range(3):
+            if selected not in self.screen():
+                self.tmux.keys("Down")
+            try:
+                self.wait(f"{selected!r} selected", lambda s: selected in s, timeout=1.5)
+            except AssertionError:
+                continue
+            time.sleep(0.3)
+            if selected in self.screen():
+                self.tmux.keys("Enter")
+                self.wait("the dialog to go away", lambda s: selected not in s, timeout=10)
+                return
+        raise AssertionError(f"could not select {selected!r}; screen:\n{self.screen()}")
 
     def type_text(self, text: str) -> str:
         """Type ``text`` (literally) and wait until the input box shows it."""
@@ -447,9 +470,7 @@ def test_startup_dialog_then_idle(live: Live):
     live.timings["dialog"] = round(time.monotonic() - live.t0, 2)
     assert "❯ No, exit" in screen
     live.save("bypass-dialog", screen)
-    live.tmux.keys("Down")
-    live.wait("`Yes, I accept` selected", lambda s: "❯ Yes, I accept" in s, timeout=5)
-    live.tmux.keys("Enter")
+    live.answer_dialog("❯ Yes, I accept")
     screen = live.wait_idle("the fresh idle prompt", lambda s: "Claude Code v2.1.330" in s)
     live.timings["idle"] = round(time.monotonic() - live.t0, 2)
     assert prompt_box(screen) == ""
@@ -560,3 +581,20 @@ def test_transcript_usage_equals_served(live: Live):
     # This version writes both the server's request id and a ref to its api-request line.
     assert any(o.get("requestRef") for o in assistants)
     assert live.tmux.pane_pids()  # the CLI is still running
+
+
+def test_untrusted_folder_asks_first(claude_binary: Path, tmp_path: Path):
+    """Without the trust entry: the trust question, then the bypass warning."""
+    rig = Live(claude_binary, tmp_path, trust=False)
+    try:
+        rig.start()
+        screen = rig.wait("the trust dialog", lambda s: "Yes, I trust this folder" in s)
+        assert "Quick safety check" in screen and "❯ No, exit" in screen
+        rig.answer_dialog("❯ Yes, I trust this folder")
+        rig.wait("the bypass-permissions dialog", lambda s: "Yes, I accept" in s)
+        rig.answer_dialog("❯ Yes, I accept")
+        rig.wait_idle("the idle prompt", lambda s: "Claude Code v2.1.330" in s)
+        data = json.loads((rig.home / ".claude.json").read_text())
+        assert data["projects"][str(rig.cwd.resolve())]["hasTrustDialogAccepted"] is True
+    finally:
+        rig.stop()

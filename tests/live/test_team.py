@@ -133,9 +133,9 @@ def test_dead_agent_and_restart(project):
     wait_for(lambda: states(project)["builder"] == "idle", message="builder idle")
     first = status(project)["agents"][0]["session_ids"]
     project.run("send", "builder", "SIM:die 3")
-    # tmux sometimes never learns a dead pane's exit status (seen about 1 in 15): "exited" then.
-    wait_for(lambda: project.row("builder")["detail"] in ("exited with status 3", "exited")
-             and states(project)["builder"] == "dead", message="builder dead")
+    # tmux 3.3a sometimes misses the child's exit; observe() makes it collect the status (Tmux.reap).
+    wait_for(lambda: project.row("builder")["detail"] == "exited with status 3"
+             and states(project)["builder"] == "dead", message="builder dead with status 3")
     restart = project.run("restart", "builder")
     assert restart.returncode == 0, restart.stdout + restart.stderr
     row = next(r for r in status(project)["agents"] if r["name"] == "builder")
@@ -157,9 +157,7 @@ backend = "failing"
 """)
     up = project.run("up", "--no-watchdog", "broken")
     assert up.returncode == 1
-    # tmux sometimes never learns the exit status: then it says just "exited".
-    assert ("broken: died at start (exited with status 4): boom: no API key" in up.stdout
-            or "broken: died at start (exited): boom: no API key" in up.stdout), up.stdout
+    assert "broken: died at start (exited with status 4): boom: no API key" in up.stdout
 
 
 def test_down_touches_only_what_this_config_started(project):
