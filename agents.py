@@ -9,16 +9,17 @@ usage limits, wakes agents on schedule and drives a plan of phases through git.
 
 The file is cut into sections, each using only the ones above it:
 
-    Basics        errors, time, atomic files, the event log
-    Config        the schema as dataclasses, one table of defaults, validation
-    tmux          the only code that runs tmux
-    git           the only code that runs git
-    State         the atomic JSON store of everything the program remembers
-    Screens       reading a pane: busy, idle, dialog, limited, dead
-    Sending       delivering a message safely, verified
-    Lifecycle     starting, stopping and observing agents and services
-    Commands      one function per command line verb
-    main          argument parsing
+    Basics           errors, clocks, atomic files, the event log
+    Config           the schema as dataclasses, one table of defaults, backend presets, validation
+    tmux             the only code that runs tmux
+    State            the atomic JSON store of everything the program remembers
+    Screens          reading a pane (busy, idle, dialog, limited, dead) and limit reset times
+    Sending          delivering a message safely, verified
+    Lifecycle        starting, observing and stopping agents and services
+    Watchdog checks  pure decisions: heal, stall, limits, wakes, dialogs
+    Watchdog loop    observe → classify → decide → act, for days
+    Commands         one function per command line verb
+    main             argument parsing and --help
 
 Run ``python3 agents.py --help`` for the commands, ``agents.py COMMAND --help``
 for each one's options.
@@ -327,7 +328,7 @@ def as_regex_list(value: Any, complain: Callable) -> list[str]:
 def as_regex(value: Any, complain: Callable) -> str:
     as_text(value, complain)
     try:
-        re.compile(value)
+        re.compile(value, re.MULTILINE)  # the flags they are used with: the compiled pattern is cached
     except re.error as error:
         complain(f"invalid regex {value!r}: {error}")
     return value
@@ -829,7 +830,9 @@ class Loader:
                 hint = difflib.get_close_matches(str(base), list(BACKEND_PRESETS), n=1)
                 self.complain(section, "preset", f"unknown preset {base!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
                 base = "shell"
-            merged = self.build(Backend, {**BACKEND_PRESETS[base], "preset": base}, f"(preset {base})")
+            # Presets are trusted (tests cover them): only what the user wrote is validated.
+            merged = Backend(**{key: (list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict)
+                                      else value) for key, value in BACKEND_PRESETS[base].items()}, preset=base)
             overrides = self.build(Backend, table, section, skip=("name",))
             for key in (table if isinstance(table, dict) else {}):
                 if hasattr(overrides, key):
@@ -1227,54 +1230,6 @@ class Tmux:
 
 
 # ============================================================================
-# git
-#   The only code that runs git: argv lists, a fixed working folder, and
-#   answers as plain data.
-# ============================================================================
-
-
-class Git:
-    """git in one repository. ``calls`` counts processes (the bench reads it)."""
-
-    def __init__(self, repo: Path):
-        self.repo = repo
-        self.calls = 0
-
-    def run(self, args: list[str], check: bool = True, timeout: float = 120) -> str:
-        self.calls += 1
-        try:
-            result = subprocess.run(["git", "-C", str(self.repo), *args], capture_output=True, text=True,
-                                    timeout=timeout, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
-        except FileNotFoundError:
-            raise RuntimeFailure("git is not installed (or not on PATH)")
-        except subprocess.TimeoutExpired:
-            raise RuntimeFailure(f"git {args[0]} in {self.repo} did not finish within {timeout:.0f}s")
-        if check and result.returncode != 0:
-            raise RuntimeFailure(f"git {' '.join(args[:2])} in {self.repo}: {result.stderr.strip()}")
-        return result.stdout
-
-    def fetch(self, remote: str) -> None:
-        self.run(["fetch", "--quiet", remote])
-
-    def head(self, ref: str) -> str | None:
-        output = self.run(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], check=False).strip()
-        return output or None
-
-    def subjects_since(self, base: str | None, ref: str, limit: int = 500) -> list[tuple[str, str]]:
-        """``(sha, subject)`` of commits on ``ref`` after ``base``, oldest first."""
-        span = f"{base}..{ref}" if base else ref
-        output = self.run(["log", "--reverse", f"--max-count={limit}", "--format=%H%x00%s", span], check=False)
-        return [tuple(line.split("\0", 1)) for line in output.splitlines() if "\0" in line]  # type: ignore[misc]
-
-    def show(self, ref: str, path: str) -> str | None:
-        """A file's content at ``ref`` (None if it does not exist there)."""
-        result = subprocess.run(["git", "-C", str(self.repo), "show", f"{ref}:{path}"], capture_output=True,
-                                timeout=60)
-        self.calls += 1
-        return result.stdout.decode("utf-8", "replace") if result.returncode == 0 else None
-
-
-# ============================================================================
 # State
 #   Everything the program remembers between runs, in one JSON file under
 #   state_dir, written atomically under a lock.
@@ -1542,13 +1497,19 @@ def typed_input(patterns: PatternSet, lines: list[str], prompt: tuple[int, re.Ma
     return text
 
 
-def dialog_answer(backend: Backend, screen: Screen) -> list[str] | None:
-    """The keys that answer this dialog by the backend's rules, or None if it is not a known one."""
+def dialog_rule(backend: Backend, screen: Screen) -> tuple[re.Pattern, list[str]] | None:
+    """The backend's rule (pattern, keys) that answers this dialog, or None if it is not a known one."""
     text = "\n".join(line.strip() for line in screen.lines)
     for pattern, keys in PatternSet.of(backend).dialog_keys:
         if pattern.search(text):
-            return keys
+            return pattern, keys
     return None
+
+
+def dialog_answer(backend: Backend, screen: Screen) -> list[str] | None:
+    """The keys that answer this dialog by the backend's rules, or None."""
+    rule = dialog_rule(backend, screen)
+    return rule[1] if rule else None
 
 
 # -- reset times ------------------------------------------------------------------
@@ -1973,6 +1934,33 @@ class Sender:
             return Delivery("failed", f"pressed {backend.submit_key} {self.EXTRA_PRESSES + 1} times; the text "
                                       f"still sits in the input box", presses=self.EXTRA_PRESSES + 1)
 
+    KEY_GAP = 0.3  # seconds between the keys of a dialog answer
+
+    def answer_dialog(self, session: str, backend: Backend) -> str:
+        """Answer a known dialog by the backend's rules, checking each step; returns what happened.
+
+        All keys but the last move a selection; if the screen still matches the
+        rule afterwards the move was lost (Claude Code redraws its trust dialog
+        half a second after showing it, undoing an early Down), and the final key
+        — Enter, which on "No, exit" quits the CLI — is not pressed.
+        """
+        with file_lock(self.lock_dir / f"{session}.send.lock", timeout=60):
+            pane, screen = self.look(session, backend)
+            rule = dialog_rule(backend, screen) if screen.state == "dialog" else None
+            if pane is None or rule is None:
+                return "no known dialog on screen any more"
+            pattern, keys = rule
+            for key in keys[:-1]:
+                self.tmux.send_keys(pane.pane_id, key)
+                self.clock.sleep(self.KEY_GAP)
+            if len(keys) > 1:
+                _, moved = self.look(session, backend)
+                again = dialog_rule(backend, moved) if moved.state == "dialog" else None
+                if again is not None and again[0].pattern == pattern.pattern:
+                    return f"pressed {' '.join(keys[:-1])} but the selection did not move; {keys[-1]} held back"
+            self.tmux.send_keys(pane.pane_id, keys[-1])
+            return f"pressed {' '.join(keys)}"
+
     def _watch_landing(self, session: str, backend: Backend, typed_box: str, was_busy: bool) -> str:
         """Why we believe the message landed, or '' if it did not within the window."""
         tail = re.sub(r"\s+", "", typed_box)[-16:]
@@ -2111,6 +2099,19 @@ def missing_program(cfg: Config, unit: Agent | Service) -> str | None:
     return None if shutil.which(program, path=env.get("PATH")) else f"{program!r} is not on PATH"
 
 
+def check_screens(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> list[Action]:
+    """Bookkeeping: what each screen shows and since when (``status`` reads it)."""
+    for name, look in seen.items():
+        record = record_of(state, name)
+        word = look.screen.state
+        if record.screen != word:
+            record.screen, record.screen_since = word, now
+    return []
+
+
+DIALOG_SETTLE = 1.0  # seconds a dialog must stay on screen before keys are pressed at it
+
+
 def check_startup(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> list[Action]:
     """For agents that are starting: answer known startup dialogs, then deliver the kickoff once the prompt shows."""
     actions = []
@@ -2125,7 +2126,8 @@ def check_startup(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -
             continue  # heal's business (and `up` reports it)
         if screen.state == "dialog":
             keys = dialog_answer(backend, screen)
-            if keys and now - record.dialog_answered_at >= 2.0:
+            settled = now - record.screen_since >= DIALOG_SETTLE  # a dialog may redraw right after it appears
+            if keys and settled and now - record.dialog_answered_at >= 2.0:
                 actions.append(Action("keys", agent.name, f"answering startup dialog {screen.detail[:60]!r}", keys=keys))
             elif not keys and waited > backend.ready_timeout and "dialog" not in record.reported:
                 actions.append(Action("event", agent.name, f"an unknown dialog waits for you: {screen.detail[:80]!r}",
@@ -2187,7 +2189,8 @@ class Team:
         record.kickoff = kickoff_for(self.cfg, unit, state) if isinstance(unit, Agent) else ""
         self.events.emit("start", unit.name, reason, now=now, session=unit.session, argv=shlex.join(argv),
                          session_id=session_id)
-        transition(record, "starting" if isinstance(unit, Agent) else "running", reason, now, self.events, unit.name)
+        # Only a kickoff needs the prompt: without one (a service, a script-like task) it runs from here.
+        transition(record, "starting" if record.kickoff else "running", reason, now, self.events, unit.name)
 
     def stop(self, unit: Agent | Service) -> list[int]:
         """Kill the unit's session and every process it left behind; returns the pids ended."""
@@ -2223,11 +2226,10 @@ class Team:
         unit = self.cfg.unit(action.unit)
         record = record_of(state, action.unit)
         if action.kind == "keys" and unit is not None:
-            pane = self.tmux.list_panes().get(unit.session)
-            if pane and not pane.dead:
-                self.tmux.send_keys(pane.pane_id, *action.keys)
+            outcome = self.sender.answer_dialog(unit.session, backend_of(self.cfg, unit))
             record.dialog_answered_at = now
-            self.events.emit("dialog", action.unit, action.reason, now=now, keys=" ".join(action.keys))
+            self.events.emit("dialog", action.unit, f"{action.reason}: {outcome}", now=now,
+                             keys=" ".join(action.keys))
         elif action.kind == "mark":
             transition(record, action.text, action.reason, now, self.events, action.unit)
         elif action.kind == "event":
@@ -2275,6 +2277,7 @@ class Team:
             seen = self.observe()
             with self.store.transaction() as state:
                 now = time.time()
+                check_screens(self.cfg, state, seen, now)
                 actions = [a for a in check_startup(self.cfg, state, seen, now) if a.unit in {u.name for u in units}]
                 actions = [a for a in actions if a.purpose != "slow-start"]
                 self.act(actions, state, now)
@@ -2468,16 +2471,6 @@ def looked_after(cfg: Config, record: UnitRecord, look: Seen) -> bool:
     return not look.foreign and unit.watch != "none" and record.lifecycle not in ("stopped", "failed")
 
 
-def check_screens(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> list[Action]:
-    """Bookkeeping: what each screen shows and since when (``status`` reads it)."""
-    for name, look in seen.items():
-        record = record_of(state, name)
-        word = look.screen.state
-        if record.screen != word:
-            record.screen, record.screen_since = word, now
-    return []
-
-
 def check_dialogs(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> list[Action]:
     """Answer known dialogs of running agents by the backend's rules; report unknown ones once."""
     actions = []
@@ -2488,7 +2481,7 @@ def check_dialogs(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -
                 record.reported.pop("dialog", None)
             continue
         keys = dialog_answer(cfg.backends[agent.backend], look.screen)
-        if keys and now - record.dialog_answered_at >= 10:
+        if keys and now - record.screen_since >= DIALOG_SETTLE and now - record.dialog_answered_at >= 10:
             actions.append(Action("keys", agent.name, f"answering dialog {look.screen.detail[:60]!r}", keys=keys))
         elif not keys and now - record.screen_since >= cfg.watchdog.stall_grace and "dialog" not in record.reported:
             actions.append(Action("event", agent.name, f"a dialog has waited {format_duration(now - record.screen_since)}"
@@ -3564,6 +3557,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_RUNTIME
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `agents.py events | head`: the reader left, that is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

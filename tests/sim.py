@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import heapq
+from bisect import bisect_left, bisect_right
 import inspect
 import json
 import math
@@ -135,6 +136,7 @@ class Behaviour:
     crash_status: int = 1
     waiting: Callable[[float, random.Random], tuple[str, float] | None] | None = None  # after work
     ignores_messages: bool = False  # reads input, answers nothing (stays idle)
+    limit_banner_at_boot: bool = False  # started while its account is limited, it prints the banner at once
 
 
 @dataclass
@@ -207,6 +209,10 @@ class FakeAgent:
             moment, kind = min(due)
             if kind == "boot":
                 self.boot_until = None
+                limit = self.world.limits.get(self.name)
+                if self.behaviour.limit_banner_at_boot and limit is not None and limit.active(moment):
+                    self.history.append(limit.banner)
+                    self.showing_limit = limit
                 self.touch(moment)
             elif kind == "crash":
                 self.crash_at = None
@@ -441,7 +447,8 @@ class FakeTmux:
         self.wake_messages: dict[str, str] = {}
         self.screen_history = 30  # history lines shown above the input box
         self.fail_new_session: int = 0  # make the next N new_session calls fail like tmux would
-        self.on_act: Callable[[str, str], None] | None = None  # hook before typing/keys/start (kill -9 tests)
+        # hook (what, agent) called before "type", "keys", "start" and after "pressed": kill -9 tests raise in it
+        self.on_act: Callable[[str, str], None] | None = None
         self._next_pane = 1
         self._next_pid = 4000
 
@@ -502,7 +509,7 @@ class FakeTmux:
         self.calls += 1
         now = self.clock.now()
         if self.on_act is not None:
-            self.on_act("start", name)
+            self.on_act("start", env.get("AGENTS_PY_NAME", name))
         if self.fail_new_session > 0:
             self.fail_new_session -= 1
             raise ag.RuntimeFailure("tmux new-session failed: server exited unexpectedly")
@@ -561,6 +568,8 @@ class FakeTmux:
         for key in keys:
             agent.press(self.clock.now(), key)
         self.log.append((self.clock.now(), "send-keys", agent.session, " ".join(keys)))
+        if self.on_act is not None:
+            self.on_act("pressed", agent.name)
 
     def leave_copy_mode(self, pane_id: str) -> None:
         self.calls += 1
@@ -971,9 +980,13 @@ def check_invariants(sim: Sim, *, failure_kinds=("check-failed", "tick-failed", 
     problems: dict[str, list[str]] = {key: [] for key in "abcdefg"}
 
     def tick_at_or_after(moment: float) -> float | None:
-        from bisect import bisect_left
         index = bisect_left(ticks, moment - 1e-6)
         return ticks[index] if index < len(ticks) else None
+
+    def tick_of(moment: float) -> float:
+        """The tick during which something at ``moment`` happened (the last one started by then)."""
+        index = bisect_right(ticks, moment + 1e-6) - 1
+        return ticks[max(index, 0)]
 
     resets_by_agent: dict[str, list[float]] = {}
     for moment, name in sim.operator_resets:
@@ -1053,16 +1066,20 @@ def check_invariants(sim: Sim, *, failure_kinds=("check-failed", "tick-failed", 
             if message.state != "idle":
                 problems["b"].append(f"{name}: wake at {iso_utc(message.t)} while {message.state}")
         if agent.wake:
-            for earlier, later in zip(wakes, wakes[1:]):
-                if later.t - earlier.t < agent.wake.interval - 1:
-                    problems["b"].append(f"{name}: wakes {later.t - earlier.t:.0f}s apart at {iso_utc(later.t)} "
+            # A wake is decided at a tick and typed a little later (other sends of the tick go first):
+            # compare the ticks that decided them.
+            decided = [tick_of(m.t) for m in wakes]
+            for earlier, later in zip(decided, decided[1:]):
+                if later - earlier < agent.wake.interval - 1e-6:
+                    problems["b"].append(f"{name}: wakes decided {later - earlier:.0f}s apart at {iso_utc(later)} "
                                          f"(interval {agent.wake.interval:.0f}s)")
         wake_events = [e for e in events if e["agent"] == name and e["kind"] in ("wake", "wake-failed", "wake-held")]
         if agent.wake and agent.kind != "task":
-            for earlier, later in zip(wake_events, wake_events[1:]):
-                if later["t"] - earlier["t"] < agent.wake.interval - 2:
-                    problems["b"].append(f"{name}: wake attempts {later['t'] - earlier['t']:.0f}s apart at "
-                                         f"{later['time']}")
+            decided = [tick_of(e["t"] + 0.999) for e in wake_events]  # event times are whole seconds
+            for earlier, later in zip(decided, decided[1:]):
+                if later - earlier < agent.wake.interval - 1e-6:
+                    problems["b"].append(f"{name}: wake attempts decided {later - earlier:.0f}s apart at "
+                                         f"{iso_utc(later)}")
         resumes = [m for m in messages if m.purpose == "resume"]
         for message in resumes:
             if message.state != "limited":
@@ -1167,6 +1184,11 @@ HOUR, DAY = 3600.0, 86400.0
 def default_work(purpose: str, text: str, rng: random.Random) -> float:
     return {"kickoff": rng.uniform(20 * 60, 3 * HOUR), "wake": rng.uniform(5 * 60, HOUR),
             "nudge": rng.uniform(60, 600), "resume": rng.uniform(10 * 60, 1.5 * HOUR)}.get(purpose, 300.0)
+
+
+def work(default: float = 600.0, **by_purpose: float) -> Callable[[str, str, random.Random], float]:
+    """Fixed seconds of work per message purpose: ``work(kickoff=3600, wake=300)``."""
+    return lambda purpose, text, rng: by_purpose.get(purpose, default)
 
 
 def task_work(purpose: str, text: str, rng: random.Random) -> float:
@@ -1296,6 +1318,9 @@ class Faults:
         if kind == "crash":
             agent.die(now, rng.choice(self.EXIT_CODES), "crash")
         elif kind == "hang":
+            if self.sim.cfg.agent(name).watch != "heal+stall":
+                self.count(kind, applied=False)  # nobody is asked to judge its screen
+                return
             agent.hang(now)
         elif kind == "usage":
             form = rng.choice(USAGE_FORMS)

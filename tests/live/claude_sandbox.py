@@ -10,6 +10,23 @@ Standard library only::
     ...
     transcript_path(home, cwd, sid)                 # $HOME/.claude/projects/<slug>/<sid>.jsonl
     transcript_usage(path)                          # de-duplicated usage per message id
+
+Facts checked against the real CLI 2.1.330 (see tests/live/test_mock_claude_raw.py):
+
+- With this HOME and env it makes no request before the first prompt; with
+  ``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC`` unset it also sends
+  ``HEAD /api/hello`` and a streamed session-title request.
+- It retries 429 / 529 by itself: ``CLAUDE_CODE_MAX_RETRIES`` retries
+  (default 10, clamped to 15), waits of about 0.5 s * 2^n (+ up to 25 %
+  jitter) capped near 32-38 s, so it gives up after about 3 minutes at the
+  default; ``retry-after`` is honoured as a minimum up to ~40-60 s, and a
+  ``retry-after`` over about a minute makes it give up at once. Pass e.g.
+  ``claude_env(..., CLAUDE_CODE_MAX_RETRIES="2")`` to give up in ~2-4 s.
+- Transcript assistant lines carry ``requestRef`` (the id of the
+  ``api-request`` line written for each attempt) always, and ``requestId``
+  only when the server sent a ``request-id`` header. An API error that it
+  gave up on is written as a ``<synthetic>`` assistant line with
+  ``isApiErrorMessage: true``, ``apiErrorStatus`` and ``apiErrorType``.
 """
 
 from __future__ import annotations
@@ -80,12 +97,16 @@ def claude_env(home: str | os.PathLike[str], port: int, api_key: str = DEFAULT_A
         "CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY": "1",
         # --dangerously-skip-permissions is refused for root without it.
         "IS_SANDBOX": "1",
+        # Its temp files (/tmp/claude-<uid>/<project>/..., shell cwd files)
+        # go inside the sandbox instead of the machine's /tmp.
+        "CLAUDE_CODE_TMPDIR": str(Path(home) / "tmp"),
         # The loopback mock needs no proxy; make sure none is used.
         "NO_PROXY": "127.0.0.1,localhost",
         "TERM": src.get("TERM") or "xterm-256color",
         "LANG": src.get("LANG") or "C.UTF-8",
     })
     env.update(extra)
+    Path(env["CLAUDE_CODE_TMPDIR"]).mkdir(parents=True, exist_ok=True)
     return env
 
 

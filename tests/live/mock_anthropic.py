@@ -49,7 +49,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-__all__ = ["MockAnthropic", "Turn", "classify", "usage_for"]
+__all__ = ["MockAnthropic", "Turn", "classify", "usage_for", "text_turn", "last_user_message",
+           "text_blocks", "typed_text", "tool_results"]
 
 # Request headers worth keeping in the record (lower case).
 RECORDED_HEADERS = (
@@ -89,6 +90,9 @@ class Turn:
     headers: extra response headers (e.g. anthropic-ratelimit-* ones).
     repeat:  how many consecutive main requests this turn answers (errors
              that the CLI retries need one per attempt).
+    usage:   serve these usage figures instead of ``usage_for(n)`` (keys
+             input_tokens, output_tokens, cache_creation_input_tokens,
+             cache_read_input_tokens; missing ones come from ``usage_for``).
     """
 
     kind: str = "text"
@@ -106,6 +110,7 @@ class Turn:
     headers: dict[str, str] = field(default_factory=dict)
     gate: threading.Event | None = None
     repeat: int = 1
+    usage: dict[str, int] | None = None
 
 
 def text_turn(text: str, **kw: Any) -> Turn:
@@ -599,7 +604,7 @@ class MockAnthropic:
             return
         n = self._next_number()
         msg_id = f"msg_mock_{n}"
-        usage = usage_for(n)
+        usage = {**usage_for(n), **(turn.usage or {})}
         blocks: list[dict[str, Any]] = []
         if turn.text:
             blocks.append({"type": "text", "text": turn.text})

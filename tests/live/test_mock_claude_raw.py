@@ -238,12 +238,14 @@ class Tmux:
         """Kill the server and, by pid, every process it started."""
         if self.server_pid is None:
             return
-        with_suppress = subprocess.run  # keep the name short below
         try:
             self.note_pids()
         except Exception:  # noqa: BLE001 - cleanup must go on
             pass
-        with_suppress(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=20)
+        try:
+            subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=20)
+        except subprocess.SubprocessError:
+            pass
         victims = sorted(self.pids | {self.server_pid})
         for sig in (signal.SIGTERM, signal.SIGKILL):
             left = [p for p in victims if _alive(p)]
