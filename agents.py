@@ -1257,7 +1257,10 @@ class UnitRecord:
     backoff_until: float = 0.0  # in backoff: when the next restart is due
     session_ids: list[str] = field(default_factory=list)  # every CLI session id we started it with
     kickoff: str = ""  # kickoff waiting to be delivered once the prompt shows
+    kickoff_typed_at: float = 0.0  # when the kickoff was last typed (set before typing, so a restart knows)
+    kickoff_attempts: int = 0  # kickoff deliveries that were not seen to land (retries back off)
     dialog_answered_at: float = 0.0  # last time we pressed keys at a dialog
+    dialog_answers: int = 0  # answers given to the dialog now on screen (a dialog that stays is left alone)
     screen: str = ""  # the screen state the watchdog last saw (busy, idle, …)
     screen_since: float = 0.0  # since when it has been that
     limit: dict[str, Any] = field(default_factory=dict)  # the limit being waited out: kind, banner, since, until, resumes
@@ -1302,26 +1305,39 @@ class StateStore:
         return data
 
     @staticmethod
-    def dumps(data: dict) -> str:
-        plain = {**data, "units": {name: dataclasses.asdict(record) for name, record in data["units"].items()}}
-        return json.dumps(plain, indent=1, sort_keys=True)
+    def plain(data: dict) -> dict:
+        """A deep, JSON-ready copy (records as dicts): what is saved, and what a change is judged by."""
+        import copy
+
+        rest = {key: copy.deepcopy(value) for key, value in data.items() if key != "units"}
+        return {**rest, "units": {name: dataclasses.asdict(record) for name, record in data["units"].items()}}
 
     def save(self, data: dict) -> None:
-        write_atomically(self.path, self.dumps(data))
+        write_atomically(self.path, json.dumps(self.plain(data), indent=1, sort_keys=True))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[dict]:
         """Load, let the block change the state, save — skipping the write when nothing changed."""
         with file_lock(self.lock_path):
             data = self.load()
-            before = self.dumps(data)
+            before = self.plain(data)
             yield data
-            if self.dumps(data) != before:
+            if self.plain(data) != before:
                 self.save(data)
 
 
 def record_of(state: dict, name: str) -> UnitRecord:
     return state["units"].setdefault(name, UnitRecord())
+
+
+def remember(record: UnitRecord, memory: dict[str, Any]) -> None:
+    """Apply an action's record updates: dict fields are merged, others replaced."""
+    for key, value in memory.items():
+        current = getattr(record, key)
+        if isinstance(current, dict) and isinstance(value, dict) and key != "limit":
+            current.update(value)
+        else:
+            setattr(record, key, value)
 
 
 def transition(record: UnitRecord, lifecycle: str, reason: str, now: float, events: EventLog | None,
@@ -1391,11 +1407,14 @@ class PatternSet:
 
     @classmethod
     def of(cls, backend: Backend) -> PatternSet:
-        key = json.dumps([backend.busy, backend.idle, backend.placeholders, backend.dialog, backend.dialog_keys,
-                          backend.limit, backend.rate_limit, backend.self_resume, backend.manual_limit])
-        if key not in cls._cache:
-            cls._cache[key] = cls(backend)
-        return cls._cache[key]
+        """The backend's compiled patterns, kept on the backend (and shared by equal backends)."""
+        cached = backend.__dict__.get("_patterns")
+        if cached is None:
+            key = json.dumps([backend.busy, backend.idle, backend.placeholders, backend.dialog, backend.dialog_keys,
+                              backend.limit, backend.rate_limit, backend.self_resume, backend.manual_limit])
+            cached = cls._cache.get(key) or cls._cache.setdefault(key, cls(backend))
+            backend.__dict__["_patterns"] = cached
+        return cached
 
 
 def first_match(patterns: list[re.Pattern], lines: list[str]) -> int | None:
@@ -1459,15 +1478,18 @@ def read_screen(backend: Backend, pane: Pane | None, screen: list[str] | None, n
     limits = dict(patterns.limits)
     retrying_at = fresh_banner(limits["retrying"])
     if retrying_at is not None:
-        return Screen("limited", lines[retrying_at].strip(), "retrying", lines=lines)
+        return Screen("limited", lines[retrying_at].strip(), "retrying", input_text=typed, lines=lines)
     if any(pattern.search(text) for pattern in patterns.busy):
         return Screen("busy", input_text=typed, lines=lines)
     for kind in ("manual", "usage", "rate"):
         index = fresh_banner(limits[kind])
         if index is not None and not (kind == "rate" and typed):  # text typed after a short API error: retrying
             banner = " ".join(line.strip() for line in lines[index:index + 3])
-            reset = reset_time_from_banner(banner, datetime.fromtimestamp(now).astimezone()) if kind == "usage" else None
-            return Screen("limited", lines[index].strip(), kind, reset.timestamp() if reset else None, lines=lines)
+            # Grace: a banner still on screen just after its "resets 3pm" means today's 3pm, not tomorrow's.
+            reset = reset_time_from_banner(banner, datetime.fromtimestamp(now).astimezone(),
+                                           grace=timedelta(hours=1)) if kind == "usage" else None
+            return Screen("limited", lines[index].strip(), kind, reset.timestamp() if reset else None,
+                          input_text=typed, lines=lines)
     if prompt:
         return Screen("idle", input_text=typed, lines=lines)
     return Screen("unknown", lines=lines)
@@ -2010,6 +2032,7 @@ class Action:
     text: str = ""  # send: the message; mark: the new lifecycle state
     keys: list[str] = field(default_factory=list)  # keys: what to press
     purpose: str = ""  # send: kickoff, wake, nudge, ping, resume; event: its kind
+    memory: dict[str, Any] = field(default_factory=dict)  # record updates once carried out (not if held)
 
 
 def backend_of(cfg: Config, unit: Agent | Service) -> Backend:
@@ -2053,12 +2076,13 @@ def current_phase(cfg: Config, state: dict) -> Phase | None:
 
 
 def kickoff_for(cfg: Config, agent: Agent, state: dict) -> str:
-    """The text an agent starts with: its phase's kickoff if it is a loop agent, else its prompt."""
+    """The text an agent starts with: its prompt (who it is), then — for a loop agent — its
+    current phase's kickoff (what to do now)."""
     phase = current_phase(cfg, state)
     loop = cfg.loop
     template = agent.prompt_text
     if agent.kind == "loop" and phase is not None and phase.kickoff_text:
-        template = phase.kickoff_text
+        template = "\n\n".join(part.strip() for part in (agent.prompt_text, phase.kickoff_text) if part.strip())
     values = {"name": agent.name, "phase": phase.id if phase else "", "status_file": phase.status if phase else "",
               "done_marker": loop.done_marker if loop else "", "repo": str(loop.folder) if loop else "",
               "subdir": loop.subdir if loop else ""}
@@ -2106,39 +2130,80 @@ def check_screens(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -
         word = look.screen.state
         if record.screen != word:
             record.screen, record.screen_since = word, now
+        if word != "dialog":
+            record.dialog_answers = 0
     return []
 
 
 DIALOG_SETTLE = 1.0  # seconds a dialog must stay on screen before keys are pressed at it
+DIALOG_MAX_ANSWERS = 3  # a known dialog still there after this many answers is left to a human
+KICKOFF_RETRY = 15.0  # seconds before retrying a kickoff that did not land; doubles per try
+
+
+def dialog_actions(cfg: Config, agent: Agent, record: UnitRecord, screen: Screen, now: float,
+                   what: str) -> list[Action]:
+    """Answer a known dialog once it has settled (never twice in a row too fast, at most a few
+    times); report an unknown one, or one that will not go away, once."""
+    keys = dialog_answer(cfg.backends[agent.backend], screen)
+    waited = now - record.screen_since
+    if keys and record.dialog_answers < DIALOG_MAX_ANSWERS:
+        if waited >= DIALOG_SETTLE and now - record.dialog_answered_at >= 2.0:
+            return [Action("keys", agent.name, f"answering {what} {screen.detail[:60]!r}", keys=keys,
+                           memory={"dialog_answers": record.dialog_answers + 1})]
+        return []
+    if waited >= cfg.watchdog.stall_grace and "dialog" not in record.reported:
+        why = "did not go away after {} answers".format(DIALOG_MAX_ANSWERS) if keys else "is not one we know"
+        return [Action("event", agent.name, f"a dialog has waited {format_duration(waited)} for you ({why}): "
+                                            f"{screen.detail[:80]!r}", purpose="dialog")]
+    return []
 
 
 def check_startup(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> list[Action]:
-    """For agents that are starting: answer known startup dialogs, then deliver the kickoff once the prompt shows."""
+    """Bring starting agents to work: answer known start-up dialogs, then deliver the kickoff.
+
+    The kickoff is typed once the prompt shows. Its typing time is noted before
+    it is typed, so a watchdog killed meanwhile knows: if the agent is busy now,
+    the kickoff was taken. A kickoff that did not land is retried with backoff.
+    An agent started into a usage limit keeps its kickoff pending: it becomes
+    the resume once the limit has reset. One that shows no prompt (or takes no
+    kickoff) for ``max(ready_timeout, stall_idle)`` is rebooted, and counts
+    towards a crash loop.
+    """
     actions = []
+    settings = cfg.watchdog
     for agent in cfg.agents:
-        record = record_of(state, agent.name)
-        if record.lifecycle != "starting" or agent.name not in seen:
+        record, look = record_of(state, agent.name), seen.get(agent.name)
+        if record.lifecycle != "starting" or look is None or look.foreign:
             continue
-        screen = seen[agent.name].screen
-        backend = cfg.backends[agent.backend]
+        screen, backend = look.screen, cfg.backends[agent.backend]
         waited = now - record.started_at
         if screen.state == "dead":
             continue  # heal's business (and `up` reports it)
-        if screen.state == "dialog":
-            keys = dialog_answer(backend, screen)
-            settled = now - record.screen_since >= DIALOG_SETTLE  # a dialog may redraw right after it appears
-            if keys and settled and now - record.dialog_answered_at >= 2.0:
-                actions.append(Action("keys", agent.name, f"answering startup dialog {screen.detail[:60]!r}", keys=keys))
-            elif not keys and waited > backend.ready_timeout and "dialog" not in record.reported:
-                actions.append(Action("event", agent.name, f"an unknown dialog waits for you: {screen.detail[:80]!r}",
-                                      purpose="dialog"))
-        elif screen.state == "idle" or (screen.state == "limited" and not record.kickoff):
-            if record.kickoff:
-                actions.append(Action("send", agent.name, "kickoff", text=record.kickoff, purpose="kickoff"))
+        if screen.state == "limited":
+            continue  # check_limits waits it out and delivers the kickoff as its resume
+        if waited > max(backend.ready_timeout, settings.stall_idle) and agent.watch != "none":
+            recent = [moment for moment in record.restart_times if now - moment < settings.crash_loop_window]
+            if len(recent) >= settings.crash_loop_restarts:
+                actions.append(Action("mark", agent.name, f"never ready after {len(recent)} restarts within "
+                                                          f"{format_duration(settings.crash_loop_window)}",
+                                      text="failed"))
             else:
-                actions.append(Action("mark", agent.name, "prompt ready (no kickoff)", text="running"))
-        elif screen.state == "limited":
-            actions.append(Action("mark", agent.name, f"started into a limit: {screen.detail[:60]}", text="running"))
+                actions.append(Action("start", agent.name, f"never ready: no kickoff taken in {format_duration(waited)}"
+                                                           f" (screen reads {screen.state}); rebooted",
+                                      memory={"restart_times": [*recent, now], "restarts": record.restarts + 1}))
+            continue
+        if screen.state == "dialog":
+            actions += dialog_actions(cfg, agent, record, screen, now, "start-up dialog")
+        elif screen.state == "busy" and record.kickoff and record.kickoff_typed_at:
+            actions.append(Action("mark", agent.name, "kickoff taken (the agent is busy)", text="running",
+                                  memory={"kickoff": "", "kickoff_attempts": 0}))
+        elif screen.state == "idle" and not record.kickoff:
+            actions.append(Action("mark", agent.name, "prompt ready (no kickoff)", text="running"))
+        elif screen.state == "idle":
+            retry_at = record.kickoff_typed_at + KICKOFF_RETRY * 2 ** (record.kickoff_attempts - 1)
+            if record.kickoff_attempts == 0 or now >= retry_at:
+                record.kickoff_typed_at = now
+                actions.append(Action("send", agent.name, "kickoff", text=record.kickoff, purpose="kickoff"))
         elif waited > backend.ready_timeout and "slow-start" not in record.reported:
             actions.append(Action("event", agent.name, f"no prompt after {waited:.0f}s (screen reads {screen.state}); "
                                                        f"the kickoff waits", purpose="slow-start"))
@@ -2225,6 +2290,7 @@ class Team:
     def _act_one(self, action: Action, state: dict, now: float) -> None:
         unit = self.cfg.unit(action.unit)
         record = record_of(state, action.unit)
+        remember(record, action.memory)
         if action.kind == "keys" and unit is not None:
             outcome = self.sender.answer_dialog(unit.session, backend_of(self.cfg, unit))
             record.dialog_answered_at = now
@@ -2252,14 +2318,20 @@ class Team:
             return Delivery("failed", str(failure))
 
     def _record_delivery(self, action: Action, delivery: Delivery, state: dict, now: float) -> None:
+        """Log the outcome; a send's memory counts only if something was typed (held: nothing was)."""
         record = record_of(state, action.unit)
         kind = action.purpose or "send"
         self.events.emit(kind if delivery.ok else f"{kind}-{delivery.outcome}", action.unit,
                          f"{action.reason}: {delivery.detail}", now=now, chars=len(action.text),
                          presses=delivery.presses, preview=clean_message(action.text)[:80])
-        if action.purpose == "kickoff" and delivery.ok:
-            record.kickoff = ""
-            transition(record, "running", "kickoff delivered", now, self.events, action.unit)
+        if delivery.outcome != "held":
+            remember(record, action.memory)
+        if action.purpose == "kickoff":
+            if delivery.ok:
+                record.kickoff, record.kickoff_attempts = "", 0
+                transition(record, "running", "kickoff delivered", now, self.events, action.unit)
+            else:
+                record.kickoff_attempts += 1
 
     # -- the start-up loop shared by `up` and `restart` --
 
@@ -2272,21 +2344,25 @@ class Team:
                 self.launch(unit, state, reason, now)
         agents = [unit for unit in units if isinstance(unit, Agent)]
         limit = timeout or max([self.cfg.backends[a.backend].ready_timeout for a in agents] or [0])
-        deadline = time.monotonic() + limit
-        while agents:
+        began = time.monotonic()
+        deadline = began + max(limit, self.START_WATCH + 0.5)
+        while units:
             seen = self.observe()
             with self.store.transaction() as state:
                 now = time.time()
                 check_screens(self.cfg, state, seen, now)
                 actions = [a for a in check_startup(self.cfg, state, seen, now) if a.unit in {u.name for u in units}]
-                actions = [a for a in actions if a.purpose != "slow-start"]
+                actions = [a for a in actions if a.purpose != "slow-start" and a.kind != "start"]
                 self.act(actions, state, now)
                 pending = [a for a in agents if record_of(state, a.name).lifecycle == "starting"
                            and seen[a.name].screen.state != "dead"]
-            if not pending or time.monotonic() > deadline:
+            # Watch everything for a moment at least: a program that cannot start dies within it.
+            if (not pending and time.monotonic() - began >= self.START_WATCH) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         return self._report_start(units, report)
+
+    START_WATCH = 1.0  # seconds `up` watches even units with no kickoff, to report one that dies at once
 
     def _report_start(self, units: list[Agent | Service], report: Callable[[str], None]) -> bool:
         seen = self.observe()
@@ -2460,7 +2536,9 @@ def waiting_until(lines: list[str], now: float) -> float | None:
         with contextlib.suppress(ValueError):
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
             return (moment if moment.tzinfo else moment.astimezone()).timestamp()
-        reset = reset_time_from_banner(f"resets {text}", datetime.fromtimestamp(now).astimezone())
+        # A clock time just passed (seen a tick late) is today's, not tomorrow's.
+        reset = reset_time_from_banner(f"resets {text}", datetime.fromtimestamp(now).astimezone(),
+                                       grace=timedelta(hours=12))
         return reset.timestamp() if reset else None
     return None
 
@@ -2472,20 +2550,15 @@ def looked_after(cfg: Config, record: UnitRecord, look: Seen) -> bool:
 
 
 def check_dialogs(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> list[Action]:
-    """Answer known dialogs of running agents by the backend's rules; report unknown ones once."""
+    """Answer known dialogs of running agents by the backend's rules; report others once."""
     actions = []
     for agent in cfg.agents:
         record, look = record_of(state, agent.name), seen.get(agent.name)
-        if look is None or record.lifecycle != "running" or look.screen.state != "dialog":
-            if look is not None and look.screen.state != "dialog":
-                record.reported.pop("dialog", None)
+        if look is not None and look.screen.state != "dialog":
+            record.reported.pop("dialog", None)
+        if look is None or look.foreign or record.lifecycle != "running" or look.screen.state != "dialog":
             continue
-        keys = dialog_answer(cfg.backends[agent.backend], look.screen)
-        if keys and now - record.screen_since >= DIALOG_SETTLE and now - record.dialog_answered_at >= 10:
-            actions.append(Action("keys", agent.name, f"answering dialog {look.screen.detail[:60]!r}", keys=keys))
-        elif not keys and now - record.screen_since >= cfg.watchdog.stall_grace and "dialog" not in record.reported:
-            actions.append(Action("event", agent.name, f"a dialog has waited {format_duration(now - record.screen_since)}"
-                                                       f" for you: {look.screen.detail[:80]!r}", purpose="dialog"))
+        actions += dialog_actions(cfg, agent, record, look.screen, now, "dialog")
     return actions
 
 
@@ -2535,13 +2608,18 @@ def check_limits(cfg: Config, state: dict, seen: dict[str, Seen], now: float) ->
         until = episode.get("until")
         if until is None or now < until:
             continue
-        backend = cfg.backends[agent.backend]
-        episode["resumes"] = episode.get("resumes", 0) + 1
-        episode["until"] = limit_wait_until(cfg, screen, episode["resumes"], now, after_resume=True)
-        if backend.resume:
-            actions.append(Action("send", agent.name, f"limit should have reset ({episode['banner'][:60]}); "
-                                                      f"resume #{episode['resumes']}", text=backend.resume,
-                                  purpose="resume"))
+        resumes = episode.get("resumes", 0) + 1
+        next_wait = {**episode, "resumes": resumes,
+                     "until": limit_wait_until(cfg, screen, resumes, now, after_resume=True)}
+        # An agent started into the limit still owes its kickoff: that is its resume.
+        text, purpose = (record.kickoff, "kickoff") if record.kickoff else (cfg.backends[agent.backend].resume, "resume")
+        if not text:
+            record.limit = next_wait
+            continue
+        if purpose == "kickoff":
+            record.kickoff_typed_at = now
+        actions.append(Action("send", agent.name, f"limit should have reset ({episode['banner'][:60]}); resume #{resumes}",
+                              text=text, purpose=purpose, memory={"limit": next_wait}))
     return actions
 
 
@@ -2609,10 +2687,10 @@ def check_heal(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> l
             actions.append(Action("mark", unit.name, f"{look.screen.detail}; restart in {format_duration(delay)}",
                                   text="backoff"))
         elif record.lifecycle == "backoff" and now >= record.backoff_until:
-            record.restart_times = [*record.restart_times, now]
-            record.restarts += 1
-            actions.append(Action("start", unit.name, f"heal: restart #{len(record.restart_times)} after "
-                                                      f"{record.reason.split(';')[0]}"))
+            restart_times = [*record.restart_times, now]
+            actions.append(Action("start", unit.name, f"heal: restart #{len(restart_times)} after "
+                                                      f"{record.reason.split(';')[0]}",
+                                  memory={"restart_times": restart_times, "restarts": record.restarts + 1}))
     return actions
 
 
@@ -2622,10 +2700,12 @@ def check_stall(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> 
     Idle time runs from the pane's real last activity (``#{window_activity}``),
     the agent's start, or its last nudge, whichever is latest. Nothing happens
     while the agent is busy (unless its busy screen has been frozen for
-    ``3 × stall_idle``: a hung process), in a dialog, limited, within
-    ``stall_grace`` of its start, or while its last lines say ``WAITING-UNTIL``
-    a time still ahead. A stalled loop agent whose phase is not done gets one
-    DONE-nudge per phase; after that (or for other kinds) a stall reboots it.
+    ``3 × stall_idle``: a hung process), in a dialog, limited, or within
+    ``stall_grace`` of its start. ``WAITING-UNTIL <time>`` in its last lines
+    defers everything until that time; then the agent is told its time has
+    come (once per marker) and gets a fresh idle window. A stalled loop agent
+    whose phase is not done gets one DONE-nudge per phase; after that (or for
+    other kinds) a stall reboots it with its kickoff.
     """
     actions = []
     settings = cfg.watchdog
@@ -2640,34 +2720,38 @@ def check_stall(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> 
         screen = look.screen
         if now - record.started_at < settings.stall_grace:
             continue
-        idle_from = max(look.pane.activity, record.started_at, record.stall_clock_from)
-        idle = now - idle_from
+        idle = now - max(look.pane.activity, record.started_at, record.stall_clock_from)
         if screen.state == "busy":
             if idle >= settings.stall_idle * HUNG_BUSY_FACTOR:
-                record.stall_clock_from = now
-                record.restarts += 1
                 actions.append(Action("start", agent.name, f"hung: busy screen frozen for {format_duration(idle)};"
-                                                           f" rebooted with its kickoff"))
+                                                           f" rebooted with its kickoff",
+                                      memory={"restarts": record.restarts + 1, "stall_clock_from": now}))
             continue
-        if screen.state not in ("idle", "unknown") or idle < settings.stall_idle:
+        if screen.state not in ("idle", "unknown"):
             continue
-        resume_at = waiting_until(screen.lines, now)
-        if resume_at is not None and resume_at > now:
+        marker = waiting_until(screen.lines, now)
+        if marker is not None and marker > now:
             continue
-        nudge_due = (agent.kind == "loop" and cfg.loop is not None and cfg.loop.done_nudge and phase is not None
-                     and not phase_done(state, phase.id) and phase.id not in record.nudged)
-        record.stall_clock_from = now
-        if nudge_due:
-            record.nudged[phase.id] = now
+        if marker is not None and f"waiting:{marker:.0f}" not in record.reported and screen.state == "idle":
+            actions.append(Action("send", agent.name, f"its WAITING-UNTIL {clock_time(marker)} has passed",
+                                  text=f"It is past {clock_time(marker)}, the time you were waiting for. Carry on.",
+                                  purpose="waiting-over",
+                                  memory={"reported": {f"waiting:{marker:.0f}": iso(now)}, "stall_clock_from": now}))
+            continue
+        if idle < settings.stall_idle:
+            continue
+        if (agent.kind == "loop" and cfg.loop is not None and cfg.loop.done_nudge and phase is not None
+                and not phase_done(state, phase.id) and phase.id not in record.nudged):
             text = DONE_NUDGE.format(idle=format_duration(idle), phase=phase.id, done_marker=cfg.loop.done_marker,
                                      status_file=f"{cfg.loop.subdir}/{phase.status}".lstrip("/"))
             actions.append(Action("send", agent.name, f"stalled {format_duration(idle)}; DONE-nudge for phase "
-                                                      f"{phase.id}", text=text, purpose="nudge"))
+                                                      f"{phase.id}", text=text, purpose="nudge",
+                                  memory={"nudged": {phase.id: now}, "stall_clock_from": now}))
         else:
-            record.restarts += 1
             after = " after its DONE-nudge" if phase is not None and phase.id in record.nudged else ""
             actions.append(Action("start", agent.name, f"stalled {format_duration(idle)} idle{after}; "
-                                                       f"rebooted with its kickoff"))
+                                                       f"rebooted with its kickoff",
+                                  memory={"restarts": record.restarts + 1, "stall_clock_from": now}))
     return actions
 
 
@@ -2691,26 +2775,36 @@ def check_wakes(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> 
             continue
         if now < record.next_wake or record.limit:
             continue
+        every = format_duration(agent.wake.interval)
+        next_wake = {"next_wake": now + agent.wake.interval}
         if agent.kind == "task":
-            record.next_wake = now + agent.wake.interval
-            if record.lifecycle == "exited":
-                actions.append(Action("start", agent.name, f"wake: re-run the task (every "
-                                                           f"{format_duration(agent.wake.interval)})"))
+            pane = look.pane
+            finished = record.lifecycle == "exited" or (pane is not None and pane.dead and pane.dead_status == 0)
+            if finished:
+                actions.append(Action("start", agent.name, f"wake: re-run the task (every {every})", memory=next_wake))
             else:
+                record.next_wake = next_wake["next_wake"]
                 actions.append(Action("event", agent.name, "wake skipped: the previous run is still active",
                                       purpose="wake-skipped"))
         elif record.lifecycle == "running" and look.screen.state == "idle" and not look.screen.input_text:
-            record.next_wake = now + agent.wake.interval
-            actions.append(Action("send", agent.name, f"wake (every {format_duration(agent.wake.interval)})",
-                                  text=agent.wake.message, purpose="wake"))
+            actions.append(Action("send", agent.name, f"wake (every {every})", text=agent.wake.message,
+                                  purpose="wake", memory=next_wake))
     return actions
 
 
 WATCHDOG_CHECKS = (check_screens, check_startup, check_dialogs, check_limits, check_heal, check_stall, check_wakes)
 
 
+SEND_PRIORITY = ("kickoff", "resume", "nudge", "waiting-over", "wake")  # which message goes first
+
+
 def resolve(actions: list[Action]) -> list[Action]:
-    """One restart per unit per tick, and nothing typed at a unit that is being restarted."""
+    """At most one restart and one message per unit per tick; nothing typed at a unit being restarted.
+
+    A message that loses (a wake due in the tick a nudge goes out) stays due:
+    its memory was never applied, so the next tick decides it again — and by
+    then the agent is busy, and the wake waits.
+    """
     restarting: set[str] = set()
     kept = []
     for action in actions:
@@ -2719,7 +2813,16 @@ def resolve(actions: list[Action]) -> list[Action]:
                 continue
             restarting.add(action.unit)
         kept.append(action)
-    return [a for a in kept if not (a.kind in ("send", "keys") and a.unit in restarting)]
+    kept = [a for a in kept if not (a.kind in ("send", "keys") and a.unit in restarting)]
+
+    def rank(action: Action) -> int:
+        return SEND_PRIORITY.index(action.purpose) if action.purpose in SEND_PRIORITY else len(SEND_PRIORITY)
+
+    first_send: dict[str, Action] = {}
+    for action in kept:
+        if action.kind == "send" and (action.unit not in first_send or rank(action) < rank(first_send[action.unit])):
+            first_send[action.unit] = action
+    return [a for a in kept if a.kind != "send" or first_send[a.unit] is a]
 
 
 # ============================================================================

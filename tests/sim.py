@@ -41,7 +41,7 @@ import math
 import random
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
@@ -186,6 +186,7 @@ class FakeAgent:
         self.died_at: float | None = None
         self.death_cause = ""
         self.killed_at: float | None = None
+        self.status_hidden_until: float | None = None
         self.hung_at: float | None = None
         self.frozen: tuple[list[str], str] | None = None
         self.in_mode = False
@@ -201,6 +202,8 @@ class FakeAgent:
 
     def update(self, now: float) -> None:
         """Catch up to ``now``: boot, the end of work, a scheduled crash; the spinner's activity."""
+        if self.boot_until is None and self.crash_at is None and self.busy_until is None:
+            return  # idle, dead, hung or gone: nothing moves by itself
         while not self.dead and self.hung_at is None and self.killed_at is None:
             due = [(moment, kind) for moment, kind in ((self.boot_until, "boot"), (self.crash_at, "crash"),
                                                        (self.busy_until, "done")) if moment is not None and moment <= now]
@@ -264,8 +267,9 @@ class FakeAgent:
         return [*lines, *box, FOOTER]
 
     def pane(self) -> ag.Pane:
+        hidden = self.status_hidden_until is not None and self.world.clock.now() < self.status_hidden_until
         return ag.Pane(session=self.session, pane_id=self.pane_id, pid=self.pid, dead=self.dead,
-                       dead_status=self.dead_status if self.dead else None, activity=float(self.activity),
+                       dead_status=self.dead_status if self.dead and not hidden else None, activity=float(self.activity),
                        created=float(int(self.started_at)), in_mode=self.in_mode, owner=self.owner, width=200,
                        height=50)
 
@@ -355,6 +359,8 @@ class FakeAgent:
         if not self.alive:
             return
         self.dead, self.dead_status, self.died_at, self.death_cause = True, status, moment, cause
+        if self.world.status_delay:
+            self.status_hidden_until = moment + self.world.status_delay  # tmux learns the status a moment later
         self.busy_until = None
         self.crash_at = None
         self.touch(moment)
@@ -446,6 +452,7 @@ class FakeTmux:
         self.limit_log: list[tuple[str, Limit]] = []
         self.wake_messages: dict[str, str] = {}
         self.screen_history = 30  # history lines shown above the input box
+        self.status_delay = 0.0  # seconds after a death before tmux shows its exit status (until reap())
         self.fail_new_session: int = 0  # make the next N new_session calls fail like tmux would
         # hook (what, agent) called before "type", "keys", "start" and after "pressed": kill -9 tests raise in it
         self.on_act: Callable[[str, str], None] | None = None
@@ -571,6 +578,12 @@ class FakeTmux:
         if self.on_act is not None:
             self.on_act("pressed", agent.name)
 
+    def reap(self) -> None:
+        """Let the server collect exit statuses it missed: every dead pane's status becomes known."""
+        self.calls += 1
+        for agent in self.sessions.values():
+            agent.status_hidden_until = None
+
     def leave_copy_mode(self, pane_id: str) -> None:
         self.calls += 1
         agent = self.by_pane.get(pane_id)
@@ -632,19 +645,26 @@ class MemoryStore(ag.StateStore):
 
     @staticmethod
     def dumps(data: dict) -> str:
-        """The same JSON value as ``StateStore.dumps`` (``test_memory_store_matches_the_real_one``), ~10× faster.
+        """The same JSON value as the real store saves (``test_memory_store_matches_the_real_one``), ~10× faster.
 
-        Compact (the C encoder) instead of indented, and a record's fields read directly
+        Compact (the C encoder) instead of indented, keys in insertion order (a load keeps the
+        saved order, so "unchanged" still compares equal), and a record's fields read directly
         instead of deep-copied by ``asdict``: anything that is not JSON still raises.
         """
         plain = {**data, "units": {name: vars(record) for name, record in data["units"].items()}}
-        return json.dumps(plain, sort_keys=True, separators=(",", ":"))
+        return json.dumps(plain, separators=(",", ":"))
 
     def load(self) -> dict:
         data = json.loads(self.text) if self.text else {}
         data.setdefault("units", {})
-        data["units"] = {name: ag.UnitRecord.from_dict(record) for name, record in data["units"].items()}
+        fields = self._fields()
+        data["units"] = {name: ag.UnitRecord(**record) if record.keys() <= fields else ag.UnitRecord.from_dict(record)
+                         for name, record in data["units"].items()}  # from_dict, without its per-call fields()
         return data
+
+    @staticmethod
+    def _fields() -> set[str]:
+        return {f.name for f in dataclasses.fields(ag.UnitRecord)}
 
     def save(self, data: dict) -> None:
         self.text = self.dumps(data)
@@ -654,10 +674,10 @@ class MemoryStore(ag.StateStore):
     def transaction(self):
         """Load, let the block change the state, save if it changed: as the real one, under a thread lock.
 
-        The real one serialises the state three times per changed transaction (before, after,
-        save); this one compares the new JSON with the saved text (the same thing, since a load
-        of the saved text serialises back to it: ``test_memory_store_round_trip`` checks) and
-        saves that, once.
+        The real one copies or serialises the whole state before and after the block and again
+        to save; this one compares the new JSON with the saved text (the same thing, since a
+        load of the saved text serialises back to it: ``test_memory_store_matches_the_real_one``
+        checks) and keeps that as the save.
         """
         with self.lock:
             data = self.load()
@@ -667,6 +687,46 @@ class MemoryStore(ag.StateStore):
             if after != before:
                 self.text = after
                 self.saves += 1
+
+
+class ScreenMemo:
+    """A verified memo of ``agents.read_screen``, for runs of days: install with
+    ``monkeypatch.setattr(ag, "read_screen", ScreenMemo())``.
+
+    ``read_screen`` is a pure function of the backend, the pane's liveness and the screen's
+    lines (and of ``now`` only when it parses a usage banner's reset); classifying the same
+    screen twice gives the same answer, at ~60-150 µs a time — most of a long run's cost. The
+    memo answers a screen it has classified before from its table (a copy), never for a usage
+    limit (time-dependent), and re-runs the real function on every ``verify_every``-th hit,
+    raising if the answers differ, so a ``read_screen`` that stops being pure is caught.
+    """
+
+    def __init__(self, verify_every: int = 25):
+        self.real = ag.read_screen
+        self.verify_every = verify_every
+        self.table: dict[tuple, tuple[Any, ag.Screen]] = {}
+        self.calls = self.hits = self.verified = 0
+
+    def __call__(self, backend, pane, screen, now):
+        self.calls += 1
+        if pane is None or pane.dead or not screen:
+            return self.real(backend, pane, screen, now)
+        key = (id(backend), tuple(screen))
+        found = self.table.get(key)
+        if found is not None and found[0] is backend:
+            self.hits += 1
+            if self.hits % self.verify_every == 0:
+                fresh = self.real(backend, pane, screen, now)
+                self.verified += 1
+                if fresh != found[1]:
+                    raise AssertionError(f"read_screen is not pure: {fresh} != {found[1]}")
+            return dataclasses.replace(found[1], lines=list(found[1].lines))
+        result = self.real(backend, pane, screen, now)
+        if not (result.state == "limited" and result.limit_kind == "usage"):
+            if len(self.table) > 20000:
+                self.table.clear()
+            self.table[key] = (backend, dataclasses.replace(result, lines=list(result.lines)))
+        return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -953,8 +1013,20 @@ def usage_banner(form: str, since: float, rng: random.Random) -> tuple[str, floa
 # ---------------------------------------------------------------------------------------------
 
 
-def parse_events(sim: Sim) -> list[dict]:
-    return sim.events()
+#: Tag of violations caused by a known agents.py bug (see test_one_message_per_agent_per_tick_…):
+#: a DONE-nudge and a wake decided in the same tick are both typed, the wake onto a busy agent.
+KNOWN_TWO_SENDS = "[known bug: nudge and wake typed in one tick]"
+#: … and an agent that hangs before its kickoff is delivered stays 'starting' for ever (never rebooted).
+KNOWN_HUNG_STARTING = "[known bug: hung before its kickoff, never rebooted]"
+#: … and an agent that dies after a resume, before a tick saw it work, is not healed until the banner's next reset.
+KNOWN_DIED_AFTER_RESUME = "[known bug: died right after a resume, heal waits for the next reset]"
+
+
+def split_known(problems: dict[str, list[str]]) -> tuple[dict[str, list[str]], list[str]]:
+    """(violations with no known cause, violations tagged with a known agents.py bug)."""
+    unknown = {key: [p for p in value if "[known bug:" not in p] for key, value in problems.items()}
+    known = [p for value in problems.values() for p in value if "[known bug:" in p]
+    return {key: value for key, value in unknown.items() if value}, known
 
 
 def check_invariants(sim: Sim, *, failure_kinds=("check-failed", "tick-failed", "act-failed", "observe-failed")
@@ -988,6 +1060,12 @@ def check_invariants(sim: Sim, *, failure_kinds=("check-failed", "tick-failed", 
         index = bisect_right(ticks, moment + 1e-6) - 1
         return ticks[max(index, 0)]
 
+    def died_right_after_resume(name: str, died_at: float) -> bool:
+        """The agent died before a tick had seen it work after a limit's resume."""
+        return any(limit.ended is not None and limit.ended <= died_at and tick_at_or_after(limit.ended) is not None
+                   and tick_at_or_after(limit.ended + 1e-3) >= died_at - 1e-6
+                   for who, limit in sim.tmux.limit_log if who == name)
+
     resets_by_agent: dict[str, list[float]] = {}
     for moment, name in sim.operator_resets:
         resets_by_agent.setdefault(name, []).append(moment)
@@ -1014,6 +1092,7 @@ def check_invariants(sim: Sim, *, failure_kinds=("check-failed", "tick-failed", 
             limit = sim.tmux.limits.get(name)
             if limit is not None and limit.since <= run.died_at and (limit.ended is None or limit.ended > run.died_at):
                 continue  # died while limited: heal waits for the limit (not injected in long runs)
+            known = f" {KNOWN_DIED_AFTER_RESUME}" if died_right_after_resume(name, run.died_at) else ""
             for moment in resets_by_agent.get(name, []):
                 if moment <= detected:
                     heal_restarts = [r for r in heal_restarts if r > moment]
@@ -1031,7 +1110,7 @@ def check_invariants(sim: Sim, *, failure_kinds=("check-failed", "tick-failed", 
             if following is None:
                 if ticks and ticks[-1] > due + interval + 1e-6:
                     problems["a"].append(f"{name}: died {iso_utc(run.died_at)} (status {run.dead_status}), detected "
-                                         f"{iso_utc(detected)}, backoff {delay:.0f}s, never restarted")
+                                         f"{iso_utc(detected)}, backoff {delay:.0f}s, never restarted{known}")
                 continue
             started = following.started_at
             if started < due - 1e-6:
@@ -1039,7 +1118,7 @@ def check_invariants(sim: Sim, *, failure_kinds=("check-failed", "tick-failed", 
                                      f"{started - detected:.0f}s later, before its {delay:.0f}s backoff")
             elif started > due + interval + 1e-6:
                 problems["a"].append(f"{name}: died {iso_utc(run.died_at)}, detected {iso_utc(detected)}; restarted "
-                                     f"{started - detected:.0f}s later, backoff was {delay:.0f}s (late)")
+                                     f"{started - detected:.0f}s later, backoff was {delay:.0f}s (late){known}")
             heal_restarts.append(started)
 
     # b: pings
@@ -1064,7 +1143,10 @@ def check_invariants(sim: Sim, *, failure_kinds=("check-failed", "tick-failed", 
         wakes = [m for m in messages if m.purpose == "wake"]
         for message in wakes:
             if message.state != "idle":
-                problems["b"].append(f"{name}: wake at {iso_utc(message.t)} while {message.state}")
+                tick = tick_of(message.t)
+                other = [m.purpose for m in messages if m is not message and tick <= m.t <= message.t]
+                known = f" {KNOWN_TWO_SENDS} ({other[0]} first)" if other else ""
+                problems["b"].append(f"{name}: wake at {iso_utc(message.t)} while {message.state}{known}")
         if agent.wake:
             # A wake is decided at a tick and typed a little later (other sends of the tick go first):
             # compare the ticks that decided them.
@@ -1143,9 +1225,14 @@ def check_invariants(sim: Sim, *, failure_kinds=("check-failed", "tick-failed", 
             continue
         if run is not None and run.dead and record.lifecycle == "backoff" and record.backoff_until > sim.now - sim.interval:
             continue
+        known = ""
+        if run is not None and run.hung_at is not None and record.lifecycle == "starting" and not run.received:
+            known = f" {KNOWN_HUNG_STARTING}"
+        if run is not None and run.died_at is not None and died_right_after_resume(agent.name, run.died_at):
+            known = f" {KNOWN_DIED_AFTER_RESUME}"
         problems["f"].append(f"{agent.name}: at the end {run.state() if run else 'never started'}"
                              f"{' (hung)' if run and run.hung_at else ''}, lifecycle {record.lifecycle} "
-                             f"({record.reason})")
+                             f"({record.reason}){known}")
 
     # g: dialogs
     for agent in cfg.agents:
@@ -1351,8 +1438,9 @@ class Faults:
 
     def crash_loop(self, name: str) -> None:
         agent = self.eligible(name)
-        if agent is None:
+        if agent is None:  # busy with another fault: try again a little later
             self.count("crash-loop", applied=False)
+            self.sim.after(10 * 60, (lambda: self.crash_loop(name)), f"crash loop {name} (again)")
             return
         behaviour = self.sim.tmux.behaviours[name]
         behaviour.crash_after_start[:] = [20.0] * self.sim.cfg.watchdog.crash_loop_restarts

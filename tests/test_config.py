@@ -193,3 +193,27 @@ def test_check_warns_when_a_program_is_missing(project):
     assert up.stderr.strip() == ("agents.toml: [[agent]] 'builder' backend: 'no-such-agent-cli-xyz' is not on PATH "
                                  "(backend sim: command no-such-agent-cli-xyz)")
     assert project.sessions() == []
+
+
+def test_example_config_validates():
+    """agents.example.toml, the annotated full example, is a valid config."""
+    cfg = ag.Loader(ag.Path(ag.__file__).parent / "agents.example.toml").load()
+    assert [agent.name for agent in cfg.agents] == ["builder", "adversary"]
+    assert cfg.loop and [phase.id for phase in cfg.loop.phases] == ["p1"]
+    kickoff = ag.kickoff_for(cfg, cfg.agents[0], {"units": {}})
+    assert kickoff.startswith("You are builder") and "Phase p1 starts now" in kickoff
+    assert "{" not in kickoff  # every placeholder filled
+
+
+def test_readme_documents_every_key():
+    """The README's configuration reference names every key the loader accepts."""
+    import dataclasses
+    import re
+
+    readme = (ag.Path(ag.__file__).parent / "README.md").read_text()
+    for cls in (ag.WatchdogConfig, ag.Backend, ag.Agent, ag.Wake, ag.Service, ag.LoopConfig, ag.Phase, ag.Handoff,
+                ag.Inbox):
+        for item in dataclasses.fields(cls):
+            if "doc" in item.metadata:
+                assert re.search(rf"`[^`]*\b{item.name}\b[^`]*`", readme), \
+                    f"README does not document {cls.__name__}.{item.name}"
