@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import dataclasses
 from datetime import date, datetime, timedelta, timezone, tzinfo
 import difflib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -44,7 +46,9 @@ import subprocess
 import sys
 import time
 import tomllib
+import traceback
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -112,11 +116,16 @@ def write_atomically(path: Path, data: str) -> None:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    with open(temp, "w", encoding="utf-8") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+    try:
+        with open(temp, "w", encoding="utf-8") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
     folder = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(folder)
@@ -184,14 +193,23 @@ class EventLog:
             self.echo(human)
         return event
 
-    @staticmethod
-    def _append(path: Path, line: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    ROTATE_AT = 20 * 1024 * 1024  # bytes: a log this big moves to NAME.1 (one generation kept)
+
+    @classmethod
+    def _append(cls, path: Path, line: str) -> None:
+        """Append one line; never raises (a full disk must not stop the watchdog): stderr instead."""
         try:
-            os.write(descriptor, (line.replace("\n", "\\n") + "\n").encode("utf-8"))
-        finally:
-            os.close(descriptor)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_size > cls.ROTATE_AT:
+                    os.replace(path, path.with_name(path.name + ".1"))
+            descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(descriptor, (line.replace("\n", "\\n") + "\n").encode("utf-8"))
+            finally:
+                os.close(descriptor)
+        except OSError as error:
+            print(f"agents.py: cannot write {path}: {error.strerror or error}: {line[:200]}", file=sys.stderr)
 
 
 # ============================================================================
@@ -337,9 +355,16 @@ def as_regex(value: Any, complain: Callable) -> str:
 def as_keys(value: Any, complain: Callable) -> list[str]:
     """tmux key names: ``"Down Enter"`` or ``["Down", "Enter"]``."""
     keys = value.split() if isinstance(value, str) else value
-    if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k and " " not in k for k in keys):
-        complain(f"expected tmux key names like \"Down Enter\", got {value!r}")
+    if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and re.fullmatch(r"[\w+-]+", k)
+                                                         for k in keys):
+        complain(f"expected tmux key names like \"Down Enter\" or \"C-m\", got {value!r}")
     return list(keys)
+
+
+def as_key(value: Any, complain: Callable) -> str:
+    """One tmux key name (``Enter``, ``C-m``)."""
+    return as_keys(value, complain)[0] if isinstance(value, str) and len(value.split()) == 1 else \
+        complain(f"expected one tmux key name like \"Enter\", got {value!r}")
 
 
 def as_dialog_keys(value: Any, complain: Callable) -> dict[str, list[str]]:
@@ -393,7 +418,7 @@ class Backend:
     command: list[str] = setting(doc="program and arguments (a string is split like a shell, nothing is run)",
                                  check=as_command, factory=list)
     env: dict[str, str] = setting(doc="environment for every agent on this backend", check=as_env, factory=dict)
-    submit_key: str = setting("Enter", doc="tmux key that submits typed input", check=as_text)
+    submit_key: str = setting("Enter", doc="tmux key that submits typed input", check=as_key)
     submit_delay: float = setting(0.3, doc="seconds between typing and the submit key", check=as_number())
     busy: list[str] = setting(doc="patterns that mean the agent is working", check=as_regex_list, factory=list)
     idle: list[str] = setting(doc="patterns of the input prompt line; a group named 'input' holds typed text",
@@ -849,6 +874,18 @@ class Loader:
         for key in ("name", "session"):
             if key in defaults:
                 self.complain("[defaults]", key, "cannot be a default: it must differ per agent")
+        # Checked once here, so a bad default is one error, not one per agent; only good keys are passed on.
+        good = {}
+        for key, value in defaults.items():
+            if key in ("name", "session"):
+                continue
+            before = len(self.errors)
+            self.build(Agent, {key: value}, "[defaults]")
+            if key == "wake" and isinstance(value, dict):
+                self.build(Wake, value, "[defaults]", prefix="wake.")
+            if len(self.errors) == before:
+                good[key] = value
+        defaults = good
         tables = raw.get("agent", [])
         if not isinstance(tables, list):
             self.complain("[[agent]]", "", "agents are an array of tables: write [[agent]]")
@@ -859,8 +896,7 @@ class Loader:
             section = f"[[agent]] {name!r}" if isinstance(name, str) and name else f"[[agent]] #{number}"
             if not name:
                 self.complain(section, "name", "missing: every agent needs a name")
-            merged = {**{k: v for k, v in defaults.items() if k not in ("name", "session")},
-                      **(table if isinstance(table, dict) else {})}
+            merged = {**defaults, **(table if isinstance(table, dict) else {})}
             wake_table = merged.get("wake")
             agent = self.build(Agent, merged, section)
             if wake_table is not None:
@@ -931,7 +967,11 @@ class Loader:
                                              f"name: nobody is pinged")
             setattr(loop.handoff, key, [name for name in getattr(loop.handoff, key) if name in names])
         inboxes = []
-        for number, item in enumerate(explicit.get("inboxes", []) if isinstance(explicit.get("inboxes", []), list) else [], 1):
+        raw_inboxes = explicit.get("inboxes", [])
+        if not isinstance(raw_inboxes, list):
+            self.complain("[loop.handoff]", "inboxes", "expected a list of { file = \"…\", ping = \"agent\" }")
+            raw_inboxes = []
+        for number, item in enumerate(raw_inboxes, 1):
             inbox = self.build(Inbox, item, f"[loop.handoff] inboxes[{number}]")
             for name in inbox.ping:
                 if name not in names:
@@ -988,7 +1028,8 @@ def default_session_prefix(folder: Path) -> str:
 def find_config_path(given: str | None) -> Path:
     """``--config PATH``, else ``$AGENTS_CONFIG``, else ``./agents.toml``."""
     chosen = given or os.environ.get("AGENTS_CONFIG") or "agents.toml"
-    return Path(chosen).expanduser().absolute()
+    # resolve(): "../agents.toml" and a symlinked folder must name the same config (it tags our sessions).
+    return Path(chosen).expanduser().resolve()
 
 
 def load_config(given: str | None) -> Config:
@@ -1029,23 +1070,35 @@ class Pane:
     height: int
 
 
+THEN = object()  # separates the commands of one tmux invocation (tmux spells it ";")
+
+
 def tmux_literal(argument: str) -> str:
     """An argument tmux passes on as is.
 
     Even from an argv list, tmux reads an argument that ends in ``;`` as the end
     of a command (``find . -exec rm {} ;`` would lose its ``;`` and run the rest
     as another tmux command); a backslash before that ``;`` is tmux's escape.
+    ``Tmux.run`` applies this to every argument, so only ``THEN`` separates.
     """
     return argument[:-1] + "\\;" if argument.endswith(";") else argument
+
+
+def tmux_format_literal(text: str) -> str:
+    """Text for an option that tmux expands as a format (``-c``): ``#`` doubled, so
+    ``#(…)`` in a folder name runs nothing and ``#{…}`` stays as written."""
+    return text.replace("#", "##")
 
 
 class Tmux:
     """tmux, reached only through these methods.
 
     Every call is an argv list; text from config or messages is passed as data
-    (``send-keys -l``, ``load-buffer -`` on stdin), never parsed by a shell.
-    Targets are exact: sessions as ``=name``, panes by their ``%id``, because a
-    bare ``-t foo`` also matches a session called ``foobar``.
+    (``send-keys -l``, ``load-buffer -`` on stdin), never parsed by a shell, and
+    every argument is made literal for tmux's own parser (``tmux_literal``;
+    ``tmux_format_literal`` where tmux expands formats). Targets are exact:
+    sessions as ``=name``, panes by their ``%id``, because a bare ``-t foo`` also
+    matches a session called ``foobar``.
 
     ``socket`` selects a private server (``tmux -L NAME``); tests always use one.
     ``calls`` counts the tmux processes spawned (the bench reads it).
@@ -1053,20 +1106,22 @@ class Tmux:
 
     PANE_FORMAT = "\t".join([
         "#{session_name}", "#{window_index}", "#{pane_index}", "#{pane_id}", "#{pane_pid}", "#{pane_dead}",
-        "#{pane_dead_status}", "#{window_activity}", "#{session_created}", "#{pane_in_mode}", "#{@agents_owner}",
-        "#{pane_width}", "#{pane_height}",
+        "#{pane_dead_status}", "#{pane_dead_signal}", "#{window_activity}", "#{session_created}", "#{pane_in_mode}",
+        "#{@agents_owner}", "#{pane_width}", "#{pane_height}",
     ])
+    NO_SERVER = ("no server running", "error connecting to", "No such file or directory")
 
     def __init__(self, socket: str | None = None):
         self.socket = socket
         self.base = ["tmux", "-L", socket] if socket else ["tmux"]
         self.calls = 0
 
-    def run(self, args: list[str], input_text: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    def run(self, args: list, input_text: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        """Run one tmux invocation: ``args`` are strings and ``THEN`` separators."""
+        argv = [*self.base, *(";" if arg is THEN else tmux_literal(arg) for arg in args)]
         self.calls += 1
         try:
-            result = subprocess.run([*self.base, *args], input=input_text, capture_output=True, text=True,
-                                    timeout=30)
+            result = subprocess.run(argv, input=input_text, capture_output=True, text=True, timeout=30)
         except FileNotFoundError:
             raise RuntimeFailure("tmux is not installed (or not on PATH)")
         except subprocess.TimeoutExpired:
@@ -1078,21 +1133,34 @@ class Tmux:
     # -- looking --
 
     def list_panes(self) -> dict[str, Pane]:
-        """Every session's first pane, keyed by session name: one tmux process for all."""
+        """Every session's first pane, keyed by session name: one tmux process for all.
+
+        No server means no sessions. Any other failure (a tmux upgraded under a
+        running server: "protocol version mismatch"; a socket we may not use)
+        raises: reading it as "every agent is dead" would kill a working team.
+        """
         result = self.run(["list-panes", "-a", "-F", self.PANE_FORMAT], check=False)
         if result.returncode != 0:
-            return {}  # no server running: no sessions
+            error = result.stderr.strip()
+            if any(sign in error for sign in self.NO_SERVER) and "version mismatch" not in error:
+                return {}
+            raise RuntimeFailure(f"tmux list-panes failed: {error or result.returncode}")
         panes: dict[str, tuple[tuple[int, int], Pane]] = {}
         for line in result.stdout.splitlines():
             parts = line.split("\t")
-            if len(parts) != 13:
+            if len(parts) != 14:
                 continue
-            (session, window, index, pane_id, pid, dead, status, activity, created, in_mode, owner, width,
-             height) = parts
+            (session, window, index, pane_id, pid, dead, status, dead_signal, activity, created, in_mode, owner,
+             width, height) = parts
+            if status.lstrip("-").isdigit():
+                exit_status: int | None = int(status)
+            elif dead_signal.isdigit():
+                exit_status = 128 + int(dead_signal)  # killed by a signal: tmux has no status, only the signal
+            else:
+                exit_status = None
             pane = Pane(session=session, pane_id=pane_id, pid=int(pid or 0), dead=dead == "1",
-                        dead_status=int(status) if status.lstrip("-").isdigit() else None,
-                        activity=float(activity or 0), created=float(created or 0), in_mode=in_mode == "1",
-                        owner=owner, width=int(width or 0), height=int(height or 0))
+                        dead_status=exit_status, activity=float(activity or 0), created=float(created or 0),
+                        in_mode=in_mode == "1", owner=owner, width=int(width or 0), height=int(height or 0))
             order = (int(window or 0), int(index or 0))
             if session not in panes or order < panes[session][0]:
                 panes[session] = (order, pane)
@@ -1107,7 +1175,9 @@ class Tmux:
         exits. A throwaway session whose command ends at once is such a child.
         """
         name = f"agents-py-reap-{secrets.token_hex(4)}"
-        self.run(["new-session", "-d", "-s", name, "--", "sleep", "0"], check=False)
+        # remain-on-exit off: a user's tmux.conf may turn it on, and this session must not stay.
+        self.run(["new-session", "-d", "-s", name, "--", "sleep", "0", THEN,
+                  "set-option", "-w", "-t", f"={name}:", "remain-on-exit", "off"], check=False)
 
     def capture_many(self, pane_ids: list[str]) -> dict[str, list[str]]:
         """The visible screen of many panes in one tmux process.
@@ -1119,9 +1189,9 @@ class Tmux:
         if not pane_ids:
             return {}
         marker = f"agents-py-capture-{secrets.token_hex(8)}"
-        args: list[str] = []
+        args: list = []
         for pane_id in pane_ids:
-            args += ["capture-pane", "-p", "-t", pane_id, ";", "display-message", "-p", marker, ";"]
+            args += ["capture-pane", "-p", "-t", pane_id, THEN, "display-message", "-p", marker, THEN]
         result = self.run(args[:-1], check=False)
         screens: dict[str, list[str]] = {}
         chunk: list[str] = []
@@ -1176,12 +1246,12 @@ class Tmux:
         target = f"={name}:"
         try:
             self.run([
-                "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height), "--", "sleep", "600", ";",
-                "set-option", "-t", target, "history-limit", str(history), ";",
-                "set-option", "-t", target, "@agents_owner", tmux_literal(owner), ";",
-                "new-window", "-t", target, "-c", tmux_literal(str(cwd)), "--", sys.executable, "-c", self.LAUNCHER,
-                tmux_literal(str(env_file)), *map(tmux_literal, argv), ";",
-                "set-option", "-w", "-t", target, "remain-on-exit", "on", ";",
+                "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height), "--", "sleep", "600", THEN,
+                "set-option", "-t", target, "history-limit", str(history), THEN,
+                "set-option", "-t", target, "@agents_owner", owner, THEN,
+                "new-window", "-t", target, "-c", tmux_format_literal(str(cwd)), "--", sys.executable, "-c",
+                self.LAUNCHER, str(env_file), *argv, THEN,
+                "set-option", "-w", "-t", target, "remain-on-exit", "on", THEN,
                 "kill-window", "-t", f"={name}:{{start}}",
             ])
         except RuntimeFailure:
@@ -1197,10 +1267,11 @@ class Tmux:
     def send_text(self, pane_id: str, text: str, chunk: int = 512) -> None:
         """Type ``text`` literally (``send-keys -l``): no key names, no shell, nothing run.
 
-        Chunks go through ``tmux_literal`` (a trailing ``;`` would end the command).
+        Chunks go through ``tmux_literal`` like every argument (a trailing ``;``
+        would end the command otherwise).
         """
         for start in range(0, len(text), chunk):
-            self.run(["send-keys", "-t", pane_id, "-l", "--", tmux_literal(text[start:start + chunk])])
+            self.run(["send-keys", "-t", pane_id, "-l", "--", text[start:start + chunk]])
 
     def paste(self, pane_id: str, text: str) -> None:
         """Paste ``text`` as one bracketed paste: newlines stay newlines, not submits."""
@@ -1288,17 +1359,23 @@ class StateStore:
         self.path = state_dir / "state.json"
         self.lock_path = state_dir / "state.lock"
 
-    def load(self) -> dict:
+    def load(self, repair: bool = False) -> dict:
+        """The state; a damaged file reads as empty. Only a writer (``repair``) moves it aside."""
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             data = {}
         except (OSError, json.JSONDecodeError) as error:
             # A damaged file must not stop the team: keep a copy, start from empty.
-            backup = self.path.with_suffix(f".broken-{int(time.time())}")
-            with contextlib.suppress(OSError):
-                os.replace(self.path, backup)
-            print(f"warning: {self.path}: unreadable ({error}); moved to {backup.name}", file=sys.stderr)
+            if repair:
+                backup = self.path.with_suffix(f".broken-{int(time.time())}")
+                with contextlib.suppress(OSError):
+                    os.replace(self.path, backup)
+                print(f"warning: {self.path}: unreadable ({error}); moved to {backup.name}", file=sys.stderr)
+            else:
+                print(f"warning: {self.path}: unreadable ({error})", file=sys.stderr)
+            data = {}
+        if not isinstance(data, dict) or not isinstance(data.get("units", {}), dict):
             data = {}
         data.setdefault("units", {})
         data["units"] = {name: UnitRecord.from_dict(record) for name, record in data["units"].items()}
@@ -1307,8 +1384,6 @@ class StateStore:
     @staticmethod
     def plain(data: dict) -> dict:
         """A deep, JSON-ready copy (records as dicts): what is saved, and what a change is judged by."""
-        import copy
-
         rest = {key: copy.deepcopy(value) for key, value in data.items() if key != "units"}
         return {**rest, "units": {name: dataclasses.asdict(record) for name, record in data["units"].items()}}
 
@@ -1319,7 +1394,7 @@ class StateStore:
     def transaction(self) -> Iterator[dict]:
         """Load, let the block change the state, save — skipping the write when nothing changed."""
         with file_lock(self.lock_path):
-            data = self.load()
+            data = self.load(repair=True)
             before = self.plain(data)
             yield data
             if self.plain(data) != before:
@@ -1338,6 +1413,11 @@ def remember(record: UnitRecord, memory: dict[str, Any]) -> None:
             current.update(value)
         else:
             setattr(record, key, value)
+
+
+def generation(record: UnitRecord) -> tuple:
+    """What identifies a unit's current life: an action decided for one life is void in the next."""
+    return record.started_at, record.lifecycle, record.since
 
 
 def transition(record: UnitRecord, lifecycle: str, reason: str, now: float, events: EventLog | None,
@@ -2091,8 +2171,6 @@ def kickoff_for(cfg: Config, agent: Agent, state: dict) -> str:
 
 def unit_marker(cfg: Config, unit: Agent | Service) -> str:
     """An environment value every process of a unit inherits, so leftovers can be found by pid."""
-    import hashlib
-
     return hashlib.sha1(str(cfg.path).encode()).hexdigest()[:12] + ":" + unit.session
 
 
@@ -2271,21 +2349,52 @@ class Team:
 
     # -- acting --
 
-    def act(self, actions: list[Action], state: dict, now: float) -> None:
-        """Carry out actions; sends run in parallel (one per unit), everything else in order."""
-        sends = [action for action in actions if action.kind == "send"]
-        for action in actions:
-            if action.kind != "send":
-                self._act_one(action, state, now)
-        if sends and self.parallel and len(sends) > 1:
-            from concurrent.futures import ThreadPoolExecutor
+    def carry_out(self, actions: list[Action], decided: dict[str, tuple], now: float) -> None:
+        """Carry out decided actions, recording each result as soon as it is known.
 
+        Each start, mark or key press runs in a state transaction of its own, so
+        a watchdog killed midway loses at most the action under way. Messages are
+        delivered outside the state lock (they take seconds; a `send` or `restart`
+        from the shell must not wait for them), several units in parallel, and
+        their outcomes recorded together afterwards. An action whose unit changed
+        since the decision (a `restart` or `down` from the shell got in between:
+        its generation moved) is dropped, not carried out on stale grounds.
+        """
+        for action in [a for a in actions if a.kind != "send"]:
+            with self.store.transaction() as state:
+                record = record_of(state, action.unit)
+                if generation(record) != decided.get(action.unit):
+                    self.events.emit("skipped", action.unit, f"{action.kind} ({action.reason}): the unit changed "
+                                                             f"meanwhile", now=now)
+                    continue
+                try:
+                    self._act_one(action, state, now)
+                except Exception as error:  # one failing action must not stop the others
+                    self._act_failed(action, record, error, now)
+                decided[action.unit] = generation(record)  # our own change is expected by what follows
+        sends = [action for action in actions if action.kind == "send"]
+        if not sends:
+            return
+        current = self.store.load()
+        sends = [a for a in sends if generation(record_of(current, a.unit)) == decided.get(a.unit)]
+        if self.parallel and len(sends) > 1:
             with ThreadPoolExecutor(max_workers=min(8, len(sends))) as pool:
-                results = list(pool.map(self._deliver, sends))
+                deliveries = list(pool.map(self._deliver, sends))
         else:
-            results = [self._deliver(action) for action in sends]
-        for action, delivery in zip(sends, results):
-            self._record_delivery(action, delivery, state, self.clock.now())
+            deliveries = [self._deliver(action) for action in sends]
+        with self.store.transaction() as state:
+            for action, delivery in zip(sends, deliveries):
+                self._record_delivery(action, delivery, state, self.clock.now())
+
+    def _act_failed(self, action: Action, record: UnitRecord, error: Exception, now: float) -> None:
+        """A failed start goes back to backoff (counted towards a crash loop); anything else is logged."""
+        self.events.emit("act-failed", action.unit, f"{action.kind} ({action.reason}): {error}", now=now,
+                         traceback=traceback_text() if not isinstance(error, RuntimeFailure) else None)
+        if action.kind == "start":
+            settings = self.cfg.watchdog
+            recent = [moment for moment in record.restart_times if now - moment < settings.crash_loop_window]
+            record.backoff_until = now + min(settings.backoff_base * 2 ** len(recent), settings.backoff_max)
+            transition(record, "backoff", f"start failed: {error}", now, self.events, action.unit)
 
     def _act_one(self, action: Action, state: dict, now: float) -> None:
         unit = self.cfg.unit(action.unit)
@@ -2346,16 +2455,19 @@ class Team:
         limit = timeout or max([self.cfg.backends[a.backend].ready_timeout for a in agents] or [0])
         began = time.monotonic()
         deadline = began + max(limit, self.START_WATCH + 0.5)
+        names = {unit.name for unit in units}
         while units:
-            seen = self.observe()
             with self.store.transaction() as state:
                 now = time.time()
+                seen = self.observe(now)
                 check_screens(self.cfg, state, seen, now)
-                actions = [a for a in check_startup(self.cfg, state, seen, now) if a.unit in {u.name for u in units}]
-                actions = [a for a in actions if a.purpose != "slow-start" and a.kind != "start"]
-                self.act(actions, state, now)
-                pending = [a for a in agents if record_of(state, a.name).lifecycle == "starting"
-                           and seen[a.name].screen.state != "dead"]
+                actions = [a for a in check_startup(self.cfg, state, seen, now)
+                           if a.unit in names and a.purpose != "slow-start" and a.kind != "start"]
+                decided = {action.unit: generation(record_of(state, action.unit)) for action in actions}
+            self.carry_out(actions, decided, now)
+            state = self.store.load()
+            pending = [a for a in agents if record_of(state, a.name).lifecycle == "starting"
+                       and seen[a.name].screen.state != "dead"]
             # Watch everything for a moment at least: a program that cannot start dies within it.
             if (not pending and time.monotonic() - began >= self.START_WATCH) or time.monotonic() > deadline:
                 break
@@ -2664,7 +2776,8 @@ def check_heal(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> l
             continue
         if look.screen.state != "dead":
             if record.lifecycle == "backoff":  # someone started it meanwhile
-                actions.append(Action("mark", unit.name, "found running again", text="running"))
+                actions.append(Action("mark", unit.name, "found running again",
+                                      text="starting" if record.kickoff else "running"))
             continue
         if record.limit.get("until") and now < record.limit["until"]:
             continue  # died while limited: a restart now would meet the same limit
@@ -2687,7 +2800,13 @@ def check_heal(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> l
             actions.append(Action("mark", unit.name, f"{look.screen.detail}; restart in {format_duration(delay)}",
                                   text="backoff"))
         elif record.lifecycle == "backoff" and now >= record.backoff_until:
-            restart_times = [*record.restart_times, now]
+            recent = [moment for moment in record.restart_times if now - moment < settings.crash_loop_window]
+            if len(recent) >= settings.crash_loop_restarts:  # restarts that keep failing to start count too
+                actions.append(Action("mark", unit.name, f"crash loop: {len(recent)} restarts within "
+                                                         f"{format_duration(settings.crash_loop_window)}; waiting "
+                                                         f"for `agents.py restart {unit.name}`", text="failed"))
+                continue
+            restart_times = [*recent, now]
             actions.append(Action("start", unit.name, f"heal: restart #{len(restart_times)} after "
                                                       f"{record.reason.split(';')[0]}",
                                   memory={"restart_times": restart_times, "restarts": record.restarts + 1}))
@@ -2857,6 +2976,7 @@ class Watchdog:
         self.config_stamp = self._stamp()
         self.config_read_at = self.clock.now()
         self.config_error = ""
+        self.failures: dict[tuple[str, str], tuple[float, int]] = {}  # repeated failures, logged once an hour
         self.stopping = False
 
     def _stamp(self) -> tuple:
@@ -2885,43 +3005,41 @@ class Watchdog:
         self.cfg = self.team.cfg = cfg
 
     def tick(self) -> list[Action]:
-        """One pass of observe → classify → decide → act. Returns the actions taken."""
+        """One pass of observe → classify → decide → act. Returns the actions decided."""
         now = self.clock.now()
         self.reload_config(now)
         cfg = self.cfg
-        try:
-            seen = self.team.observe(now)
-        except RuntimeFailure as failure:
-            self.events.emit("observe-failed", "", str(failure), now=now)
-            return []
         with self.team.store.transaction() as state:
+            try:
+                seen = self.team.observe(now)  # under the state lock: decisions see what the state says
+            except RuntimeFailure as failure:
+                self.report_failure("observe-failed", str(failure), now)
+                return []
             actions: list[Action] = []
             for check in WATCHDOG_CHECKS:
                 try:
                     actions += check(cfg, state, seen, now)
                 except Exception as error:  # one failing check must not stop the others
-                    self.events.emit("check-failed", "", f"{check.__name__}: {error!r}", now=now,
-                                     traceback=traceback_text())
+                    self.report_failure("check-failed", f"{check.__name__}: {error!r}", now, traceback_text())
             actions = resolve(actions)
-        if not actions:
-            return actions
-        with self.team.store.transaction() as state:
-            for action in [a for a in actions if a.kind != "send"]:
-                self._act_safely([action], state, now)
-            self._act_safely([a for a in actions if a.kind == "send"], state, now)
+            decided = {action.unit: generation(record_of(state, action.unit)) for action in actions}
+        if actions:
+            self.team.carry_out(actions, decided, now)
         return actions
 
-    def _act_safely(self, actions: list[Action], state: dict, now: float) -> None:
-        if not actions:
+    def report_failure(self, kind: str, reason: str, now: float, trace: str | None = None) -> None:
+        """Log a failure once, then again only if it changes or an hour has passed (with a count)."""
+        key = (kind, reason)
+        first, count = self.failures.get(key, (None, 0))
+        if first is not None and now - first < 3600:
+            self.failures[key] = (first, count + 1)
             return
-        try:
-            self.team.act(actions, state, now)
-        except Exception as error:
-            self.events.emit("act-failed", actions[0].unit, f"{actions[0].kind}: {error!r}", now=now,
-                             traceback=traceback_text())
+        repeated = f" (and {count} more times since {clock_time(first)})" if count else ""
+        self.failures[key] = (now, 0)
+        self.events.emit(kind, "", reason + repeated, now=now, traceback=trace)
 
-    def run(self) -> int:
-        """The foreground loop (``agents.py watchdog``); returns the exit code."""
+    def run(self, once: bool = False) -> int:
+        """The foreground loop (``agents.py watchdog``; one tick with ``once``); returns the exit code."""
         lock_path = self.cfg.state_dir / "watchdog.lock"
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         lock = open(lock_path, "a+")
@@ -2931,20 +3049,25 @@ class Watchdog:
             other = watchdog_status(self.cfg)
             print(f"a watchdog already runs for {self.cfg.path.name} (pid {other['pid']})", file=sys.stderr)
             return EXIT_RUNTIME
+        if once:
+            try:
+                self.tick()
+            finally:
+                lock.close()
+            return EXIT_OK
         started = self.clock.now()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
         self.events.emit("watchdog-start", "", f"watching {len(self.cfg.agents)} agent(s) and "
                                                f"{len(self.cfg.services)} service(s)", now=started, pid=os.getpid())
-        self._heartbeat(started, None)
         try:
             while not self.stopping:
                 began = self.clock.monotonic()
                 try:
+                    self._heartbeat(started, self.clock.now())
                     self.tick()
-                except Exception as error:  # the loop outlives any one bad tick
-                    self.events.emit("tick-failed", "", repr(error), traceback=traceback_text())
-                self._heartbeat(started, self.clock.now())
+                except Exception as error:  # the loop outlives any one bad tick (a full disk included)
+                    self.report_failure("tick-failed", repr(error), self.clock.now(), traceback_text())
                 while not self.stopping and self.clock.monotonic() - began < self.cfg.watchdog.signal_interval:
                     self.clock.sleep(min(0.25, self.cfg.watchdog.signal_interval))
         finally:
@@ -2965,8 +3088,6 @@ class Watchdog:
 
 
 def traceback_text() -> str:
-    import traceback
-
     return traceback.format_exc(limit=8)
 
 
@@ -3089,9 +3210,9 @@ def cmd_down(args: argparse.Namespace) -> int:
         if pane is not None and pane.owner != cfg.owner:
             print(f"{unit.name}: session {unit.session} was not started by {cfg.path.name}; left alone")
             continue
-        ended = team.stop(unit)
-        with team.store.transaction() as state:
+        with team.store.transaction() as state:  # first, so a watchdog tick in between does not heal it
             transition(record_of(state, unit.name), "stopped", "down", time.time(), team.events, unit.name)
+        ended = team.stop(unit)
         if pane is not None or ended:
             stopped.append(unit.name)
             print(f"{unit.name}: stopped" + (f" (ended {len(ended)} process(es))" if ended else ""))
@@ -3227,9 +3348,9 @@ def cmd_send(args: argparse.Namespace) -> int:
     while (record_of(team.store.load(), unit.name).lifecycle == "starting" and watchdog_status(cfg)["alive"]
            and time.monotonic() < deadline):
         time.sleep(0.2)
+    action = Action("send", unit.name, "sent from the command line", text=text, purpose="send")
+    delivery = team._deliver(action)
     with team.store.transaction() as state:
-        action = Action("send", unit.name, "sent from the command line", text=text, purpose="send")
-        delivery = team._deliver(action)
         team._record_delivery(action, delivery, state, time.time())
     if delivery.ok:
         print(f"{unit.name}: delivered ({delivery.detail}; {delivery.presses} press(es) of "
@@ -3399,10 +3520,7 @@ def stop_watchdog_process(cfg: Config) -> None:
 def cmd_watchdog(args: argparse.Namespace) -> int:
     path = find_config_path(args.config)
     watchdog = Watchdog(path, echo=(lambda line: print(line, flush=True)) if sys.stdout.isatty() else None)
-    if args.once:
-        watchdog.tick()
-        return EXIT_OK
-    return watchdog.run()
+    return watchdog.run(once=args.once)
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -3644,6 +3762,10 @@ example:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Run from inside an agent's pane, we inherit its marker; a child of ours that kept it
+    # (the watchdog, a tmux server we start) would be ended along with that agent.
+    for key in [key for key in os.environ if key.startswith("AGENTS_PY_")]:
+        del os.environ[key]
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
@@ -3657,6 +3779,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except RuntimeFailure as failure:
         print(f"error: {failure}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except OSError as error:  # a full disk, a file we may not read: say so, no traceback
+        print(f"error: {error.filename + ': ' if error.filename else ''}{error.strerror or error}", file=sys.stderr)
         return EXIT_RUNTIME
     except KeyboardInterrupt:
         return 130

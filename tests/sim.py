@@ -143,7 +143,7 @@ class Behaviour:
 class Message:
     t: float
     text: str
-    purpose: str  # kickoff, wake, nudge, resume, other
+    purpose: str  # kickoff, wake, nudge, resume, waiting-over, other
     state: str  # the screen state when it was submitted
     incarnation: int
 
@@ -153,6 +153,8 @@ def classify(text: str, wake_messages: dict[str, str], name: str) -> str:
         return "nudge"
     if text == "continue":
         return "resume"
+    if text.startswith("It is past ") and "the time you were waiting for" in text:
+        return "waiting-over"
     if wake_messages.get(name) and text == wake_messages[name]:
         return "wake"
     if "kickoff" in text.lower():
@@ -197,6 +199,7 @@ class FakeAgent:
         self.typed: list[tuple[float, str, str]] = []  # (t, text, screen state)
         self.keys: list[tuple[float, str, str]] = []  # (t, key, screen state)
         self.work_log: list[tuple[float, float | None, str]] = []  # (start, end, purpose)
+        self.markers: list[tuple[float, float]] = []  # (printed at, until) of every WAITING-UNTIL it printed
 
     # -- time --
 
@@ -348,6 +351,7 @@ class FakeAgent:
                 line, until = marker
                 self.history.append(line)
                 self.waiting_until = until
+                self.markers.append((moment, until))
         self.touch(moment)
         if self.behaviour.exits_when_done:
             self.die(moment, 0, "task-done")
@@ -1013,12 +1017,9 @@ def usage_banner(form: str, since: float, rng: random.Random) -> tuple[str, floa
 # ---------------------------------------------------------------------------------------------
 
 
-#: Tag of violations caused by a known agents.py bug (see test_one_message_per_agent_per_tick_…):
-#: a DONE-nudge and a wake decided in the same tick are both typed, the wake onto a busy agent.
-KNOWN_TWO_SENDS = "[known bug: nudge and wake typed in one tick]"
-#: … and an agent that hangs before its kickoff is delivered stays 'starting' for ever (never rebooted).
-KNOWN_HUNG_STARTING = "[known bug: hung before its kickoff, never rebooted]"
-#: … and an agent that dies after a resume, before a tick saw it work, is not healed until the banner's next reset.
+#: Tag of violations caused by a known agents.py bug, pinned by an xfail test
+#: (test_agent_dying_right_after_its_resume_is_healed_at_once): an agent that dies after a
+#: resume, before a tick saw it work, is not healed until the banner's next reset.
 KNOWN_DIED_AFTER_RESUME = "[known bug: died right after a resume, heal waits for the next reset]"
 
 
@@ -1143,10 +1144,7 @@ def check_invariants(sim: Sim, *, failure_kinds=("check-failed", "tick-failed", 
         wakes = [m for m in messages if m.purpose == "wake"]
         for message in wakes:
             if message.state != "idle":
-                tick = tick_of(message.t)
-                other = [m.purpose for m in messages if m is not message and tick <= m.t <= message.t]
-                known = f" {KNOWN_TWO_SENDS} ({other[0]} first)" if other else ""
-                problems["b"].append(f"{name}: wake at {iso_utc(message.t)} while {message.state}{known}")
+                problems["b"].append(f"{name}: wake at {iso_utc(message.t)} while {message.state}")
         if agent.wake:
             # A wake is decided at a tick and typed a little later (other sends of the tick go first):
             # compare the ticks that decided them.
@@ -1162,6 +1160,27 @@ def check_invariants(sim: Sim, *, failure_kinds=("check-failed", "tick-failed", 
                 if later - earlier < agent.wake.interval - 1e-6:
                     problems["b"].append(f"{name}: wake attempts decided {later - earlier:.0f}s apart at "
                                          f"{iso_utc(later)}")
+        runs_markers = [(t, until) for run in runs for t, until in run.markers]
+        told = [m for m in messages if m.purpose == "waiting-over"]
+        for earlier, message in zip([None, *told], told):
+            since = earlier.t if earlier is not None else -math.inf
+            printed = [until for t, until in runs_markers if since < t <= message.t]
+            if not printed:
+                problems["b"].append(f"{name}: told its wait is over at {iso_utc(message.t)} twice for one marker")
+            elif message.t < printed[-1] - 1e-6:
+                problems["b"].append(f"{name}: told its wait is over at {iso_utc(message.t)}, before "
+                                     f"{iso_utc(printed[-1])}")
+        episode, seen_numbers = 0, set()
+        for event in events:  # the watchdog's own record: one resume #N per limit episode
+            if event["agent"] != name:
+                continue
+            if event["kind"] == "limit-wait":
+                episode += 1
+            elif event["kind"].startswith("resume") and "resume #" in event["reason"]:
+                number = event["reason"].split("resume #", 1)[1].split(":", 1)[0].split()[0]
+                if (episode, number) in seen_numbers:
+                    problems["b"].append(f"{name}: resume #{number} twice in one limit episode ({event['time']})")
+                seen_numbers.add((episode, number))
         resumes = [m for m in messages if m.purpose == "resume"]
         for message in resumes:
             if message.state != "limited":
@@ -1226,8 +1245,6 @@ def check_invariants(sim: Sim, *, failure_kinds=("check-failed", "tick-failed", 
         if run is not None and run.dead and record.lifecycle == "backoff" and record.backoff_until > sim.now - sim.interval:
             continue
         known = ""
-        if run is not None and run.hung_at is not None and record.lifecycle == "starting" and not run.received:
-            known = f" {KNOWN_HUNG_STARTING}"
         if run is not None and run.died_at is not None and died_right_after_resume(agent.name, run.died_at):
             known = f" {KNOWN_DIED_AFTER_RESUME}"
         problems["f"].append(f"{agent.name}: at the end {run.state() if run else 'never started'}"

@@ -431,6 +431,37 @@ def test_usage_key_prefers_request_id_then_request_ref():
     assert keys == [("claude", "m", "r"), ("claude", "m", "f"), ("claude", "m", "")]
 
 
+def test_a_response_read_in_two_goes_is_counted_once():
+    """Following can print a response's usage before its last line arrives
+    (older versions write blocks seconds apart): the growth is printed and
+    counted as more for the same response, a later copy not at all."""
+    ledger, file_totals, key = alog.Ledger(), alog.Totals(), ("claude", "msg", "req")
+
+    def offer(output: int) -> list[str]:
+        event = alog.Event("USAGE", usage=alog.Usage(10, output, 5, 100), usage_key=key, response=key)
+        return [e.text for e in ledger.offer(event, file_totals, 0)]
+
+    assert offer(1) == [] and offer(3) == []  # held back while the response goes on
+    assert [e.text for e in ledger.flush(0, file_totals)] == ["in=10 out=3 cache_write=5 cache_read=100"]
+    assert offer(30) == ["in=0 out=27 cache_write=0 cache_read=0 (more for a response counted above)"]
+    assert offer(30) == [] and ledger.flush(0, file_totals) == []
+    assert file_totals.text() == "in=10 out=30 cache_write=5 cache_read=100 total=145 responses=1"
+
+
+def test_a_file_that_shrinks_is_read_again(tmp_path: Path):
+    path = tmp_path / "s.jsonl"
+    path.write_text(claude_line("s", "first", "m1", tmp_path) + claude_line("s", "second", "m2", tmp_path))
+    transcript = alog.Transcript(path, 0)
+    assert [e.text for e in transcript.read_new(final=False)[0] if e.role == "ASSIST"] == ["first", "second"]
+    path.write_text(claude_line("s", "rewritten", "m3", tmp_path))
+    events, error = transcript.read_new(final=False)
+    assert error is None
+    assert [e.text for e in events if e.role in ("SYS", "ASSIST")][:1] == [f"{path} shrank: reading it again from the start"]
+    assert [e.text for e in events if e.role == "ASSIST"] == ["rewritten"]
+    path.unlink()
+    assert transcript.read_new(final=False) == ([], f"{path}: No such file or directory")
+
+
 # ----------------------------------------------------------------------------
 # --agent NAME --config FILE
 # ----------------------------------------------------------------------------

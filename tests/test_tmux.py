@@ -139,3 +139,35 @@ def test_paste_keeps_newlines_as_one_bracketed_paste(tmux, tmp_path):
     wait_for(lambda: log.exists() and b"\x1b[201~" in log.read_bytes(), message="paste end")
     assert log.read_bytes() == b"\x1b[200~one\ntwo $(x)\nthree\x1b[201~"
     assert tmux.run(["list-buffers"], check=False).stdout.strip() == ""  # the buffer was deleted
+
+
+def test_folder_names_are_not_tmux_formats(tmux, tmp_path):
+    """tmux expands formats in -c: a folder named '#(cmd)' must not run cmd."""
+    folder = tmp_path / "x#(touch PWNED)#{session_name}"
+    folder.mkdir()
+    tmux.new_session("s1", ARGV_PRINTER, folder, dict(os.environ), "o", tmp_path / "env")
+    assert output_json(tmux, "s1")["cwd"] == str(folder)
+    assert not any(path.name == "PWNED" for path in tmp_path.rglob("PWNED"))
+    assert not (Path.home() / "PWNED").exists()
+
+
+def test_a_broken_tmux_is_an_error_not_an_empty_team(tmp_path, monkeypatch):
+    """A tmux that cannot talk to its server must not read as 'every agent is dead'."""
+    fake = tmp_path / "bin" / "tmux"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'protocol version mismatch (client 8, server 7)' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    with pytest.raises(ag.RuntimeFailure, match="protocol version mismatch"):
+        ag.Tmux("whatever").list_panes()
+    fake.write_text("#!/bin/sh\necho 'no server running on /tmp/tmux-0/x' >&2\nexit 1\n")
+    assert ag.Tmux("whatever").list_panes() == {}
+
+
+def test_killed_by_a_signal_reads_as_128_plus_signal(tmux, tmp_path):
+    tmux.new_session("s1", ARGV_PRINTER, tmp_path, dict(os.environ), "o", tmp_path / "env")
+    pane = wait_for(lambda: tmux.list_panes().get("s1"), message="pane")
+    os.kill(pane.pid, 9)
+    dead = wait_for(lambda: (lambda p: p if p.dead and p.dead_status is not None else None)(tmux.list_panes()["s1"]),
+                    message="dead pane with a status")
+    assert dead.dead_status == 137

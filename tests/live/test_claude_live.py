@@ -366,7 +366,7 @@ def test_a_untrusted_folder_trust_dialog_is_answered_too(rig):
     assert "Quick safety check" in dialogs[0]["reason"], dialogs
     assert "Bypass Permissions mode" in dialogs[1]["reason"], dialogs
     assert all("pressed Down Enter" in d["reason"] for d in dialogs), dialogs
-    assert "stranger kickoff" in rig.side_mock.typed_texts()
+    rig.wait("the kickoff at the model", lambda: "stranger kickoff" in rig.side_mock.typed_texts(), name="stranger")
     data = json.loads((rig.stranger_home / ".claude.json").read_text())
     assert data["projects"][str(rig.stranger_cwd.resolve())]["hasTrustDialogAccepted"] is True
     rig.ready("stranger")
@@ -522,18 +522,22 @@ def test_b_message_is_held_while_a_human_has_a_menu_open(rig):
     assert settings_after == settings_before, (settings_before, settings_after)
 
 
-@pytest.mark.xfail(strict=True, reason="a single line longer than the 512-char send-keys chunk reaches the model split "
-                                       "in two: the first chunk as typed text, the rest wrapped as <pasted_content>")
+@pytest.mark.xfail(strict=True, reason="a single line of a few thousand chars, typed as 512-char send-keys chunks, "
+                                       "reaches the model split: the first chunk as typed text, the rest as a "
+                                       "<pasted_content> block (Claude Code takes the fast later chunks for a paste)")
 def test_b_long_single_line_arrives_in_one_piece(rig):
+    text = "".join(f"{i:04d}," for i in range(600)) + " ends;"  # 3006 chars, position-coded
+    got = []
+    for _ in range(2):  # the split depends on timing: seen on every try at 1.5k-3k chars, never at 1.1k
+        rig.ready()
+        before = len(rig.mock.typed_texts())
+        sent = rig.send(text)
+        assert sent.returncode == 0, sent.stderr
+        rig.wait("the message at the model", lambda: len(rig.mock.typed_texts()) > before)
+        got.append(rig.mock.typed_texts()[-1])
     rig.ready()
-    text = "".join(f"{i:04d}," for i in range(300)) + " ends;"  # 1506 chars, position-coded
-    before = len(rig.mock.typed_texts())
-    sent = rig.send(text)
-    assert sent.returncode == 0, sent.stderr
-    rig.wait("the message at the model", lambda: len(rig.mock.typed_texts()) > before)
-    got = rig.mock.typed_texts()[-1]
-    rig.ready()
-    assert got == text or unwrap(got) == text, got
+    for one in got:
+        assert one == text or unwrap(one) == text, one
 
 
 def test_b_message_is_held_while_the_trust_dialog_waits(rig):
@@ -602,18 +606,19 @@ def test_d_rate_limit_reads_limited_never_idle(rig):
     rig.mock.error(429, times=MAX_RETRIES + 1, retry_after=None)
     sent = rig.send("LIMIT me now")
     assert sent.returncode == 0, sent.stderr
-    seen: list[tuple[str, bool]] = []  # (state, retry banner on screen)
+    seen: list[tuple[str, bool]] = []  # (state, the retry banner on screen just before and just after status read it)
     deadline = time.monotonic() + 30 + 3 * sum(min(0.5 * 2 ** i, 32) for i in range(MAX_RETRIES))
     while time.monotonic() < deadline:
+        before = rig.screen()
         state = rig.state()
         screen = rig.screen()
-        seen.append((state, bool(RETRY_BANNER.search(screen))))
-        if RETRY_BANNER.search(screen) and "retrying-screen" not in rig.facts:
+        seen.append((state, bool(RETRY_BANNER.search(before) and RETRY_BANNER.search(screen))))
+        if seen[-1][1] and "retrying-screen" not in rig.facts:
             rig.facts["retrying-screen"] = screen
             rig.save("api-429-retrying", screen)
         if GAVE_UP in screen and state.startswith("limited (API rate limit)"):
             break
-        time.sleep(0.1)
+        time.sleep(0.05)
     states = [s for s, _ in seen]
     assert states and states[-1] == "limited (API rate limit)", seen
     assert not [s for s in states if s.startswith("idle")], seen
