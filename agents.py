@@ -394,6 +394,8 @@ class WatchdogConfig:
     heavy_interval: float = setting(120.0, doc="seconds between heavy ticks (token accounting)", check=as_number(0.05))
     stall_idle: float = setting(900.0, doc="idle seconds after which an agent counts as stalled", check=as_number(1))
     stall_grace: float = setting(180.0, doc="seconds after a start in which no stall is judged", check=as_number())
+    hung_busy: float = setting(2700.0, doc="seconds a busy screen may stay frozen before it counts as hung and is "
+                                           "rebooted (0: never)", check=as_number())
     log_tokens: bool = setting(True, doc="account tokens per phase and gate", check=as_bool)
     token_granularity: str = setting("gate", doc="'gate' (per claim label) or 'phase'", check=as_choice(*TOKEN_GRANULARITIES))
     limit_fallback_wait: float = setting(3600.0, doc="seconds to wait when a limit's reset time cannot be read", check=as_number(1))
@@ -425,6 +427,8 @@ class Backend:
                               check=as_regex_list, factory=list)
     placeholders: list[str] = setting(doc="patterns of prompt-line text that is a placeholder, not typed input",
                                       check=as_regex_list, factory=list)
+    command_chars: str = setting("", doc="characters that make input a command when they start it ('!' shell, "
+                                         "'/' slash commands); such a message is sent after a space", check=as_text)
     dialog: list[str] = setting(doc="patterns that mean a confirmation or menu waits for keys", check=as_regex_list,
                                 factory=list)
     dialog_keys: dict[str, list[str]] = setting(doc="pattern → keys that answer a known dialog", check=as_dialog_keys,
@@ -590,14 +594,19 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
             r"ctrl\+c to interrupt",
             r"^\s*[✻✳✽✶✢·*]\s+\w[^\n…]*…",  # spinner: "✢ Spinning…", "✢ Working… (2s · ↓ 20 tokens)"
         ],
-        "idle": [r"^[❯>]\s?(?P<input>.*)$"],  # "❯ " prompt line between two rules of ─
-        "placeholders": [r"^Resend your message to try again$", r"^Try \".*\"$"],
+        "idle": [
+            r"^[❯>]\s?(?P<input>.*)$",  # "❯ " prompt line between two rules of ─
+            r"^!\s(?P<input>.*)$",  # shell mode ("! touch x"): Enter would run it as a shell command
+        ],
+        "placeholders": [r"^Resend your message to try again$", r"^Try \".*\"$",
+                         r"^Press up to edit queued messages$"],
+        "command_chars": "!/",  # "!" opens shell mode, "/" a slash command ("/exit" would quit)
+        # Structure, not prose: an agent writing "Do you want to proceed?" in its reply is no dialog.
         "dialog": [
-            r"Enter to confirm · Esc to cancel",  # footer of every 2.1.x dialog
-            r"Do you want to proceed\?",
-            r"Do you want to make this edit",
+            r"Enter to confirm · Esc to cancel",  # footer of the 2.1.x confirmation dialogs
+            r"^\s*\S.*·\s*Esc to (cancel|go back|close|exit)\s*$",  # menu and panel footers: "Enter to select · ↑/↓ to navigate · Esc to cancel", "←/→ to switch · Esc to close"
             r"^\s*❯\s*\d\.\s*(Yes|No)\b",  # "❯ 1. Yes" menus
-            r"No, and tell Claude what to do differently",
+            r"^\s*\d\.\s*No, and tell Claude what to do differently",
             r"Do you trust the files in this folder\?",
             r"Quick safety check: Is this a project you created",
             r"running in Bypass Permissions mode",
@@ -607,7 +616,7 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
             # "❯ No, exit" is selected and Enter alone exits Claude Code: move down first.
             r"❯ No, exit\n\s*Yes, I accept": ["Down", "Enter"],
             r"❯ No, exit\n\s*Yes, I trust this folder": ["Down", "Enter"],
-            r"❯ 1\. Yes, (I trust|proceed)": ["Enter"],
+            r"❯ 1\. Yes, I trust this folder": ["Enter"],  # older versions; never a tool permission prompt
             # Anchored: a quote of it elsewhere on screen must not answer another dialog with Enter.
             BULLET + r"(Your )?[Uu]sage limit has reset · press enter to continue": ["Enter"],
         },
@@ -651,6 +660,7 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
     },
     "codex": {
         "command": ["codex"],
+        "command_chars": "!/",
         "submit_delay": 0.4,  # typing then Enter within ~120 ms reads as a paste: the Enter becomes a newline
         "busy": [r"esc to interrupt"],  # "• Working (3s • esc to interrupt)"
         "idle": [r"^›\s?(?P<input>.*)$"],  # "› Ask Codex to do anything" (a placeholder)
@@ -685,6 +695,7 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
     },
     "gemini": {
         "command": ["gemini", "--yolo"],
+        "command_chars": "!/",
         "busy": [r"esc to cancel"],  # Gemini's busy line: "⠏ Thinking… (esc to cancel, 3s)"
         "idle": [r"^[│\s]*>\s(?P<input>.*?)\s*│?$"],  # "│ >   Type your message or @path/to/file │"
         "placeholders": [r"^Type your message or @path/to/file$"],
@@ -695,6 +706,7 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
     },
     "aider": {
         "command": ["aider"],
+        "command_chars": "!/",
         "busy": [r"^\s*[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏░█]\s+(Waiting|Updating|Thinking)"],
         "idle": [r"^(\w+ )?>\s(?P<input>.*)$"],  # "> " or "architect> "
         "dialog": [r"\(Y\)es/\(N\)o"],
@@ -703,6 +715,7 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
     },
     "opencode": {
         "command": ["opencode"],
+        "command_chars": "!/",
         "busy": [r"esc interrupt"],
         "idle": [r"^\s*┃?\s*>\s(?P<input>.*)$"],
         "dialog": [r"Permission required"],
@@ -1109,7 +1122,9 @@ class Tmux:
         "#{pane_dead_status}", "#{pane_dead_signal}", "#{window_activity}", "#{session_created}", "#{pane_in_mode}",
         "#{@agents_owner}", "#{pane_width}", "#{pane_height}",
     ])
-    NO_SERVER = ("no server running", "error connecting to", "No such file or directory")
+    # What tmux says when there is no server (or it is just exiting): no sessions, not an error.
+    NO_SERVER = ("no server running", "No such file or directory", "Connection refused", "server exited unexpectedly",
+                 "lost server")
 
     def __init__(self, socket: str | None = None):
         self.socket = socket
@@ -1307,6 +1322,7 @@ class Tmux:
 # ============================================================================
 
 LIFECYCLE = ("stopped", "starting", "running", "backoff", "failed", "exited")
+MAX_SESSION_IDS = 1000  # per unit: the newest are kept
 
 
 @dataclass
@@ -1337,6 +1353,7 @@ class UnitRecord:
     limit: dict[str, Any] = field(default_factory=dict)  # the limit being waited out: kind, banner, since, until, resumes
     nudged: dict[str, float] = field(default_factory=dict)  # phase id → when its DONE-nudge was sent
     stall_clock_from: float = 0.0  # a nudge restarts the idle clock from here
+    waiting: dict[str, Any] = field(default_factory=dict)  # the WAITING-UNTIL marker on screen: text, first seen
     next_wake: float = 0.0  # when the next wake is due (0: not scheduled)
     reported: dict[str, str] = field(default_factory=dict)  # one-time reports made (what → when), never repeated
 
@@ -1406,13 +1423,9 @@ def record_of(state: dict, name: str) -> UnitRecord:
 
 
 def remember(record: UnitRecord, memory: dict[str, Any]) -> None:
-    """Apply an action's record updates: dict fields are merged, others replaced."""
+    """Apply an action's record updates (each a whole new value for its field)."""
     for key, value in memory.items():
-        current = getattr(record, key)
-        if isinstance(current, dict) and isinstance(value, dict) and key != "limit":
-            current.update(value)
-        else:
-            setattr(record, key, value)
+        setattr(record, key, value)
 
 
 def generation(record: UnitRecord) -> tuple:
@@ -1970,6 +1983,11 @@ class Delivery:
         return self.outcome == "delivered"
 
 
+def squeeze(text: str) -> str:
+    """Text without whitespace, for comparing what a screen shows with what was typed (wrapping differs)."""
+    return re.sub(r"\s+", "", text)
+
+
 class _PaneDied(Exception):
     """The pane died while a delivery was being verified."""
 
@@ -2000,10 +2018,14 @@ class Sender:
         screen = self.tmux.capture_many([pane.pane_id]).get(pane.pane_id, [])
         return pane, read_screen(backend, pane, screen, self.clock.now())
 
-    def deliver(self, session: str, backend: Backend, text: str) -> Delivery:
+    def deliver(self, session: str, backend: Backend, text: str, allow_unknown: bool = False) -> Delivery:
+        """Deliver ``text``; ``allow_unknown`` lets a human's ``send`` type at a screen no pattern explains
+        (the watchdog never does: an unknown screen may be a menu that Enter would answer)."""
         message = clean_message(text)
         if not message:
             return Delivery("failed", "empty message")
+        if message[0] in backend.command_chars:
+            message = " " + message  # "!rm x" or "/exit" typed first would run; after a space it is text
         with file_lock(self.lock_dir / f"{session}.send.lock", timeout=60):
             pane, screen = self.look(session, backend)
             if pane is None or screen.state == "dead":
@@ -2013,9 +2035,14 @@ class Sender:
                 pane, screen = self.look(session, backend)
             if screen.state == "dialog":
                 return Delivery("held", f"a dialog is open ({screen.detail[:60]}); not typed into it")
-            if screen.input_text:
+            if screen.state == "unknown" and not allow_unknown:
+                return Delivery("held", "the screen shows no prompt this backend knows; not typed into it")
+            ours = bool(screen.input_text) and squeeze(screen.input_text) == squeeze(message)
+            if screen.input_text and not ours:
                 return Delivery("held", f"the input box already holds text ({screen.input_text[:40]!r})")
-            if "\n" in message:
+            if ours:
+                pass  # our own earlier try still sits in the box: submit it rather than type it twice
+            elif "\n" in message:
                 self.tmux.paste(pane.pane_id, message)
             else:
                 self.tmux.send_text(pane.pane_id, message)
@@ -2065,7 +2092,7 @@ class Sender:
 
     def _watch_landing(self, session: str, backend: Backend, typed_box: str, was_busy: bool) -> str:
         """Why we believe the message landed, or '' if it did not within the window."""
-        tail = re.sub(r"\s+", "", typed_box)[-16:]
+        tail = squeeze(typed_box)[-16:]
         deadline = self.clock.monotonic() + self.VERIFY_WINDOW
         while True:
             self.clock.sleep(0.15)
@@ -2076,7 +2103,7 @@ class Sender:
                 return f"the agent answered with a dialog ({screen.detail[:50]})"
             if screen.state == "busy" and not was_busy:
                 return "the agent turned busy"
-            box = re.sub(r"\s+", "", screen.input_text)
+            box = squeeze(screen.input_text)
             if screen.state in ("idle", "busy", "limited") and tail and tail not in box:
                 return "the input box emptied"
             if self.clock.monotonic() > deadline:
@@ -2106,7 +2133,7 @@ class Seen:
 class Action:
     """One thing the act step should do, and why (the reason lands in the event log)."""
 
-    kind: str  # start, kill, send, keys, mark, event
+    kind: str  # start (a fresh session, ending the old one), send, keys, mark (a lifecycle move), event
     unit: str  # the agent or service it concerns
     reason: str  # why, in words
     text: str = ""  # send: the message; mark: the new lifecycle state
@@ -2169,9 +2196,14 @@ def kickoff_for(cfg: Config, agent: Agent, state: dict) -> str:
     return render_kickoff(template, values)
 
 
+def config_marker(cfg: Config) -> str:
+    """The part of every unit marker that names the config."""
+    return hashlib.sha1(str(cfg.path).encode()).hexdigest()[:12] + ":"
+
+
 def unit_marker(cfg: Config, unit: Agent | Service) -> str:
     """An environment value every process of a unit inherits, so leftovers can be found by pid."""
-    return hashlib.sha1(str(cfg.path).encode()).hexdigest()[:12] + ":" + unit.session
+    return config_marker(cfg) + unit.session
 
 
 def launch_plan(cfg: Config, unit: Agent | Service, session_id: str | None) -> tuple[list[str], dict[str, str]]:
@@ -2320,15 +2352,19 @@ class Team:
         argv, env = launch_plan(self.cfg, unit, session_id)
         self.tmux.new_session(unit.session, argv, unit.folder, env, self.cfg.owner, self.cfg.state_dir / "launch")
         record.started_at = now
-        record.dialog_answered_at = 0.0
+        record.dialog_answered_at, record.dialog_answers = 0.0, 0
+        record.kickoff_typed_at, record.kickoff_attempts = 0.0, 0
         record.stall_clock_from = now
+        record.waiting = {}
         record.reported.pop("slow-start", None)
         record.reported.pop("dialog", None)
         record.limit = {}
         if isinstance(unit, Agent) and unit.wake:
             record.next_wake = now + unit.wake.interval
         if session_id:
-            record.session_ids.append(session_id)
+            # Every id is kept for token accounting, up to a bound: a task re-run every few minutes
+            # for months must not grow the state file without end.
+            record.session_ids = [*record.session_ids, session_id][-MAX_SESSION_IDS:]
         record.kickoff = kickoff_for(self.cfg, unit, state) if isinstance(unit, Agent) else ""
         self.events.emit("start", unit.name, reason, now=now, session=unit.session, argv=shlex.join(argv),
                          session_id=session_id)
@@ -2413,16 +2449,13 @@ class Team:
             self.events.emit(action.purpose or "note", action.unit, action.reason, now=now)
         elif action.kind == "start" and unit is not None:
             self.launch(unit, state, action.reason, now)
-        elif action.kind == "kill" and unit is not None:
-            ended = self.stop(unit)
-            self.events.emit("kill", action.unit, action.reason, now=now, pids=ended)
 
-    def _deliver(self, action: Action) -> Delivery:
+    def _deliver(self, action: Action, allow_unknown: bool = False) -> Delivery:
         unit = self.cfg.unit(action.unit)
         if unit is None:
             return Delivery("failed", "no such unit in the config")
         try:
-            return self.sender.deliver(unit.session, backend_of(self.cfg, unit), action.text)
+            return self.sender.deliver(unit.session, backend_of(self.cfg, unit), action.text, allow_unknown)
         except RuntimeFailure as failure:
             return Delivery("failed", str(failure))
 
@@ -2510,10 +2543,9 @@ class Team:
                 report(f"{unit.name}: started in {unit.session}, but no prompt yet (screen reads "
                        f"{look.screen.state}); the kickoff waits")
             else:
-                extra = " kickoff delivered" if isinstance(unit, Agent) and unit.prompt_text or (
-                    isinstance(unit, Agent) and unit.kind == "loop") else ""
+                delivered = isinstance(unit, Agent) and bool(kickoff_for(self.cfg, unit, state))
                 report(f"{unit.name}: started in session {unit.session} ({look.screen.describe(time.time())})"
-                       + (f";{extra}" if extra else ""))
+                       + ("; kickoff delivered" if delivered else ""))
         return ok
 
 
@@ -2531,7 +2563,22 @@ class Reaper:
         return set(process_tree(roots)) | set(processes_marked(unit_marker(cfg, unit)))
 
     def end(self, pids: Iterable[int]) -> list[int]:
-        return end_processes(pids)
+        """End ``pids``, never this process, its ancestors (a shell in the agent's pane that ran
+        `agents.py restart` on its own agent must see it through) or the watchdog."""
+        return end_processes(set(pids) - protected_pids())
+
+
+def protected_pids() -> set[int]:
+    """This process and its ancestors."""
+    protected, pid = set(), os.getpid()
+    while pid > 1 and pid not in protected:
+        protected.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            pid = int(stat[stat.rindex(")") + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return protected
 
 
 def process_tree(roots: list[int]) -> list[int]:
@@ -2551,24 +2598,16 @@ def process_tree(roots: list[int]) -> list[int]:
     return found
 
 
-def processes_marked(marker: str) -> list[int]:
-    """Pids whose environment carries ``AGENTS_PY_UNIT=marker``: what a unit left behind, daemons included."""
+def processes_marked(marker: str, whole_config: bool = False) -> list[int]:
+    """Pids whose environment carries ``AGENTS_PY_UNIT=marker`` — or, with ``whole_config``, any
+    marker of that config (``marker`` is then ``config_marker``): what units left behind, daemons
+    included."""
     needle = f"AGENTS_PY_UNIT={marker}".encode()
     found = []
     for entry in Path("/proc").glob("[0-9]*"):
         with contextlib.suppress(OSError, ValueError):
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
-    return [pid for pid in found if pid != os.getpid()]
-
-
-def processes_marked_with_prefix(prefix: str) -> list[int]:
-    """Pids whose ``AGENTS_PY_UNIT`` starts with ``prefix`` (every unit of one config)."""
-    needle = f"AGENTS_PY_UNIT={prefix}".encode()
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        with contextlib.suppress(OSError, ValueError):
-            if any(item.startswith(needle) for item in (entry / "environ").read_bytes().split(b"\0")):
+            items = (entry / "environ").read_bytes().split(b"\0")
+            if any(item == needle or (whole_config and item.startswith(needle)) for item in items):
                 found.append(int(entry.name))
     return [pid for pid in found if pid != os.getpid()]
 
@@ -2620,7 +2659,7 @@ WAITING_UNTIL = re.compile(r"WAITING-UNTIL[:\s]+(\S+(?:[ T]\d{1,2}:\d{2}(?::\d{2
 
 RATE_LIMIT_RETRY = 60.0  # first retry after a short API rate limit; doubles, up to RATE_LIMIT_RETRY_MAX
 RATE_LIMIT_RETRY_MAX = 900.0
-HUNG_BUSY_FACTOR = 3  # a busy screen with no output for this many stall_idle is a hung process
+RESUME_RETRY = 300.0  # a resume that left the same usage banner up is retried after this; doubles
 
 
 def sequence_complete(state: dict) -> bool:
@@ -2632,27 +2671,31 @@ def phase_done(state: dict, phase_id: str) -> bool:
     return phase_id in state.get("phase", {}).get("done", [])
 
 
-def waiting_until(lines: list[str], now: float) -> float | None:
-    """The time named by a ``WAITING-UNTIL <time>`` marker in the agent's last lines, if any.
-
-    Accepted: ISO 8601 (``2026-11-24T03:00Z``), a clock time (``15:30``, ``3pm``,
-    the next such time), or a Unix epoch.
-    """
+def waiting_marker(lines: list[str]) -> str | None:
+    """The time text of the last ``WAITING-UNTIL <time>`` marker in the agent's last lines, if any."""
     for line in reversed(lines):
         found = WAITING_UNTIL.search(line)
-        if not found:
-            continue
-        text = found.group(1).strip().rstrip(".,;)")
-        if re.fullmatch(r"\d{9,11}(\.\d+)?", text):
-            return float(text)
-        with contextlib.suppress(ValueError):
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            return (moment if moment.tzinfo else moment.astimezone()).timestamp()
-        # A clock time just passed (seen a tick late) is today's, not tomorrow's.
-        reset = reset_time_from_banner(f"resets {text}", datetime.fromtimestamp(now).astimezone(),
-                                       grace=timedelta(hours=12))
-        return reset.timestamp() if reset else None
+        if found:
+            return found.group(1).strip().rstrip(".,;)")
     return None
+
+
+def waiting_until(text: str, first_seen: float) -> float | None:
+    """When a ``WAITING-UNTIL`` marker's time comes.
+
+    Accepted: ISO 8601 (``2026-11-24T03:00Z``), a Unix epoch, or a clock time
+    (``15:30``, ``3pm``), which means its next occurrence after the marker was
+    first seen — so ``09:00`` written at 20:00 is tomorrow morning, and a
+    ``05:00`` first seen a tick late, at 05:00:30, is today's.
+    """
+    if re.fullmatch(r"\d{9,11}(\.\d+)?", text):
+        return float(text)
+    with contextlib.suppress(ValueError):
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return (moment if moment.tzinfo else moment.astimezone()).timestamp()
+    reset = reset_time_from_banner(f"resets {text}", datetime.fromtimestamp(first_seen).astimezone(),
+                                   grace=timedelta(minutes=5))
+    return reset.timestamp() if reset else None
 
 
 def looked_after(cfg: Config, record: UnitRecord, look: Seen) -> bool:
@@ -2704,7 +2747,8 @@ def check_limits(cfg: Config, state: dict, seen: dict[str, Seen], now: float) ->
             continue
         if screen.state != "limited":
             continue
-        if not episode or episode.get("kind") != screen.limit_kind:
+        fresh_banner = screen.limit_kind == "usage" and episode and episode.get("banner") != screen.detail[:200]
+        if not episode or episode.get("kind") != screen.limit_kind or fresh_banner:
             resumes = episode.get("resumes", 0) if episode else 0
             until = limit_wait_until(cfg, screen, resumes, now)
             record.limit = {"kind": screen.limit_kind, "banner": screen.detail[:200], "since": now,
@@ -2736,20 +2780,21 @@ def check_limits(cfg: Config, state: dict, seen: dict[str, Seen], now: float) ->
 
 
 def limit_wait_until(cfg: Config, screen: Screen, resumes: int, now: float, after_resume: bool = False) -> float | None:
-    """When to try resuming an agent limited as ``screen`` says, after ``resumes`` fruitless tries."""
+    """When to try resuming an agent limited as ``screen`` says, after ``resumes`` fruitless tries.
+
+    After a resume that did not clear the banner (the same banner still shows),
+    its time is not read again — "resets 3pm" read at 15:02 would mean tomorrow
+    — but retried after 5 minutes, doubling, at most ``limit_fallback_wait``.
+    """
     settings = cfg.watchdog
     if screen.limit_kind in ("retrying", "manual"):
         return None
     if screen.limit_kind == "rate":
         return now + min(RATE_LIMIT_RETRY * 2 ** resumes, RATE_LIMIT_RETRY_MAX)
-    reset = screen.reset_at
-    if after_resume and reset is not None and reset <= now:
-        # The banner still names a time that has passed: it is the old banner, or the
-        # limit moved on. Read it again without grace, and never sooner than a minute.
-        again = reset_time_from_banner(screen.detail, datetime.fromtimestamp(now).astimezone())
-        reset = again.timestamp() if again else None
-    if reset is not None and reset > now - 3600:
-        return max(reset + settings.limit_margin, now + (60 if after_resume else 0))
+    if after_resume:
+        return now + min(RESUME_RETRY * 2 ** (resumes - 1), settings.limit_fallback_wait)
+    if screen.reset_at is not None:
+        return max(screen.reset_at + settings.limit_margin, now)
     return now + settings.limit_fallback_wait * min(2 ** resumes, 8)
 
 
@@ -2819,7 +2864,7 @@ def check_stall(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> 
     Idle time runs from the pane's real last activity (``#{window_activity}``),
     the agent's start, or its last nudge, whichever is latest. Nothing happens
     while the agent is busy (unless its busy screen has been frozen for
-    ``3 × stall_idle``: a hung process), in a dialog, limited, or within
+    ``hung_busy`` seconds: a hung process), in a dialog, limited, or within
     ``stall_grace`` of its start. ``WAITING-UNTIL <time>`` in its last lines
     defers everything until that time; then the agent is told its time has
     come (once per marker) and gets a fresh idle window. A stalled loop agent
@@ -2841,21 +2886,27 @@ def check_stall(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> 
             continue
         idle = now - max(look.pane.activity, record.started_at, record.stall_clock_from)
         if screen.state == "busy":
-            if idle >= settings.stall_idle * HUNG_BUSY_FACTOR:
+            if settings.hung_busy and idle >= settings.hung_busy:
                 actions.append(Action("start", agent.name, f"hung: busy screen frozen for {format_duration(idle)};"
                                                            f" rebooted with its kickoff",
                                       memory={"restarts": record.restarts + 1, "stall_clock_from": now}))
             continue
         if screen.state not in ("idle", "unknown"):
             continue
-        marker = waiting_until(screen.lines, now)
+        text = waiting_marker(screen.lines)
+        if text is None:
+            record.waiting = {}
+        elif record.waiting.get("text") != text:
+            record.waiting = {"text": text, "seen": now}
+        marker = waiting_until(text, record.waiting["seen"]) if text else None
         if marker is not None and marker > now:
             continue
         if marker is not None and f"waiting:{marker:.0f}" not in record.reported and screen.state == "idle":
             actions.append(Action("send", agent.name, f"its WAITING-UNTIL {clock_time(marker)} has passed",
                                   text=f"It is past {clock_time(marker)}, the time you were waiting for. Carry on.",
                                   purpose="waiting-over",
-                                  memory={"reported": {f"waiting:{marker:.0f}": iso(now)}, "stall_clock_from": now}))
+                                  memory={"reported": {**record.reported, f"waiting:{marker:.0f}": iso(now)},
+                                          "stall_clock_from": now}))
             continue
         if idle < settings.stall_idle:
             continue
@@ -2865,7 +2916,7 @@ def check_stall(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> 
                                      status_file=f"{cfg.loop.subdir}/{phase.status}".lstrip("/"))
             actions.append(Action("send", agent.name, f"stalled {format_duration(idle)}; DONE-nudge for phase "
                                                       f"{phase.id}", text=text, purpose="nudge",
-                                  memory={"nudged": {phase.id: now}, "stall_clock_from": now}))
+                                  memory={"nudged": {**record.nudged, phase.id: now}, "stall_clock_from": now}))
         else:
             after = " after its DONE-nudge" if phase is not None and phase.id in record.nudged else ""
             actions.append(Action("start", agent.name, f"stalled {format_duration(idle)} idle{after}; "
@@ -2927,7 +2978,7 @@ def resolve(actions: list[Action]) -> list[Action]:
     restarting: set[str] = set()
     kept = []
     for action in actions:
-        if action.kind in ("start", "kill"):
+        if action.kind == "start":
             if action.unit in restarting:
                 continue
             restarting.add(action.unit)
@@ -2977,6 +3028,7 @@ class Watchdog:
         self.config_read_at = self.clock.now()
         self.config_error = ""
         self.failures: dict[tuple[str, str], tuple[float, int]] = {}  # repeated failures, logged once an hour
+        self.last_clocks: tuple[float, float] | None = None  # (wall, monotonic) at the last tick
         self.stopping = False
 
     def _stamp(self) -> tuple:
@@ -2992,6 +3044,7 @@ class Watchdog:
         self.config_stamp, self.config_read_at = stamp, now
         try:
             cfg = Loader(self.config_path).load()
+            self.check_live_edit(cfg)
         except ConfigError as error:
             text = " | ".join(error.lines)
             if text != self.config_error:
@@ -3001,8 +3054,54 @@ class Watchdog:
         if self.config_error:
             self.config_error = ""
             self.events.emit("config-ok", "", "the config validates again; using it", now=now)
+        old_names, new_names = {u.name for u in self.cfg.units()}, {u.name for u in cfg.units()}
+        for name in sorted(new_names - old_names):
+            self.events.emit("config-added", name, f"new in the config; `agents.py up {name}` starts it", now=now)
+        for name in sorted(old_names - new_names):
+            self.events.emit("config-removed", name, "gone from the config: no longer watched (its session, if any, "
+                                                     "runs on; `agents.py down` ends it)", now=now)
         cfg.tmux_socket, cfg.state_dir, cfg.log_dir = self.cfg.tmux_socket, self.cfg.state_dir, self.cfg.log_dir
         self.cfg = self.team.cfg = cfg
+
+    def check_live_edit(self, cfg: Config) -> None:
+        """Refuse an edit that would orphan a running session: a new session name means a second copy."""
+        state = self.team.store.load()
+        problems = []
+        for unit in cfg.units():
+            before = self.cfg.unit(unit.name)
+            running = record_of(state, unit.name).lifecycle not in ("stopped", "exited")
+            if before is not None and before.session != unit.session and running:
+                problems.append(f"{Loader._label(cfg.path)}: {unit_section(unit)} session: changed from "
+                                f"{before.session!r} to {unit.session!r} while it runs; `agents.py down "
+                                f"{unit.name}` first")
+        if problems:
+            raise ConfigError(problems)
+
+    def notice_clock_jump(self, state: dict, now: float) -> None:
+        """A wall clock that jumped (NTP at boot, a restored VM) must not make every agent "stalled".
+
+        Between ticks the wall clock and the monotonic clock advance alike; when
+        they differ by minutes, the idle clocks, backoffs and wakes are moved.
+        """
+        wall, steady = now, self.clock.monotonic()
+        last = self.last_clocks
+        self.last_clocks = (wall, steady)
+        if last is None:
+            return
+        jump = (wall - last[0]) - (steady - last[1])
+        if abs(jump) < 300:
+            return
+        self.events.emit("clock-jump", "", f"the wall clock jumped {'forward' if jump > 0 else 'back'} "
+                                           f"{format_duration(abs(jump))}; timers moved with it", now=now)
+        for record in state["units"].values():
+            if record.stall_clock_from:
+                record.stall_clock_from += jump
+            if record.backoff_until:
+                record.backoff_until += jump
+            if record.next_wake:
+                record.next_wake += jump
+            if record.limit.get("until"):
+                record.limit["until"] += jump
 
     def tick(self) -> list[Action]:
         """One pass of observe → classify → decide → act. Returns the actions decided."""
@@ -3010,6 +3109,7 @@ class Watchdog:
         self.reload_config(now)
         cfg = self.cfg
         with self.team.store.transaction() as state:
+            self.notice_clock_jump(state, now)
             try:
                 seen = self.team.observe(now)  # under the state lock: decisions see what the state says
             except RuntimeFailure as failure:
@@ -3089,6 +3189,78 @@ class Watchdog:
 
 def traceback_text() -> str:
     return traceback.format_exc(limit=8)
+
+
+# -- the watchdog in the background: started by `up`, stopped by `down`, seen by `status` --
+
+def watchdog_status(cfg: Config) -> dict:
+    """``{"pid", "alive", "last_tick"}`` from the watchdog's pid file and heartbeat."""
+    pid_file = cfg.state_dir / "watchdog.pid"
+    try:
+        info = json.loads(pid_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {"pid": None, "alive": False, "last_tick": None}
+    pid = info.get("pid")
+    alive = bool(pid) and pid_alive(pid) and watchdog_lock_held(cfg)
+    return {"pid": pid, "alive": alive, "last_tick": info.get("last_tick")}
+
+
+def watchdog_lock_held(cfg: Config) -> bool:
+    """True if some process holds the watchdog lock (so the pid file is not stale)."""
+    path = cfg.state_dir / "watchdog.lock"
+    if not path.exists():
+        return False
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def start_watchdog_process(cfg: Config) -> bool:
+    """Start ``agents.py watchdog`` in the background (its own session), unless one runs."""
+    current = watchdog_status(cfg)
+    if current["alive"]:
+        print(f"watchdog: already running (pid {current['pid']})")
+        return True
+    cfg.log_dir.mkdir(parents=True, exist_ok=True)
+    output = open(cfg.log_dir / "watchdog.out", "ab")
+    process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--config", str(cfg.path), "watchdog"],
+                               stdin=subprocess.DEVNULL, stdout=output, stderr=output, cwd=cfg.folder,
+                               start_new_session=True)
+    output.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        current = watchdog_status(cfg)
+        if current["alive"] and current["pid"] == process.pid:
+            print(f"watchdog: started (pid {process.pid}, every {cfg.watchdog.signal_interval:g}s; "
+                  f"log: {cfg.log_dir / 'watchdog.log'})")
+            return True
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    tail = (cfg.log_dir / "watchdog.out").read_text(errors="replace").strip().splitlines()[-3:]
+    print(f"watchdog: did not start (exit {process.poll()}): {' | '.join(tail)}", file=sys.stderr)
+    return False
+
+
+def stop_watchdog_process(cfg: Config) -> None:
+    """SIGTERM the watchdog (it finishes its tick and exits), SIGKILL if it will not."""
+    current = watchdog_status(cfg)
+    if not current["alive"]:
+        return
+    pid = current["pid"]
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(0.05)
+    if pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    print(f"watchdog: stopped (pid {pid})")
 
 
 # ============================================================================
@@ -3223,11 +3395,9 @@ def cmd_down(args: argparse.Namespace) -> int:
             if pane.owner == cfg.owner and session not in configured:
                 team.tmux.kill_session(session)
                 print(f"{session}: stopped (no longer in the config)")
-        prefix = unit_marker(cfg, cfg.units()[0]).split(":")[0] + ":" if cfg.units() else None
-        if prefix:
-            leftovers = end_processes(processes_marked_with_prefix(prefix))
-            if leftovers:
-                print(f"ended {len(leftovers)} leftover process(es): {' '.join(map(str, leftovers))}")
+        leftovers = Reaper().end(processes_marked(config_marker(cfg), whole_config=True))
+        if leftovers:
+            print(f"ended {len(leftovers)} leftover process(es): {' '.join(map(str, leftovers))}")
     if not stopped:
         print("nothing was running")
     return EXIT_OK
@@ -3256,9 +3426,13 @@ def status_of(cfg: Config, look: Seen, record: UnitRecord, now: float) -> tuple[
         return "running", ""
     word = screen.describe(now)
     unit = look.unit
-    if (screen.state == "idle" and isinstance(unit, Agent) and unit.watch == "heal+stall"
-            and now - pane.activity >= cfg.watchdog.stall_idle and now - record.started_at >= cfg.watchdog.stall_grace):
-        word = f"stalled {format_duration(now - pane.activity)}"
+    idle = now - max(pane.activity, record.started_at, record.stall_clock_from)
+    waiting = waiting_until(record.waiting["text"], record.waiting["seen"]) if record.waiting else None
+    if screen.state == "idle" and waiting and waiting > now:
+        word = f"idle (waiting until {clock_time(waiting)})"
+    elif (screen.state == "idle" and isinstance(unit, Agent) and unit.watch == "heal+stall"
+            and idle >= cfg.watchdog.stall_idle and now - record.started_at >= cfg.watchdog.stall_grace):
+        word = f"stalled {format_duration(idle)}"
     if record.lifecycle == "starting":
         word += " (starting)"
     return word, screen.detail
@@ -3349,7 +3523,7 @@ def cmd_send(args: argparse.Namespace) -> int:
            and time.monotonic() < deadline):
         time.sleep(0.2)
     action = Action("send", unit.name, "sent from the command line", text=text, purpose="send")
-    delivery = team._deliver(action)
+    delivery = team._deliver(action, allow_unknown=True)
     with team.store.transaction() as state:
         team._record_delivery(action, delivery, state, time.time())
     if delivery.ok:
@@ -3443,78 +3617,6 @@ def follow_file(path: Path, lines: int, follow: bool) -> int:
             else:
                 time.sleep(0.5)
     return EXIT_OK
-
-
-# -- the watchdog process (its loop comes with the watchdog section) --
-
-def watchdog_status(cfg: Config) -> dict:
-    """``{"pid", "alive", "last_tick"}`` from the watchdog's pid file and heartbeat."""
-    pid_file = cfg.state_dir / "watchdog.pid"
-    try:
-        info = json.loads(pid_file.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {"pid": None, "alive": False, "last_tick": None}
-    pid = info.get("pid")
-    alive = bool(pid) and pid_alive(pid) and watchdog_lock_held(cfg)
-    return {"pid": pid, "alive": alive, "last_tick": info.get("last_tick")}
-
-
-def watchdog_lock_held(cfg: Config) -> bool:
-    """True if some process holds the watchdog lock (so the pid file is not stale)."""
-    path = cfg.state_dir / "watchdog.lock"
-    if not path.exists():
-        return False
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
-
-
-def start_watchdog_process(cfg: Config) -> bool:
-    """Start ``agents.py watchdog`` in the background (its own session), unless one runs."""
-    current = watchdog_status(cfg)
-    if current["alive"]:
-        print(f"watchdog: already running (pid {current['pid']})")
-        return True
-    cfg.log_dir.mkdir(parents=True, exist_ok=True)
-    output = open(cfg.log_dir / "watchdog.out", "ab")
-    process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--config", str(cfg.path), "watchdog"],
-                               stdin=subprocess.DEVNULL, stdout=output, stderr=output, cwd=cfg.folder,
-                               start_new_session=True)
-    output.close()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        current = watchdog_status(cfg)
-        if current["alive"] and current["pid"] == process.pid:
-            print(f"watchdog: started (pid {process.pid}, every {cfg.watchdog.signal_interval:g}s; "
-                  f"log: {cfg.log_dir / 'watchdog.log'})")
-            return True
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    tail = (cfg.log_dir / "watchdog.out").read_text(errors="replace").strip().splitlines()[-3:]
-    print(f"watchdog: did not start (exit {process.poll()}): {' | '.join(tail)}", file=sys.stderr)
-    return False
-
-
-def stop_watchdog_process(cfg: Config) -> None:
-    """SIGTERM the watchdog (it finishes its tick and exits), SIGKILL if it will not."""
-    current = watchdog_status(cfg)
-    if not current["alive"]:
-        return
-    pid = current["pid"]
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and pid_alive(pid):
-        time.sleep(0.05)
-    if pid_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    print(f"watchdog: stopped (pid {pid})")
 
 
 def cmd_watchdog(args: argparse.Namespace) -> int:

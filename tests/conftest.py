@@ -51,7 +51,7 @@ def tmux_server_sessions(socket: str) -> list[str]:
 def marked_pids(config_path: Path) -> list[int]:
     """Processes started for a config (their AGENTS_PY_UNIT marker names its hash)."""
     prefix = hashlib.sha1(str(config_path).encode()).hexdigest()[:12] + ":"
-    return agents.processes_marked_with_prefix(prefix)
+    return agents.processes_marked(prefix, whole_config=True)
 
 
 class Project:

@@ -57,8 +57,8 @@ FOOTER = "  ⏵⏵ bypass permissions on (shift+tab to cycle)"
 BUSY_FOOTER = FOOTER + " · esc to interrupt"
 SPINNER = "✢ Working…"
 DIALOG_UNKNOWN = [" Do you want to proceed?", " ❯ 1. Yes", "   2. No", "", " Enter to confirm · Esc to cancel"]
-DIALOG_KNOWN = [" Do you want to proceed?", " ❯ 1. Yes, proceed", "   2. No", "",
-                " Enter to confirm · Esc to cancel"]
+DIALOG_KNOWN = [" Do you trust the files in this folder?", " ❯ 1. Yes, I trust this folder", "   2. No, exit", "",
+                " Enter to confirm · Esc to cancel"]  # one the claude preset answers (Enter)
 RATE_BANNER = "● API Error: Request rejected (429) · Rate limited"
 MANUAL_BANNER = "● You've hit your monthly spend limit"
 UNPARSEABLE_BANNER = "● Claude usage limit reached."
@@ -1017,17 +1017,9 @@ def usage_banner(form: str, since: float, rng: random.Random) -> tuple[str, floa
 # ---------------------------------------------------------------------------------------------
 
 
-#: Tag of violations caused by a known agents.py bug, pinned by an xfail test
-#: (test_agent_dying_right_after_its_resume_is_healed_at_once): an agent that dies after a
-#: resume, before a tick saw it work, is not healed until the banner's next reset.
-KNOWN_DIED_AFTER_RESUME = "[known bug: died right after a resume, heal waits for the next reset]"
-
-
-def split_known(problems: dict[str, list[str]]) -> tuple[dict[str, list[str]], list[str]]:
-    """(violations with no known cause, violations tagged with a known agents.py bug)."""
-    unknown = {key: [p for p in value if "[known bug:" not in p] for key, value in problems.items()}
-    known = [p for value in problems.values() for p in value if "[known bug:" in p]
-    return {key: value for key, value in unknown.items() if value}, known
+#: How long a restart may wait for an agent that died right after a limit's resume, before a tick saw
+#: it work (the watchdog may first wait for the resume's retry; it must not wait for the next reset).
+AFTER_RESUME_SLACK = 15 * 60.0
 
 
 def check_invariants(sim: Sim, *, failure_kinds=("check-failed", "tick-failed", "act-failed", "observe-failed")
@@ -1093,7 +1085,7 @@ def check_invariants(sim: Sim, *, failure_kinds=("check-failed", "tick-failed", 
             limit = sim.tmux.limits.get(name)
             if limit is not None and limit.since <= run.died_at and (limit.ended is None or limit.ended > run.died_at):
                 continue  # died while limited: heal waits for the limit (not injected in long runs)
-            known = f" {KNOWN_DIED_AFTER_RESUME}" if died_right_after_resume(name, run.died_at) else ""
+            after_resume = died_right_after_resume(name, run.died_at)
             for moment in resets_by_agent.get(name, []):
                 if moment <= detected:
                     heal_restarts = [r for r in heal_restarts if r > moment]
@@ -1108,18 +1100,22 @@ def check_invariants(sim: Sim, *, failure_kinds=("check-failed", "tick-failed", 
                 continue
             delay = min(settings.backoff_base * 2 ** len(recent), settings.backoff_max)
             due = detected + delay
+            # Dead before a tick saw it work after a limit's resume: the watchdog cannot tell a resume
+            # that worked from one that did not, and may first wait for its retry. Bounded, not exact.
+            slack = AFTER_RESUME_SLACK if after_resume else 0.0
             if following is None:
-                if ticks and ticks[-1] > due + interval + 1e-6:
+                if ticks and ticks[-1] > due + slack + interval + 1e-6:
                     problems["a"].append(f"{name}: died {iso_utc(run.died_at)} (status {run.dead_status}), detected "
-                                         f"{iso_utc(detected)}, backoff {delay:.0f}s, never restarted{known}")
+                                         f"{iso_utc(detected)}, backoff {delay:.0f}s, never restarted")
                 continue
             started = following.started_at
             if started < due - 1e-6:
                 problems["a"].append(f"{name}: died {iso_utc(run.died_at)}, detected {iso_utc(detected)}; restarted "
                                      f"{started - detected:.0f}s later, before its {delay:.0f}s backoff")
-            elif started > due + interval + 1e-6:
+            elif started > due + slack + interval + 1e-6:
                 problems["a"].append(f"{name}: died {iso_utc(run.died_at)}, detected {iso_utc(detected)}; restarted "
-                                     f"{started - detected:.0f}s later, backoff was {delay:.0f}s (late){known}")
+                                     f"{started - detected:.0f}s later, backoff was {delay:.0f}s (late)"
+                                     f"{' after a resume' if after_resume else ''}")
             heal_restarts.append(started)
 
     # b: pings
@@ -1244,12 +1240,9 @@ def check_invariants(sim: Sim, *, failure_kinds=("check-failed", "tick-failed", 
             continue
         if run is not None and run.dead and record.lifecycle == "backoff" and record.backoff_until > sim.now - sim.interval:
             continue
-        known = ""
-        if run is not None and run.died_at is not None and died_right_after_resume(agent.name, run.died_at):
-            known = f" {KNOWN_DIED_AFTER_RESUME}"
         problems["f"].append(f"{agent.name}: at the end {run.state() if run else 'never started'}"
                              f"{' (hung)' if run and run.hung_at else ''}, lifecycle {record.lifecycle} "
-                             f"({record.reason}){known}")
+                             f"({record.reason})")
 
     # g: dialogs
     for agent in cfg.agents:

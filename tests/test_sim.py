@@ -474,10 +474,14 @@ def test_unparseable_limit_waits_the_fallback_then_doubles(tmp_path):
                                                       form="unparseable", parsed=False)))
     sim.run_until(START + 16 * HOUR)
     (limit,) = limits
-    # seen at 10:01: retry at 11:01 (still limited: the banner again), then 2 × 3600 later
-    assert [rel(t) for t, _ in limit.typed] == [11 * HOUR + 60, 13 * HOUR + 60]
-    assert sim.runs("a")[0].history.count(S.UNPARSEABLE_BANNER) == 2
-    assert rel(limit.ended) == 13 * HOUR + 60
+    typed = [rel(t) for t, _ in limit.typed]
+    # seen at 10:01: the first retry after limit_fallback_wait, at 11:01; then retries with a growing
+    # pause (never hammered) until one lands after the true reset (12:30) and ends it
+    assert typed[0] == 11 * HOUR + 60
+    gaps = [later - earlier for earlier, later in zip(typed, typed[1:])]
+    assert gaps and all(gap >= 60 for gap in gaps) and gaps == sorted(gaps), typed
+    assert typed[-1] >= 12.5 * HOUR and typed[-2] < 12.5 * HOUR and rel(limit.ended) == typed[-1]
+    assert sim.runs("a")[0].history.count(S.UNPARSEABLE_BANNER) == len(typed)
     assert len(sim.events("limit-over", "a")) == 1
 
 
@@ -518,17 +522,17 @@ def test_crash_while_limited_waits_for_the_limit_before_the_restart(tmp_path):
     no_failures(sim)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG agents.py check_heal()/check_limits(): after a resume the episode's wait is moved to the banner's NEXT "
-    "reset (a day, or a week for 'resets Sun 7:50am'); an agent that dies before a tick has seen it work again "
-    "still has that episode, and check_heal waits for it: the dead agent is left alone for a day"))
-def test_agent_dying_right_after_its_resume_is_healed_at_once(tmp_path):
+@pytest.mark.parametrize("form", ["clock_utc", "weekday"])
+def test_agent_dying_right_after_its_resume_is_healed_soon(tmp_path, form):
+    """Dead 30 s after its resume, before any tick saw it work: the watchdog may wait for the resume's
+    retry, but not for the banner's next reset (a day, or a week for a weekday banner)."""
+    banner, reset, resume = BANNERS[form]
     sim = make(tmp_path, [agent_spec("a")], {"a": Behaviour(work=work(1800, kickoff=11 * HOUR))})
-    sim.at(LIMIT_AT, lambda: sim.limit("a", BANNERS["clock_utc"][0], START + 15 * HOUR))
-    sim.at(START + 15 * HOUR + 150, lambda: sim.crash("a", status=1))  # 30 s after the resume at 15:02
-    sim.run_until(START + 17 * HOUR)
-    assert received(sim, "a", "resume") == [(15 * HOUR + 120, "resume")]
-    assert starts(sim, "a")[1:] == [15 * HOUR + 180 + 60]  # seen dead at 15:03, 30 s of backoff: 15:04
+    sim.at(LIMIT_AT, lambda: sim.limit("a", banner, START + reset))
+    sim.at(START + resume + 30, lambda: sim.crash("a", status=1))
+    sim.run_until(START + resume + 2 * HOUR)
+    assert received(sim, "a", "resume") == [(resume, "resume")]
+    assert len(starts(sim, "a")) == 2 and starts(sim, "a")[1] <= resume + S.AFTER_RESUME_SLACK
 
 
 def test_resume_answered_by_the_banner_again_is_reported_delivered(tmp_path):
@@ -537,10 +541,11 @@ def test_resume_answered_by_the_banner_again_is_reported_delivered(tmp_path):
     sim.at(LIMIT_AT, lambda: sim.limit("a", S.UNPARSEABLE_BANNER, START + 12.5 * HOUR, form="unparseable",
                                       parsed=False))
     sim.run_until(START + 12 * HOUR)
-    assert received(sim, "a", "resume") == [(11 * HOUR + 60, "resume")]  # it landed
-    (event,) = sim.events("resume*", "a")
-    assert event["kind"] == "resume", event
-    assert len([k for k in sim.agent("a").keys if k[2] == "limited"]) == 1
+    resumes = received(sim, "a", "resume")
+    assert resumes[0] == (11 * HOUR + 60, "resume")  # it landed (the banner came again)
+    events = sim.events("resume*", "a")
+    assert [e["kind"] for e in events] == ["resume"] * len(resumes), events[0]
+    assert len([k for k in sim.agent("a").keys if k[2] == "limited"]) == len(resumes)  # one press each
 
 
 def test_limit_banner_first_seen_just_after_its_clock_reset_resumes_promptly(tmp_path):
@@ -597,8 +602,8 @@ def test_a_failing_check_is_logged_and_the_others_still_act(tmp_path, monkeypatc
     sim.at(START + 600, lambda: sim.crash("b"))
     sim.run(30 * MINUTE)
     failed = sim.events("check-failed")
-    assert len(failed) == len(sim.tick_times)
-    assert failed[0]["reason"] == "check_wakes: RuntimeError('boom')" and "boom" in failed[0]["traceback"]
+    assert 1 <= len(failed) <= len(sim.tick_times)  # logged (repeats of the same failure may be throttled)
+    assert failed[0]["reason"].startswith("check_wakes: RuntimeError('boom')") and "boom" in failed[0]["traceback"]
     assert received(sim, "a", "wake") == []
     assert received(sim, "a")[0] == (60, "kickoff")  # startup still works
     assert starts(sim, "b") == [0, 660]  # heal still works
@@ -821,8 +826,8 @@ def test_long_run_seven_days_twenty_agents_with_faults(tmp_path, monkeypatch):
     assert ticks >= DAYS * 1440
     problems = S.check_invariants(sim)
     problems["tasks"] = [p for agent in sim.cfg.agents if agent.kind == "task" for p in S.task_reruns(sim, agent.name)]
-    unknown, known = S.split_known(problems)
-    assert not unknown, {key: value[:8] for key, value in unknown.items()}
+    report = {key: value[:8] for key, value in problems.items() if value}
+    assert not report, report
     # the faults really happened
     assert faults.applied.get("crash", 0) > 50 and faults.applied.get("usage", 0) > 10
     assert faults.applied.get("config-break") == 3 and faults.applied.get("watchdog-restart", 0) >= 20
@@ -831,8 +836,6 @@ def test_long_run_seven_days_twenty_agents_with_faults(tmp_path, monkeypatch):
     assert [e for e in sim.events("lifecycle") if e["state"].endswith("→failed")]
     if DAYS >= 7:
         assert wall < 60, f"the long run took {wall:.0f}s"
-    if known:  # every invariant held except where a known agents.py bug struck (pinned by an xfail test above)
-        pytest.xfail(f"{len(known)} violation(s) from known agents.py bugs: {known[:3]}")
 
 
 # =============================================================================================
@@ -852,8 +855,16 @@ def sabotage_heal(monkeypatch):  # crashed agents are never started again
     swap_check(monkeypatch, "check_heal", check_heal)
 
 
-def sabotage_busy(monkeypatch):  # a busy screen counts as hung at once
-    monkeypatch.setattr(ag, "HUNG_BUSY_FACTOR", 0)
+def sabotage_busy(monkeypatch):  # every half hour, a working agent is rebooted
+    real = ag.check_stall
+
+    def check_stall(cfg, state, seen, now):
+        actions = real(cfg, state, seen, now)
+        busy = [name for name, look in seen.items() if look.screen.state == "busy"]
+        if busy and int(now) % 1800 == 0:
+            actions.append(ag.Action("start", busy[0], "sabotage"))
+        return actions
+    swap_check(monkeypatch, "check_stall", check_stall)
 
 
 def sabotage_nudges(monkeypatch):  # forget DONE-nudges
