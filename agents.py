@@ -427,8 +427,11 @@ class Backend:
                               check=as_regex_list, factory=list)
     placeholders: list[str] = setting(doc="patterns of prompt-line text that is a placeholder, not typed input",
                                       check=as_regex_list, factory=list)
-    command_chars: str = setting("", doc="characters that make input a command when they start it ('!' shell, "
-                                         "'/' slash commands); such a message is sent after a space", check=as_text)
+    command_chars: str = setting("", doc="characters that make a message a CLI command when it starts with one "
+                                         "('/exit'): such a message is held unless sent with `send --command`",
+                                 check=as_text)
+    space_chars: str = setting("", doc="characters that switch the input mode when typed first (Claude's '!' shell "
+                                       "mode): a message starting with one is sent after a space", check=as_text)
     dialog: list[str] = setting(doc="patterns that mean a confirmation or menu waits for keys", check=as_regex_list,
                                 factory=list)
     dialog_keys: dict[str, list[str]] = setting(doc="pattern → keys that answer a known dialog", check=as_dialog_keys,
@@ -600,7 +603,8 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
         ],
         "placeholders": [r"^Resend your message to try again$", r"^Try \".*\"$",
                          r"^Press up to edit queued messages$"],
-        "command_chars": "!/",  # "!" opens shell mode, "/" a slash command ("/exit" would quit)
+        "command_chars": "/",  # "/exit" quits, "/clear" wipes the context — even after a leading space
+        "space_chars": "!",  # "!" first opens shell mode (Enter would run it); after a space it is text
         # Structure, not prose: an agent writing "Do you want to proceed?" in its reply is no dialog.
         "dialog": [
             r"Enter to confirm · Esc to cancel",  # footer of the 2.1.x confirmation dialogs
@@ -660,7 +664,8 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
     },
     "codex": {
         "command": ["codex"],
-        "command_chars": "!/",
+        "command_chars": "/",
+        "space_chars": "!",
         "submit_delay": 0.4,  # typing then Enter within ~120 ms reads as a paste: the Enter becomes a newline
         "busy": [r"esc to interrupt"],  # "• Working (3s • esc to interrupt)"
         "idle": [r"^›\s?(?P<input>.*)$"],  # "› Ask Codex to do anything" (a placeholder)
@@ -695,7 +700,8 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
     },
     "gemini": {
         "command": ["gemini", "--yolo"],
-        "command_chars": "!/",
+        "command_chars": "/",
+        "space_chars": "!",
         "busy": [r"esc to cancel"],  # Gemini's busy line: "⠏ Thinking… (esc to cancel, 3s)"
         "idle": [r"^[│\s]*>\s(?P<input>.*?)\s*│?$"],  # "│ >   Type your message or @path/to/file │"
         "placeholders": [r"^Type your message or @path/to/file$"],
@@ -706,7 +712,8 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
     },
     "aider": {
         "command": ["aider"],
-        "command_chars": "!/",
+        "command_chars": "/",
+        "space_chars": "!",
         "busy": [r"^\s*[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏░█]\s+(Waiting|Updating|Thinking)"],
         "idle": [r"^(\w+ )?>\s(?P<input>.*)$"],  # "> " or "architect> "
         "dialog": [r"\(Y\)es/\(N\)o"],
@@ -715,7 +722,8 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
     },
     "opencode": {
         "command": ["opencode"],
-        "command_chars": "!/",
+        "command_chars": "/",
+        "space_chars": "!",
         "busy": [r"esc interrupt"],
         "idle": [r"^\s*┃?\s*>\s(?P<input>.*)$"],
         "dialog": [r"Permission required"],
@@ -2018,14 +2026,21 @@ class Sender:
         screen = self.tmux.capture_many([pane.pane_id]).get(pane.pane_id, [])
         return pane, read_screen(backend, pane, screen, self.clock.now())
 
-    def deliver(self, session: str, backend: Backend, text: str, allow_unknown: bool = False) -> Delivery:
-        """Deliver ``text``; ``allow_unknown`` lets a human's ``send`` type at a screen no pattern explains
-        (the watchdog never does: an unknown screen may be a menu that Enter would answer)."""
+    PASTE_OVER = 400  # characters: a longer line goes as one paste (typed fast, a CLI splits it into a paste)
+
+    def deliver(self, session: str, backend: Backend, text: str, allow_unknown: bool = False,
+                command: bool = False) -> Delivery:
+        """Deliver ``text``. ``allow_unknown`` lets a human's ``send`` type at a screen no pattern
+        explains (the watchdog never does: an unknown screen may be a menu that Enter would answer);
+        ``command`` lets it send a CLI command (``/compact``) on purpose."""
         message = clean_message(text)
         if not message:
             return Delivery("failed", "empty message")
-        if message[0] in backend.command_chars:
-            message = " " + message  # "!rm x" or "/exit" typed first would run; after a space it is text
+        if message[0] in backend.command_chars and not command:
+            return Delivery("held", f"it starts with {message[0]!r}, which makes it a command to this CLI "
+                                    f"(`send --command` runs it as one)")
+        if message[0] in backend.space_chars:
+            message = " " + message  # "!rm x" typed first would run in shell mode; after a space it is text
         with file_lock(self.lock_dir / f"{session}.send.lock", timeout=60):
             pane, screen = self.look(session, backend)
             if pane is None or screen.state == "dead":
@@ -2042,7 +2057,7 @@ class Sender:
                 return Delivery("held", f"the input box already holds text ({screen.input_text[:40]!r})")
             if ours:
                 pass  # our own earlier try still sits in the box: submit it rather than type it twice
-            elif "\n" in message:
+            elif "\n" in message or len(message) > self.PASTE_OVER:
                 self.tmux.paste(pane.pane_id, message)
             else:
                 self.tmux.send_text(pane.pane_id, message)
@@ -2450,12 +2465,12 @@ class Team:
         elif action.kind == "start" and unit is not None:
             self.launch(unit, state, action.reason, now)
 
-    def _deliver(self, action: Action, allow_unknown: bool = False) -> Delivery:
+    def _deliver(self, action: Action, allow_unknown: bool = False, command: bool = False) -> Delivery:
         unit = self.cfg.unit(action.unit)
         if unit is None:
             return Delivery("failed", "no such unit in the config")
         try:
-            return self.sender.deliver(unit.session, backend_of(self.cfg, unit), action.text, allow_unknown)
+            return self.sender.deliver(unit.session, backend_of(self.cfg, unit), action.text, allow_unknown, command)
         except RuntimeFailure as failure:
             return Delivery("failed", str(failure))
 
@@ -3523,7 +3538,7 @@ def cmd_send(args: argparse.Namespace) -> int:
            and time.monotonic() < deadline):
         time.sleep(0.2)
     action = Action("send", unit.name, "sent from the command line", text=text, purpose="send")
-    delivery = team._deliver(action, allow_unknown=True)
+    delivery = team._deliver(action, allow_unknown=True, command=args.command)
     with team.store.transaction() as state:
         team._record_delivery(action, delivery, state, time.time())
     if delivery.ok:
@@ -3772,16 +3787,21 @@ held instead), control characters stripped, the text sent literally (several
 lines go as one bracketed paste), the backend's submit key pressed after its
 submit delay, and the landing verified on screen (the input box emptied or the
 agent turned busy), pressing the submit key again up to three times. Quotes,
-$(…), backticks and ';' arrive verbatim and run nothing. Exits 1 when delivery
-could not be seen.
+$(…), backticks and ';' arrive verbatim and run nothing. A message starting
+with '/' would be a command to the CLI ('/exit' quits): it is held unless
+--command says you mean it; one starting with '!' (Claude's shell mode) is
+sent after a space, so it stays text. Exits 1 when delivery could not be seen.
 
 examples:
   agents.py send builder "pull, then re-run the tests"
   agents.py send builder --file notes.md
-  git log -1 --format=%B | agents.py send reviewer --file -""", cmd_send)
+  git log -1 --format=%B | agents.py send reviewer --file -
+  agents.py send --command builder /compact""", cmd_send)
     sub.add_argument("name", metavar="NAME", help="the agent")
     sub.add_argument("text", nargs="*", metavar="TEXT", help="the message (several words are joined by spaces)")
     sub.add_argument("--file", metavar="PATH", help="read the message from a file ('-' for standard input)")
+    sub.add_argument("--command", action="store_true",
+                     help="send a CLI command on purpose (a message starting with '/' is held otherwise)")
 
     sub = command("restart", "kill an agent or service and start it again", """\
 Ends the session and everything it left behind, starts it fresh (a new session

@@ -24,9 +24,12 @@ Pieces (each usable on its own):
 - ``Sim``: wires them to a real ``agents.toml`` in a temporary folder; schedules world events
   (``at``), ticks, restarts the watchdog (a new ``Watchdog`` on the same store, tmux and clock:
   what a kill -9 and a restart look like), resets a crash-looped unit like ``agents.py restart``.
-- ``Faults``: seeded random crashes, hangs, limits of every banner form, 429s, dialogs.
-- ``check_invariants(sim)``: the invariants of a long run, from the fake tmux's records and the
-  event log; returns a list of violations (empty = fine).
+- ``Faults`` / ``long_run(root, seed, days)``: the 20-agent world with seeded random crashes, hangs,
+  limits of every banner form (``usage_banner``), 429s, manual limits, dialogs, crash loops,
+  watchdog restarts and broken config edits.
+- ``ScreenMemo``: a verified memo of ``agents.read_screen`` that makes a simulated week fast.
+- ``check_invariants(sim)``: the invariants of a run, from the fake tmux's records and the event
+  log; returns ``{"a": [...], …, "g": [...]}`` of violations (all empty = fine).
 """
 
 from __future__ import annotations
@@ -1387,11 +1390,9 @@ class Faults:
             if any(begin - 120 <= moment <= end + 120 for begin, end in breaks):
                 continue
             sim.at(moment, self.restart_watchdog, "watchdog restart")
-        persistent = [agent.name for agent in sim.cfg.agents if agent.kind == "persistent" and agent.watch != "none"]
         for number in range(self.crash_loops):
             moment = start + (number + 1) * (self.quiet_from - start) / (self.crash_loops + 1) + rng.uniform(0, HOUR)
-            name = rng.choice(persistent)
-            sim.at(moment, (lambda name=name: self.crash_loop(name)), f"crash loop {name}")
+            sim.at(moment, self.crash_loop, "crash loop")
 
     # -- appliers --
 
@@ -1446,12 +1447,16 @@ class Faults:
         if agent is not None and agent.showing_limit is limit:
             agent.operator_types(now, self.rng.uniform(20 * 60, HOUR))
 
-    def crash_loop(self, name: str) -> None:
-        agent = self.eligible(name)
-        if agent is None:  # busy with another fault: try again a little later
+    def crash_loop(self) -> None:
+        """One persistent agent (up and fault-free now) starts crashing 20 s after each start."""
+        candidates = [agent.name for agent in self.sim.cfg.agents
+                      if agent.kind == "persistent" and agent.watch != "none" and self.eligible(agent.name)]
+        if not candidates:  # all busy with other faults: try again a little later
             self.count("crash-loop", applied=False)
-            self.sim.after(10 * 60, (lambda: self.crash_loop(name)), f"crash loop {name} (again)")
+            self.sim.after(10 * 60, self.crash_loop, "crash loop (again)")
             return
+        name = self.rng.choice(candidates)
+        agent = self.eligible(name)
         behaviour = self.sim.tmux.behaviours[name]
         behaviour.crash_after_start[:] = [20.0] * self.sim.cfg.watchdog.crash_loop_restarts
         agent.die(self.sim.now, 1, "crash")
