@@ -32,13 +32,11 @@ import contextlib
 import copy
 import dataclasses
 from datetime import date, datetime, timedelta, timezone, tzinfo
-import difflib
 import fcntl
 import hashlib
 import json
 import os
 import re
-import secrets
 import shlex
 import shutil
 import signal
@@ -46,13 +44,12 @@ import subprocess
 import sys
 import time
 import tomllib
-import traceback
-import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+# difflib, uuid, zoneinfo, traceback and concurrent.futures are imported where they are used:
+# only some paths need them, and a read-only command like `status` pays every import on each call.
 
 VERSION = "0.1.0"
 
@@ -115,7 +112,7 @@ def write_atomically(path: Path, data: str) -> None:
     Temp file in the same folder, fsync, rename over the target, fsync the folder.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
         with open(temp, "w", encoding="utf-8") as handle:
             handle.write(data)
@@ -272,8 +269,7 @@ def as_choice(*choices: str) -> Callable:
     def check(value: Any, complain: Callable) -> str:
         as_text(value, complain)
         if value not in choices:
-            hint = difflib.get_close_matches(value, choices, n=1)
-            complain(f"must be one of {', '.join(choices)}, got {value!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+            complain(f"must be one of {', '.join(choices)}, got {value!r}" + did_you_mean(value, choices))
         return value
     return check
 
@@ -376,6 +372,14 @@ def as_dialog_keys(value: Any, complain: Callable) -> dict[str, list[str]]:
         as_regex(pattern, complain)
         rules[pattern] = as_keys(keys, complain)
     return rules
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or nothing."""
+    import difflib
+
+    hint = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
 
 
 def type_name(value: Any) -> str:
@@ -780,8 +784,7 @@ class Loader:
         for key, value in table.items():
             spec = known.get(key)
             if spec is None:
-                hint = difflib.get_close_matches(key, list(known), n=1)
-                self.complain(section, prefix + key, "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+                self.complain(section, prefix + key, "unknown key" + did_you_mean(key, known))
                 continue
             check = spec.metadata["check"]
             if check is None:
@@ -812,8 +815,7 @@ class Loader:
 
         for key in raw:
             if key not in TOP_LEVEL_KEYS:
-                hint = difflib.get_close_matches(key, sorted(TOP_LEVEL_KEYS), n=1)
-                self.complain("(top level)", key, "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+                self.complain("(top level)", key, "unknown key" + did_you_mean(key, sorted(TOP_LEVEL_KEYS)))
 
         prefix = self.top_text(raw, "session_prefix", default_session_prefix(self.folder))
         state_dir = self.folder / self.top_text(raw, "state_dir", ".agents/state")
@@ -873,8 +875,7 @@ class Loader:
                 continue
             base = table.get("preset", name if name in BACKEND_PRESETS else "shell") if isinstance(table, dict) else name
             if base not in BACKEND_PRESETS:
-                hint = difflib.get_close_matches(str(base), list(BACKEND_PRESETS), n=1)
-                self.complain(section, "preset", f"unknown preset {base!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+                self.complain(section, "preset", f"unknown preset {base!r}" + did_you_mean(base, BACKEND_PRESETS))
                 base = "shell"
             # Presets are trusted (tests cover them): only what the user wrote is validated.
             merged = Backend(**{key: (list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict)
@@ -928,9 +929,8 @@ class Loader:
                 self.complain(section, "name", f"duplicate name {agent.name!r} (agent #{number} repeats an earlier one)")
             seen.add(agent.name)
             if agent.backend not in backends:
-                hint = difflib.get_close_matches(agent.backend, list(backends), n=1)
-                self.complain(section, "backend", f"unknown backend {agent.backend!r}"
-                              + (f" (did you mean {hint[0]!r}?)" if hint else f"; known: {', '.join(sorted(backends))}"))
+                hint = did_you_mean(agent.backend, backends) or f"; known: {', '.join(sorted(backends))}"
+                self.complain(section, "backend", f"unknown backend {agent.backend!r}{hint}")
             agent.folder = self.folder_of(agent.cwd, section)
             agent.prompt_text = self.text_or_file(agent.prompt, section, "prompt")
             agents.append(agent)
@@ -1197,7 +1197,7 @@ class Tmux:
         ``pane_dead_status`` stays empty until some other child of the server
         exits. A throwaway session whose command ends at once is such a child.
         """
-        name = f"agents-py-reap-{secrets.token_hex(4)}"
+        name = f"agents-py-reap-{os.urandom(4).hex()}"
         # remain-on-exit off: a user's tmux.conf may turn it on, and this session must not stay.
         self.run(["new-session", "-d", "-s", name, "--", "sleep", "0", THEN,
                   "set-option", "-w", "-t", f"={name}:", "remain-on-exit", "off"], check=False)
@@ -1211,7 +1211,7 @@ class Tmux:
         """
         if not pane_ids:
             return {}
-        marker = f"agents-py-capture-{secrets.token_hex(8)}"
+        marker = f"agents-py-capture-{os.urandom(8).hex()}"
         args: list = []
         for pane_id in pane_ids:
             args += ["capture-pane", "-p", "-t", pane_id, THEN, "display-message", "-p", marker, THEN]
@@ -1262,7 +1262,7 @@ class Tmux:
         pane (and its exit status) for the watchdog to see.
         """
         env_dir.mkdir(parents=True, exist_ok=True)
-        env_file = env_dir / f"{name}-{secrets.token_hex(6)}.env.json"
+        env_file = env_dir / f"{name}-{os.urandom(6).hex()}.env.json"
         descriptor = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as handle:
             json.dump(env, handle)
@@ -1298,7 +1298,7 @@ class Tmux:
 
     def paste(self, pane_id: str, text: str) -> None:
         """Paste ``text`` as one bracketed paste: newlines stay newlines, not submits."""
-        buffer = f"agents-py-{os.getpid()}-{secrets.token_hex(4)}"
+        buffer = f"agents-py-{os.getpid()}-{os.urandom(4).hex()}"
         self.run(["load-buffer", "-b", buffer, "-"], input_text=text)
         self.run(["paste-buffer", "-p", "-d", "-r", "-b", buffer, "-t", pane_id])
 
@@ -1722,6 +1722,8 @@ def system_local_zone() -> tzinfo:
     if tz_name:
         # $TZ overrides /etc/localtime; a POSIX-form $TZ is only known to the C library.
         return _zone_named(tz_name) or fixed_offset
+    from zoneinfo import ZoneInfo
+
     try:
         with open("/etc/localtime", "rb") as zone_file:
             return ZoneInfo.from_file(zone_file, key="localtime")
@@ -1951,6 +1953,8 @@ def _zone_named(name: str) -> tzinfo | None:
     # Why not lower-case it: zoneinfo keys are case-sensitive file names on Linux.
     if name.upper() in ("UTC", "GMT", "UCT", "Z"):
         return timezone.utc  # also works without the tzdata files
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
@@ -2363,6 +2367,8 @@ class Team:
         self.stop(unit)
         record = record_of(state, unit.name)
         backend = backend_of(self.cfg, unit)
+        import uuid
+
         session_id = str(uuid.uuid4()) if isinstance(unit, Agent) and backend.session_id_flag else None
         argv, env = launch_plan(self.cfg, unit, session_id)
         self.tmux.new_session(unit.session, argv, unit.folder, env, self.cfg.owner, self.cfg.state_dir / "launch")
@@ -2429,6 +2435,8 @@ class Team:
         current = self.store.load()
         sends = [a for a in sends if generation(record_of(current, a.unit)) == decided.get(a.unit)]
         if self.parallel and len(sends) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
             with ThreadPoolExecutor(max_workers=min(8, len(sends))) as pool:
                 deliveries = list(pool.map(self._deliver, sends))
         else:
@@ -3203,6 +3211,8 @@ class Watchdog:
 
 
 def traceback_text() -> str:
+    import traceback
+
     return traceback.format_exc(limit=8)
 
 
@@ -3294,9 +3304,8 @@ def select_units(cfg: Config, names: list[str]) -> list[Agent | Service]:
         unit = cfg.unit(name)
         if unit is None:
             known = ", ".join(u.name for u in cfg.units()) or "none"
-            hint = difflib.get_close_matches(name, [u.name for u in cfg.units()], n=1)
-            raise ConfigError([f"{Loader._label(cfg.path)}: no agent or service named {name!r}"
-                               + (f" (did you mean {hint[0]!r}?)" if hint else f"; known: {known}")])
+            hint = did_you_mean(name, [u.name for u in cfg.units()]) or f"; known: {known}"
+            raise ConfigError([f"{Loader._label(cfg.path)}: no agent or service named {name!r}{hint}"])
         units.append(unit)
     return units
 
