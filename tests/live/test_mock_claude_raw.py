@@ -40,6 +40,8 @@ import claude_sandbox as cs  # noqa: E402
 import install_claude  # noqa: E402
 from mock_anthropic import MockAnthropic  # noqa: E402
 
+from conftest import agents as ag  # noqa: E402
+
 COLS, ROWS = 120, 40
 SESSION = "raw"
 MAX_RETRIES = int(os.environ.get("AGENTS_LIVE_MAX_RETRIES") or 4)
@@ -156,40 +158,10 @@ def test_mock_speaks_the_messages_api():
 # tmux on a private socket
 # ----------------------------------------------------------------------------
 
-def _children() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        kids.setdefault(ppid, []).append(int(entry))
-    return kids
+# Process trees and liveness: the same /proc readings agents.py uses (by pid, never by name).
+_descendants = ag.process_tree
+_alive = ag.pid_alive
 
-
-def _descendants(roots: list[int]) -> list[int]:
-    kids, out, todo = _children(), [], list(roots)
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(kids.get(pid, []))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 class Tmux:
