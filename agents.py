@@ -98,10 +98,10 @@ def iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
 
 
-def clock_time(timestamp: float) -> str:
-    """A Unix time as local ``HH:MM`` (with the date when it is not today)."""
+def clock_time(timestamp: float, now: float) -> str:
+    """A Unix time as local ``HH:MM``, with the date when it is not on ``now``'s day."""
     moment = datetime.fromtimestamp(timestamp).astimezone()
-    if moment.date() == date.today():
+    if moment.date() == datetime.fromtimestamp(now).astimezone().date():
         return moment.strftime("%H:%M")
     return moment.strftime("%a %d %b %H:%M")
 
@@ -1482,7 +1482,7 @@ class Screen:
             if self.limit_kind == "rate":
                 return "limited (API rate limit)"
             if self.reset_at:
-                return f"limited until {clock_time(self.reset_at)}"
+                return f"limited until {clock_time(self.reset_at, now)}"
             return "limited (reset time unknown)"
         if self.state == "idle" and self.input_text:
             return "idle (unsent input)"
@@ -2781,7 +2781,7 @@ def check_limits(cfg: Config, state: dict, seen: dict[str, Seen], now: float) ->
             elif until is None:
                 reason = f"the CLI resumes by itself; standing down: {screen.detail[:100]}"
             else:
-                reason = f"{screen.limit_kind} limit; waiting until {clock_time(until)}: {screen.detail[:100]}"
+                reason = f"{screen.limit_kind} limit; waiting until {clock_time(until, now)}: {screen.detail[:100]}"
             actions.append(Action("event", agent.name, reason, purpose="limit-wait"))
             continue
         until = episode.get("until")
@@ -2925,8 +2925,8 @@ def check_stall(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> 
         if marker is not None and marker > now:
             continue
         if marker is not None and f"waiting:{marker:.0f}" not in record.reported and screen.state == "idle":
-            actions.append(Action("send", agent.name, f"its WAITING-UNTIL {clock_time(marker)} has passed",
-                                  text=f"It is past {clock_time(marker)}, the time you were waiting for. Carry on.",
+            actions.append(Action("send", agent.name, f"its WAITING-UNTIL {clock_time(marker, now)} has passed",
+                                  text=f"It is past {clock_time(marker, now)}, the time you were waiting for. Carry on.",
                                   purpose="waiting-over",
                                   memory={"reported": {**record.reported, f"waiting:{marker:.0f}": iso(now)},
                                           "stall_clock_from": now}))
@@ -3157,7 +3157,7 @@ class Watchdog:
         if first is not None and now - first < 3600:
             self.failures[key] = (first, count + 1)
             return
-        repeated = f" (and {count} more times since {clock_time(first)})" if count else ""
+        repeated = f" (and {count} more times since {clock_time(first, now)})" if count else ""
         self.failures[key] = (now, 0)
         self.events.emit(kind, "", reason + repeated, now=now, traceback=trace)
 
@@ -3436,7 +3436,7 @@ def status_of(cfg: Config, look: Seen, record: UnitRecord, now: float) -> tuple[
         return "failed", record.reason
     if record.lifecycle == "backoff" and (pane is None or pane.dead):
         until = record.backoff_until
-        return ("backoff" + (f" until {clock_time(until)}" if until else "")), record.reason
+        return ("backoff" + (f" until {clock_time(until, now)}" if until else "")), record.reason
     if pane is None:
         if record.lifecycle in ("stopped", "exited"):
             return "stopped", record.reason
@@ -3453,7 +3453,7 @@ def status_of(cfg: Config, look: Seen, record: UnitRecord, now: float) -> tuple[
     idle = now - max(pane.activity, record.started_at, record.stall_clock_from)
     waiting = waiting_until(record.waiting["text"], record.waiting["seen"]) if record.waiting else None
     if screen.state == "idle" and waiting and waiting > now:
-        word = f"idle (waiting until {clock_time(waiting)})"
+        word = f"idle (waiting until {clock_time(waiting, now)})"
     elif (screen.state == "idle" and isinstance(unit, Agent) and unit.watch == "heal+stall"
             and idle >= cfg.watchdog.stall_idle and now - record.started_at >= cfg.watchdog.stall_grace):
         word = f"stalled {format_duration(idle)}"
