@@ -160,7 +160,8 @@ class Clock:
         return time.time()
 
     def monotonic(self) -> float:
-        return time.monotonic()
+        # Boot time counts a suspend (monotonic does not), so a sleep is not mistaken for a clock jump.
+        return time.clock_gettime(time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic()
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
@@ -903,8 +904,13 @@ class Loader:
                 continue
             before = len(self.errors)
             self.build(Agent, {key: value}, "[defaults]")
-            if key == "wake" and isinstance(value, dict):
-                self.build(Wake, value, "[defaults]", prefix="wake.")
+            if key == "wake":
+                if isinstance(value, dict):
+                    self.build(Wake, value, "[defaults]", prefix="wake.")
+                else:
+                    self.complain("[defaults]", "wake", "expected { interval = SECONDS, message = \"…\" }")
+            if key == "cwd" and isinstance(value, str):
+                self.folder_of(value, "[defaults]")
             if len(self.errors) == before:
                 good[key] = value
         defaults = good
@@ -1354,6 +1360,8 @@ class UnitRecord:
     kickoff: str = ""  # kickoff waiting to be delivered once the prompt shows
     kickoff_typed_at: float = 0.0  # when the kickoff was last typed (set before typing, so a restart knows)
     kickoff_attempts: int = 0  # kickoff deliveries that were not seen to land (retries back off)
+    kickoff_next_try: float = 0.0  # no new kickoff try before this (one in flight, or backing off)
+    never_ready: int = 0  # reboots in a row for showing no prompt: this many means `failed`
     dialog_answered_at: float = 0.0  # last time we pressed keys at a dialog
     dialog_answers: int = 0  # answers given to the dialog now on screen (a dialog that stays is left alone)
     screen: str = ""  # the screen state the watchdog last saw (busy, idle, …)
@@ -1361,7 +1369,7 @@ class UnitRecord:
     limit: dict[str, Any] = field(default_factory=dict)  # the limit being waited out: kind, banner, since, until, resumes
     nudged: dict[str, float] = field(default_factory=dict)  # phase id → when its DONE-nudge was sent
     stall_clock_from: float = 0.0  # a nudge restarts the idle clock from here
-    waiting: dict[str, Any] = field(default_factory=dict)  # the WAITING-UNTIL marker on screen: text, first seen
+    waiting: dict[str, Any] = field(default_factory=dict)  # the WAITING-UNTIL marker on screen: text, seen, told
     next_wake: float = 0.0  # when the next wake is due (0: not scheduled)
     reported: dict[str, str] = field(default_factory=dict)  # one-time reports made (what → when), never repeated
 
@@ -2312,27 +2320,28 @@ def check_startup(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -
             continue  # check_limits waits it out and delivers the kickoff as its resume
         if waited > max(backend.ready_timeout, settings.stall_idle) and agent.watch != "none":
             recent = [moment for moment in record.restart_times if now - moment < settings.crash_loop_window]
-            if len(recent) >= settings.crash_loop_restarts:
-                actions.append(Action("mark", agent.name, f"never ready after {len(recent)} restarts within "
-                                                          f"{format_duration(settings.crash_loop_window)}",
+            if record.never_ready >= settings.crash_loop_restarts:
+                actions.append(Action("mark", agent.name, f"never ready, {record.never_ready} starts in a row; "
+                                                          f"waiting for `agents.py restart {agent.name}`",
                                       text="failed"))
             else:
                 actions.append(Action("start", agent.name, f"never ready: no kickoff taken in {format_duration(waited)}"
                                                            f" (screen reads {screen.state}); rebooted",
-                                      memory={"restart_times": [*recent, now], "restarts": record.restarts + 1}))
+                                      memory={"restart_times": [*recent, now], "restarts": record.restarts + 1,
+                                              "never_ready": record.never_ready + 1}))
             continue
         if screen.state == "dialog":
             actions += dialog_actions(cfg, agent, record, screen, now, "start-up dialog")
         elif screen.state == "busy" and record.kickoff and record.kickoff_typed_at:
             actions.append(Action("mark", agent.name, "kickoff taken (the agent is busy)", text="running",
-                                  memory={"kickoff": "", "kickoff_attempts": 0}))
+                                  memory={"kickoff": "", "kickoff_attempts": 0, "never_ready": 0}))
         elif screen.state == "idle" and not record.kickoff:
             actions.append(Action("mark", agent.name, "prompt ready (no kickoff)", text="running"))
-        elif screen.state == "idle":
-            retry_at = record.kickoff_typed_at + KICKOFF_RETRY * 2 ** (record.kickoff_attempts - 1)
-            if record.kickoff_attempts == 0 or now >= retry_at:
-                record.kickoff_typed_at = now
-                actions.append(Action("send", agent.name, "kickoff", text=record.kickoff, purpose="kickoff"))
+        elif screen.state == "idle" and now >= record.kickoff_next_try:
+            # Noted before typing: a `restart` or a second watchdog sees the kickoff in flight, and a
+            # watchdog killed meanwhile knows it may have landed (then "busy" means it was taken).
+            record.kickoff_typed_at, record.kickoff_next_try = now, now + KICKOFF_RETRY
+            actions.append(Action("send", agent.name, "kickoff", text=record.kickoff, purpose="kickoff"))
         elif waited > backend.ready_timeout and "slow-start" not in record.reported:
             actions.append(Action("event", agent.name, f"no prompt after {waited:.0f}s (screen reads {screen.state}); "
                                                        f"the kickoff waits", purpose="slow-start"))
@@ -2374,7 +2383,7 @@ class Team:
         self.tmux.new_session(unit.session, argv, unit.folder, env, self.cfg.owner, self.cfg.state_dir / "launch")
         record.started_at = now
         record.dialog_answered_at, record.dialog_answers = 0.0, 0
-        record.kickoff_typed_at, record.kickoff_attempts = 0.0, 0
+        record.kickoff_typed_at, record.kickoff_attempts, record.kickoff_next_try = 0.0, 0, 0.0
         record.stall_clock_from = now
         record.waiting = {}
         record.reported.pop("slow-start", None)
@@ -2443,6 +2452,12 @@ class Team:
             deliveries = [self._deliver(action) for action in sends]
         with self.store.transaction() as state:
             for action, delivery in zip(sends, deliveries):
+                if generation(record_of(state, action.unit)) != decided.get(action.unit):
+                    # A `restart` or `down` got in while it was being typed: the outcome belongs to a
+                    # life that is over; applying it would clear the new life's kickoff, or revive it.
+                    self.events.emit(f"{action.purpose or 'send'}-late", action.unit, f"{action.reason}: "
+                                     f"{delivery.detail} (the unit changed meanwhile; nothing recorded)")
+                    continue
                 self._record_delivery(action, delivery, state, self.clock.now())
 
     def _act_failed(self, action: Action, record: UnitRecord, error: Exception, now: float) -> None:
@@ -2474,9 +2489,12 @@ class Team:
             self.launch(unit, state, action.reason, now)
 
     def _deliver(self, action: Action, allow_unknown: bool = False, command: bool = False) -> Delivery:
+        """Deliver a send action. Kickoffs, wakes and resumes are texts the user wrote in the config:
+        one starting with '/' is a command they meant (``/compact`` as a wake)."""
         unit = self.cfg.unit(action.unit)
         if unit is None:
             return Delivery("failed", "no such unit in the config")
+        command = command or action.purpose in ("kickoff", "wake", "resume")
         try:
             return self.sender.deliver(unit.session, backend_of(self.cfg, unit), action.text, allow_unknown, command)
         except RuntimeFailure as failure:
@@ -2493,10 +2511,13 @@ class Team:
             remember(record, action.memory)
         if action.purpose == "kickoff":
             if delivery.ok:
-                record.kickoff, record.kickoff_attempts = "", 0
+                record.kickoff, record.kickoff_attempts, record.never_ready = "", 0, 0
                 transition(record, "running", "kickoff delivered", now, self.events, action.unit)
+            elif delivery.outcome == "held":
+                record.kickoff_typed_at = 0.0  # nothing was typed: "busy" later is not our kickoff
             else:
                 record.kickoff_attempts += 1
+                record.kickoff_next_try = now + KICKOFF_RETRY * 2 ** record.kickoff_attempts
 
     # -- the start-up loop shared by `up` and `restart` --
 
@@ -2505,6 +2526,9 @@ class Team:
         """Start the units, then watch them until each has its kickoff or the time is up. True if all came up."""
         with self.store.transaction() as state:
             now = time.time()
+            alive = {session for session, pane in self.tmux.list_panes().items() if not pane.dead}
+            if reason == "up":  # the watchdog may have healed one since `up` looked
+                units = [unit for unit in units if unit.session not in alive]
             for unit in units:
                 self.launch(unit, state, reason, now)
         agents = [unit for unit in units if isinstance(unit, Agent)]
@@ -2796,7 +2820,7 @@ def check_limits(cfg: Config, state: dict, seen: dict[str, Seen], now: float) ->
             record.limit = next_wait
             continue
         if purpose == "kickoff":
-            record.kickoff_typed_at = now
+            record.kickoff_typed_at, record.kickoff_next_try = now, now + KICKOFF_RETRY
         actions.append(Action("send", agent.name, f"limit should have reset ({episode['banner'][:60]}); resume #{resumes}",
                               text=text, purpose=purpose, memory={"limit": next_wait}))
     return actions
@@ -2924,17 +2948,16 @@ def check_stall(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> 
         marker = waiting_until(text, record.waiting["seen"]) if text else None
         if marker is not None and marker > now:
             continue
-        if marker is not None and f"waiting:{marker:.0f}" not in record.reported and screen.state == "idle":
+        if marker is not None and not record.waiting.get("told") and screen.state == "idle":
             actions.append(Action("send", agent.name, f"its WAITING-UNTIL {clock_time(marker, now)} has passed",
                                   text=f"It is past {clock_time(marker, now)}, the time you were waiting for. Carry on.",
                                   purpose="waiting-over",
-                                  memory={"reported": {**record.reported, f"waiting:{marker:.0f}": iso(now)},
-                                          "stall_clock_from": now}))
+                                  memory={"waiting": {**record.waiting, "told": True}, "stall_clock_from": now}))
             continue
         if idle < settings.stall_idle:
             continue
         if (agent.kind == "loop" and cfg.loop is not None and cfg.loop.done_nudge and phase is not None
-                and not phase_done(state, phase.id) and phase.id not in record.nudged):
+                and not phase_done(state, phase.id) and phase.id not in record.nudged and screen.state == "idle"):
             text = DONE_NUDGE.format(idle=format_duration(idle), phase=phase.id, done_marker=cfg.loop.done_marker,
                                      status_file=f"{cfg.loop.subdir}/{phase.status}".lstrip("/"))
             actions.append(Action("send", agent.name, f"stalled {format_duration(idle)}; DONE-nudge for phase "
@@ -3083,13 +3106,17 @@ class Watchdog:
         for name in sorted(old_names - new_names):
             self.events.emit("config-removed", name, "gone from the config: no longer watched (its session, if any, "
                                                      "runs on; `agents.py down` ends it)", now=now)
-        cfg.tmux_socket, cfg.state_dir, cfg.log_dir = self.cfg.tmux_socket, self.cfg.state_dir, self.cfg.log_dir
         self.cfg = self.team.cfg = cfg
 
     def check_live_edit(self, cfg: Config) -> None:
         """Refuse an edit that would orphan a running session: a new session name means a second copy."""
         state = self.team.store.load()
         problems = []
+        running = any(record.lifecycle not in ("stopped", "exited") for record in state["units"].values())
+        for key in ("tmux_socket", "state_dir", "log_dir"):
+            if running and getattr(cfg, key) != getattr(self.cfg, key):
+                problems.append(f"{Loader._label(cfg.path)}: (top level) {key}: changed while the team runs; "
+                                f"`agents.py down` with the old value first")
         for unit in cfg.units():
             before = self.cfg.unit(unit.name)
             running = record_of(state, unit.name).lifecycle not in ("stopped", "exited")
@@ -3117,14 +3144,12 @@ class Watchdog:
         self.events.emit("clock-jump", "", f"the wall clock jumped {'forward' if jump > 0 else 'back'} "
                                            f"{format_duration(abs(jump))}; timers moved with it", now=now)
         for record in state["units"].values():
-            if record.stall_clock_from:
-                record.stall_clock_from += jump
+            record.stall_clock_from = max(record.stall_clock_from, now)  # a fresh idle window for everyone
             if record.backoff_until:
                 record.backoff_until += jump
             if record.next_wake:
                 record.next_wake += jump
-            if record.limit.get("until"):
-                record.limit["until"] += jump
+            # record.limit["until"] stays: a reset time is a time of day, not a duration.
 
     def tick(self) -> list[Action]:
         """One pass of observe → classify → decide → act. Returns the actions decided."""
@@ -3138,6 +3163,8 @@ class Watchdog:
             except RuntimeFailure as failure:
                 self.report_failure("observe-failed", str(failure), now)
                 return []
+            if self.server_unreachable(cfg, state, seen):
+                return []
             actions: list[Action] = []
             for check in WATCHDOG_CHECKS:
                 try:
@@ -3149,6 +3176,21 @@ class Watchdog:
         if actions:
             self.team.carry_out(actions, decided, now)
         return actions
+
+    def server_unreachable(self, cfg: Config, state: dict, seen: dict[str, Seen]) -> bool:
+        """No session at all, yet processes of this team still run: the tmux server is alive but out
+        of reach (its socket deleted by a /tmp cleaner). Healing would kill working agents."""
+        if any(look.pane is not None for look in seen.values()):
+            return False
+        if not any(record.lifecycle in ("running", "starting") for record in state["units"].values()):
+            return False
+        alive = processes_marked(config_marker(cfg), whole_config=True)
+        if not alive:
+            return False
+        self.report_failure("server-unreachable", f"no tmux session found, but {len(alive)} process(es) of this "
+                                                  f"team still run: the tmux socket may have been deleted (SIGUSR1 "
+                                                  f"to the tmux server recreates it); not healing", self.clock.now())
+        return True
 
     def report_failure(self, kind: str, reason: str, now: float, trace: str | None = None) -> None:
         """Log a failure once, then again only if it changes or an hour has passed (with a count)."""

@@ -918,3 +918,50 @@ def test_the_invariants_catch_a_sabotaged_watchdog(tmp_path, monkeypatch, invari
     sim.run(hours * HOUR)
     problems = S.check_invariants(sim)
     assert problems[invariant[0]], f"invariant ({invariant[0]}) missed the sabotage: {problems}"
+
+
+# =============================================================================================
+# Found by the second review
+# =============================================================================================
+
+
+def test_agent_that_never_shows_its_prompt_ends_failed_not_rebooted_forever(tmp_path):
+    """Each never-ready reboot waits max(ready_timeout, stall_idle); five in a row mean `failed`."""
+    sim = make(tmp_path, [agent_spec("a")], {"a": Behaviour(work=work(600), boot_seconds=1e9)})
+    sim.run(24 * HOUR)
+    record = sim.record("a")
+    assert record.lifecycle == "failed", (record.lifecycle, record.reason)
+    assert "never ready" in record.reason
+    assert len(sim.runs("a")) == 1 + sim.cfg.watchdog.crash_loop_restarts
+
+
+def test_wake_written_as_a_slash_command_is_sent_as_one(tmp_path):
+    """A wake (or kickoff) the user wrote in the config may be a command on purpose: '/compact' is sent."""
+    sim = make(tmp_path, [agent_spec("a", wake=3600)], {"a": Behaviour(work=work(600))})
+    config = sim.config_path.read_text().replace('message = "', 'message = "/compact ', 1)
+    sim.config_path.write_text(config)
+    sim.run(3 * HOUR)
+    wakes = [m.text for m in sim.received("a", "wake")]
+    assert wakes and all(text.startswith("/compact") for text in wakes), wakes
+    held = [e for e in sim.events() if e["kind"] == "wake-held"]
+    assert held == []
+
+
+def test_outcome_of_a_delivery_is_not_applied_to_the_next_life(tmp_path):
+    """A `restart` that lands while the watchdog types a kickoff: the old outcome must not clear
+    the new life's kickoff (it would never be delivered)."""
+    sim = make(tmp_path, [agent_spec("a")], {"a": Behaviour(work=work(600))})
+    restarted = []
+
+    def restart_midway(what, name):
+        if what == "pressed" and not restarted:
+            restarted.append(sim.now)
+            sim.operator_restart("a")
+
+    sim.tmux.on_act = restart_midway
+    sim.run(2 * HOUR)
+    assert restarted
+    runs = sim.runs("a")
+    assert len(runs) >= 2
+    assert [m.purpose for m in runs[-1].received][:1] == ["kickoff"], [(rel(m.t), m.purpose) for m in runs[-1].received]
+    assert any(e["kind"] == "kickoff-late" for e in sim.events())
