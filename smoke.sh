@@ -12,6 +12,7 @@ agents() { python3 "$here/agents.py" --config "$sandbox/agents.toml" "$@"; }
 cleanup() {
   agents down >/dev/null 2>&1 || true
   tmux -L "$socket" kill-server 2>/dev/null || true
+  rm -f "${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)/$socket"
   rm -rf "$sandbox"
 }
 trap cleanup EXIT

@@ -122,6 +122,7 @@ def bench(count: int) -> None:
         finally:
             subprocess.run([*cli, "down"], capture_output=True, env=env)
             subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+            Path(os.environ.get("TMUX_TMPDIR") or "/tmp", f"tmux-{os.getuid()}", socket).unlink(missing_ok=True)
 
 
 def main() -> None:

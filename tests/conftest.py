@@ -42,6 +42,15 @@ def ag():
     return agents
 
 
+def remove_socket_file(socket: str) -> None:
+    """tmux leaves its socket file behind after kill-server; a test run must not litter /tmp."""
+    folder = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
+    try:
+        (folder / socket).unlink()
+    except OSError:
+        pass
+
+
 def tmux_server_sessions(socket: str) -> list[str]:
     result = subprocess.run(["tmux", "-L", socket, "list-sessions", "-F", "#{session_name}"],
                             capture_output=True, text=True)
@@ -160,6 +169,7 @@ class Project:
     def cleanup(self) -> None:
         self.stop_watchdog()
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+        remove_socket_file(self.socket)
         leftovers = marked_pids(self.config)
         for pid in leftovers:
             try:
@@ -173,6 +183,7 @@ def socket_name():
     name = f"agt-{os.getpid()}-{secrets.token_hex(3)}"
     yield name
     subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True)
+    remove_socket_file(name)
 
 
 @pytest.fixture
