@@ -1335,7 +1335,6 @@ class Tmux:
 #   state_dir, written atomically under a lock.
 # ============================================================================
 
-LIFECYCLE = ("stopped", "starting", "running", "backoff", "failed", "exited")
 MAX_SESSION_IDS = 1000  # per unit: the newest are kept
 
 
@@ -1442,6 +1441,16 @@ def remember(record: UnitRecord, memory: dict[str, Any]) -> None:
     """Apply an action's record updates (each a whole new value for its field)."""
     for key, value in memory.items():
         setattr(record, key, value)
+
+
+def recent_restarts(record: UnitRecord, settings: WatchdogConfig, now: float) -> list[float]:
+    """The unit's restarts within ``crash_loop_window``: what a crash loop is counted from."""
+    return [moment for moment in record.restart_times if now - moment < settings.crash_loop_window]
+
+
+def idle_for(pane: Pane, record: UnitRecord, now: float) -> float:
+    """Seconds an agent has been idle: since its pane's last activity, its start or its last nudge."""
+    return now - max(pane.activity, record.started_at, record.stall_clock_from)
 
 
 def generation(record: UnitRecord) -> tuple:
@@ -2319,7 +2328,7 @@ def check_startup(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -
         if screen.state == "limited":
             continue  # check_limits waits it out and delivers the kickoff as its resume
         if waited > max(backend.ready_timeout, settings.stall_idle) and agent.watch != "none":
-            recent = [moment for moment in record.restart_times if now - moment < settings.crash_loop_window]
+            recent = recent_restarts(record, settings, now)
             if record.never_ready >= settings.crash_loop_restarts:
                 actions.append(Action("mark", agent.name, f"never ready, {record.never_ready} starts in a row; "
                                                           f"waiting for `agents.py restart {agent.name}`",
@@ -2466,7 +2475,7 @@ class Team:
                          traceback=traceback_text() if not isinstance(error, RuntimeFailure) else None)
         if action.kind == "start":
             settings = self.cfg.watchdog
-            recent = [moment for moment in record.restart_times if now - moment < settings.crash_loop_window]
+            recent = recent_restarts(record, settings, now)
             record.backoff_until = now + min(settings.backoff_base * 2 ** len(recent), settings.backoff_max)
             transition(record, "backoff", f"start failed: {error}", now, self.events, action.unit)
 
@@ -2780,7 +2789,6 @@ def check_limits(cfg: Config, state: dict, seen: dict[str, Seen], now: float) ->
     is sent and the next wait begins, so a limited agent is never hammered.
     """
     actions = []
-    settings = cfg.watchdog
     for agent in cfg.agents:
         record, look = record_of(state, agent.name), seen.get(agent.name)
         if look is None or not looked_after(cfg, record, look) or record.lifecycle == "exited":
@@ -2880,7 +2888,7 @@ def check_heal(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> l
             if isinstance(unit, Agent) and unit.kind == "task" and pane is not None and pane.dead_status == 0:
                 actions.append(Action("mark", unit.name, "task finished cleanly (exit 0)", text="exited"))
                 continue
-            recent = [moment for moment in record.restart_times if now - moment < settings.crash_loop_window]
+            recent = recent_restarts(record, settings, now)
             record.restart_times = recent
             if len(recent) >= settings.crash_loop_restarts:
                 actions.append(Action("mark", unit.name, f"crash loop: {look.screen.detail} after {len(recent)} "
@@ -2892,7 +2900,7 @@ def check_heal(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> l
             actions.append(Action("mark", unit.name, f"{look.screen.detail}; restart in {format_duration(delay)}",
                                   text="backoff"))
         elif record.lifecycle == "backoff" and now >= record.backoff_until:
-            recent = [moment for moment in record.restart_times if now - moment < settings.crash_loop_window]
+            recent = recent_restarts(record, settings, now)
             if len(recent) >= settings.crash_loop_restarts:  # restarts that keep failing to start count too
                 actions.append(Action("mark", unit.name, f"crash loop: {len(recent)} restarts within "
                                                          f"{format_duration(settings.crash_loop_window)}; waiting "
@@ -2931,7 +2939,7 @@ def check_stall(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> 
         screen = look.screen
         if now - record.started_at < settings.stall_grace:
             continue
-        idle = now - max(look.pane.activity, record.started_at, record.stall_clock_from)
+        idle = idle_for(look.pane, record, now)
         if screen.state == "busy":
             if settings.hung_busy and idle >= settings.hung_busy:
                 actions.append(Action("start", agent.name, f"hung: busy screen frozen for {format_duration(idle)};"
@@ -3492,7 +3500,7 @@ def status_of(cfg: Config, look: Seen, record: UnitRecord, now: float) -> tuple[
         return "running", ""
     word = screen.describe(now)
     unit = look.unit
-    idle = now - max(pane.activity, record.started_at, record.stall_clock_from)
+    idle = idle_for(pane, record, now)
     waiting = waiting_until(record.waiting["text"], record.waiting["seen"]) if record.waiting else None
     if screen.state == "idle" and waiting and waiting > now:
         word = f"idle (waiting until {clock_time(waiting, now)})"

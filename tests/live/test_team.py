@@ -5,7 +5,6 @@ What a new user sees with the offline demo: up, status, send, up again, down.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -13,46 +12,26 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SIMAGENT, Project, marked_pids, wait_for
+from conftest import marked_pids, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
 
-def demo_project(project: Project, work: float = 3.0, extra: str = "") -> Project:
-    return project.use_demo(work, extra)
-
-
-def sim_log(project: Project, name: str) -> list[dict]:
-    return project.sim_log(name)
-
-
-def messages(project: Project, name: str) -> list[str]:
-    return project.messages(name)
-
-
-def status(project: Project) -> dict:
-    return project.status()
-
-
-def states(project: Project) -> dict[str, str]:
-    return project.states()
-
-
 def test_demo_up_send_status_down(project, tmp_path):
-    demo_project(project)
+    project.use_demo()
     started = time.monotonic()
     up = project.run("up", "--no-watchdog")
     assert up.returncode == 0, up.stdout + up.stderr
     assert "builder: started in session demo-builder" in up.stdout
     assert "reviewer: started in session demo-reviewer" in up.stdout
     # The reviewer's start-up dialog was answered (Down, Enter), not typed into.
-    keys = [entry["key"] for entry in sim_log(project, "reviewer") if entry.get("kind") == "dialog-key"]
+    keys = [entry["key"] for entry in project.sim_log("reviewer") if entry.get("kind") == "dialog-key"]
     assert keys == ["Down", "Enter"]
     # Both kickoffs arrived verbatim (multi-line, so as one bracketed paste).
-    assert messages(project, "builder")[0].startswith("You are builder, the Builder")
-    assert "\n" in messages(project, "builder")[0]
-    assert messages(project, "reviewer")[0].startswith("You are reviewer")
-    wait_for(lambda: set(states(project).values()) == {"idle"}, timeout=10, message="both agents idle")
+    assert project.messages("builder")[0].startswith("You are builder, the Builder")
+    assert "\n" in project.messages("builder")[0]
+    assert project.messages("reviewer")[0].startswith("You are reviewer")
+    wait_for(lambda: set(project.states().values()) == {"idle"}, timeout=10, message="both agents idle")
     assert time.monotonic() - started < 10
 
     # A hostile-looking message arrives verbatim and runs nothing.
@@ -61,25 +40,25 @@ def test_demo_up_send_status_down(project, tmp_path):
     send = project.run("send", "builder", text)
     assert send.returncode == 0, send.stderr
     assert "delivered" in send.stdout
-    assert messages(project, "builder")[-1] == text
+    assert project.messages("builder")[-1] == text
     assert not any(Path(f"{marker}{n}").exists() for n in (1, 2, 3))
     assert not (project.root / "x").exists()
 
     # While the builder works on it, status reads busy for it and idle for the reviewer.
-    current = states(project)
+    current = project.states()
     assert current == {"builder": "busy", "reviewer": "idle"}, current
     events = (project.root / ".agents" / "logs" / "events.jsonl").read_text()
     assert '"kind": "send"' in events
 
     # up again starts nothing new.
     sessions_before = project.sessions()
-    pids_before = {row["name"]: row["pid"] for row in status(project)["agents"]}
+    pids_before = {row["name"]: row["pid"] for row in project.status()["agents"]}
     again = project.run("up", "--no-watchdog")
     assert again.returncode == 0
     assert "builder: already running" in again.stdout and "nothing to start" in again.stdout
     assert project.sessions() == sessions_before
-    assert {row["name"]: row["pid"] for row in status(project)["agents"]} == pids_before
-    assert len([e for e in sim_log(project, "builder") if e.get("kind") == "start"]) == 1
+    assert {row["name"]: row["pid"] for row in project.status()["agents"]} == pids_before
+    assert len([e for e in project.sim_log("builder") if e.get("kind") == "start"]) == 1
 
     # down leaves no session and no process.
     pids = [pid for pid in pids_before.values() if pid]
@@ -89,65 +68,65 @@ def test_demo_up_send_status_down(project, tmp_path):
     assert all(not os.path.exists(f"/proc/{pid}") or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
                for pid in pids)
     assert marked_pids(project.config) == []
-    assert {row["state"] for row in status(project)["agents"]} == {"stopped"}
+    assert {row["state"] for row in project.status()["agents"]} == {"stopped"}
 
 
 @pytest.mark.parametrize("text", ["ends with a semicolon;", "two;;", ";", "escaped \\;", "back\\slash\\",
                                   "{braces} #{pane_id} -t x", "x" * 1500 + ";" + "y" * 20])
 def test_tricky_text_arrives_verbatim(project, text):
-    demo_project(project, work=0.1)
+    project.use_demo(work=0.1)
     assert project.run("up", "--no-watchdog", "builder").returncode == 0
-    wait_for(lambda: states(project)["builder"] == "idle", message="builder idle")
+    wait_for(lambda: project.states()["builder"] == "idle", message="builder idle")
     send = project.run("send", "builder", text)
     assert send.returncode == 0, send.stderr
-    assert messages(project, "builder")[-1] == text
+    assert project.messages("builder")[-1] == text
 
 
 def test_multiline_message_is_one_paste(project):
-    demo_project(project, work=0.5)
+    project.use_demo(work=0.5)
     assert project.run("up", "--no-watchdog").returncode == 0
-    wait_for(lambda: states(project)["builder"] == "idle", message="builder idle")
+    wait_for(lambda: project.states()["builder"] == "idle", message="builder idle")
     text = "first line\nsecond line with $(date)\n\n  indented fourth"
     assert project.run("send", "builder", text).returncode == 0
-    assert messages(project, "builder")[-1] == text
+    assert project.messages("builder")[-1] == text
 
 
 def test_message_is_held_while_a_dialog_is_open(project):
-    demo_project(project, work=0.2)
+    project.use_demo(work=0.2)
     assert project.run("up", "--no-watchdog").returncode == 0
-    wait_for(lambda: states(project)["builder"] == "idle", message="builder idle")
+    wait_for(lambda: project.states()["builder"] == "idle", message="builder idle")
     assert project.run("send", "builder", "SIM:dialog").returncode == 0
-    wait_for(lambda: states(project)["builder"] == "dialog", message="dialog shown")
+    wait_for(lambda: project.states()["builder"] == "dialog", message="dialog shown")
     held = project.run("send", "builder", "this must not be typed")
     assert held.returncode == 1
     assert "NOT delivered: held" in held.stderr and "dialog" in held.stderr
-    assert "this must not be typed" not in messages(project, "builder")
-    assert [e for e in sim_log(project, "builder") if e.get("kind") == "dialog-key"] == []
+    assert "this must not be typed" not in project.messages("builder")
+    assert [e for e in project.sim_log("builder") if e.get("kind") == "dialog-key"] == []
     events = (project.root / ".agents" / "logs" / "events.jsonl").read_text().splitlines()
     assert any('"kind": "send-held"' in line for line in events)
 
 
 def test_dead_agent_and_restart(project):
-    demo_project(project, work=0.2)
+    project.use_demo(work=0.2)
     assert project.run("up", "--no-watchdog").returncode == 0
-    wait_for(lambda: states(project)["builder"] == "idle", message="builder idle")
-    first = status(project)["agents"][0]["session_ids"]
+    wait_for(lambda: project.states()["builder"] == "idle", message="builder idle")
+    first = project.status()["agents"][0]["session_ids"]
     project.run("send", "builder", "SIM:die 3")
     # tmux 3.3a sometimes misses the child's exit; observe() makes it collect the status (Tmux.reap).
     wait_for(lambda: project.row("builder")["detail"] == "exited with status 3"
-             and states(project)["builder"] == "dead", message="builder dead with status 3")
+             and project.states()["builder"] == "dead", message="builder dead with status 3")
     restart = project.run("restart", "builder")
     assert restart.returncode == 0, restart.stdout + restart.stderr
-    row = next(r for r in status(project)["agents"] if r["name"] == "builder")
+    row = next(r for r in project.status()["agents"] if r["name"] == "builder")
     assert row["restarts"] == 1
     assert len(row["session_ids"]) == 2 and row["session_ids"][0] == first[0]
     # The new session id is the one the simulated agent was started with.
-    starts = [e for e in sim_log(project, "builder") if e.get("kind") == "start"]
+    starts = [e for e in project.sim_log("builder") if e.get("kind") == "start"]
     assert starts[-1]["session_id"] == row["session_ids"][-1]
 
 
 def test_up_reports_an_agent_that_dies_at_start(project):
-    demo_project(project, extra="""
+    project.use_demo(extra="""
 [backend.failing]
 command = ["python3", "-c", "import sys; print('boom: no API key'); sys.exit(4)"]
 
@@ -161,7 +140,7 @@ backend = "failing"
 
 
 def test_down_touches_only_what_this_config_started(project):
-    demo_project(project, work=0.2)
+    project.use_demo(work=0.2)
     # Someone else's session on the same server, and one that merely shares a name prefix.
     project.tmux("new-session", "-d", "-s", "demo-builderX", "sleep", "300")
     project.tmux("new-session", "-d", "-s", "unrelated", "sleep", "300")
@@ -171,7 +150,7 @@ def test_down_touches_only_what_this_config_started(project):
 
 
 def test_foreign_session_with_our_name_is_not_adopted(project):
-    demo_project(project, work=0.2)
+    project.use_demo(work=0.2)
     project.tmux("new-session", "-d", "-s", "demo-builder", "sleep", "300")
     up = project.run("up", "--no-watchdog")
     assert up.returncode == 1
@@ -184,7 +163,7 @@ def test_foreign_session_with_our_name_is_not_adopted(project):
 
 def test_down_ends_processes_left_behind(project):
     """A daemon that escaped the pane's process tree (like Codex's app-server) is found by its marker."""
-    demo_project(project, work=0.2)
+    project.use_demo(work=0.2)
     text = project.config.read_text() + (
         '\n[[service]]\nname = "spawner"\n'
         'command = ["python3", "-c", "import subprocess, time; '
@@ -199,9 +178,9 @@ def test_down_ends_processes_left_behind(project):
 
 
 def test_logs_and_check(project):
-    demo_project(project, work=0.2)
+    project.use_demo(work=0.2)
     assert project.run("up", "--no-watchdog").returncode == 0
-    wait_for(lambda: states(project)["builder"] == "idle", message="builder idle")
+    wait_for(lambda: project.states()["builder"] == "idle", message="builder idle")
     logs = project.run("logs", "builder", "-n", "100")
     assert logs.returncode == 0
     assert "Sim Agent" in logs.stdout and "ack:" in logs.stdout
