@@ -2531,12 +2531,13 @@ class Team:
     # -- the start-up loop shared by `up` and `restart` --
 
     def bring_up(self, units: list[Agent | Service], reason: str, timeout: float | None = None,
-                 report: Callable[[str], None] = print) -> bool:
-        """Start the units, then watch them until each has its kickoff or the time is up. True if all came up."""
+                 report: Callable[[str], None] = print, keep_running: bool = False) -> bool:
+        """Start the units (``keep_running``: leave any found alive by now), then watch them until
+        each has its kickoff or the time is up. True if all came up."""
         with self.store.transaction() as state:
             now = time.time()
-            alive = {session for session, pane in self.tmux.list_panes().items() if not pane.dead}
-            if reason == "up":  # the watchdog may have healed one since `up` looked
+            if keep_running:  # `up`: the watchdog may have healed one since `up` looked
+                alive = {session for session, pane in self.tmux.list_panes().items() if not pane.dead}
                 units = [unit for unit in units if unit.session not in alive]
             for unit in units:
                 self.launch(unit, state, reason, now)
@@ -3435,7 +3436,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             if record.lifecycle in ("stopped", "exited", "failed", "backoff"):
                 transition(record, "running", "found running at `up`", time.time(), team.events, unit.name)
         print(f"{unit.name}: already running in session {unit.session}")
-    ok = team.bring_up(to_start, "up") if to_start else True
+    ok = team.bring_up(to_start, "up", keep_running=True) if to_start else True
     if not to_start:
         print("nothing to start")
     if not args.no_watchdog:
