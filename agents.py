@@ -1330,6 +1330,98 @@ class Tmux:
 
 
 # ============================================================================
+# git
+#   The only place that runs git: argv lists, a timeout on every call, never
+#   a prompt. The watchdog reads the work repo's remote branch through it.
+# ============================================================================
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One commit on the remote branch, as the hand-off reads it."""
+
+    sha: str
+    when: int  # author time (Unix): kept by a rebase, so a rewritten copy of a commit is recognisable
+    subject: str
+
+    @property
+    def key(self) -> str:
+        """What identifies the commit across a force-push: its author time and subject, not its sha."""
+        return f"{self.when}:{self.subject}"
+
+
+class Git:
+    """A clone of the work repo, read through named operations.
+
+    Every call has a timeout (a hung remote must not stall a tick), runs with
+    ``GIT_TERMINAL_PROMPT=0`` and a batch-mode ssh (a remote asking for a
+    password fails at once instead of waiting for a human), and raises
+    ``RuntimeFailure`` with git's own last line on any error.
+    """
+
+    TIMEOUT = 60.0  # seconds for a fetch; local reads get a quarter of it
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def run(self, args: list[str], timeout: float | None = None, ok_codes: tuple[int, ...] = (0,)) -> str:
+        """git's output; ``RuntimeFailure`` on an exit status not in ``ok_codes``."""
+        return self.call(args, timeout, ok_codes)[1]
+
+    def call(self, args: list[str], timeout: float | None = None,
+             ok_codes: tuple[int, ...] = (0,)) -> tuple[int, str]:
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C",
+               "GIT_SSH_COMMAND": os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")}
+        env.pop("GIT_DIR", None)
+        env.pop("GIT_WORK_TREE", None)
+        try:
+            done = subprocess.run(["git", "-C", str(self.folder), *args], capture_output=True, env=env,
+                                  timeout=timeout or self.TIMEOUT / 4, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise RuntimeFailure(f"git {args[0]} in {self.folder}: no answer within {timeout or self.TIMEOUT / 4:.0f}s")
+        except OSError as error:
+            raise RuntimeFailure(f"git {args[0]} in {self.folder}: {error.strerror or error}")
+        if done.returncode not in ok_codes:
+            lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise RuntimeFailure(f"git {args[0]} in {self.folder}: {lines[-1] if lines else f'exit {done.returncode}'}")
+        return done.returncode, done.stdout.decode("utf-8", "replace")
+
+    def fetch(self, remote: str, branch: str) -> None:
+        self.run(["fetch", "--quiet", "--no-tags", "--prune", remote, f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}"],
+                 timeout=self.TIMEOUT)
+
+    def head(self, remote: str, branch: str) -> str:
+        return self.run(["rev-parse", "--verify", "--quiet", f"refs/remotes/{remote}/{branch}^{{commit}}"]).strip()
+
+    def has_commit(self, sha: str) -> bool:
+        return bool(self.run(["rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}"], ok_codes=(0, 1)).strip())
+
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        return self.call(["merge-base", "--is-ancestor", older, newer], ok_codes=(0, 1))[0] == 0
+
+    def commits(self, head: str, since: str | None, limit: int = 500) -> list[Commit]:
+        """Commits reachable from ``head`` but not from ``since``, oldest first (at most ``limit``)."""
+        spec = [head, f"^{since}"] if since else [head]
+        out = self.run(["log", f"--max-count={limit}", "--format=%H%x1f%at%x1f%s", *spec, "--"])
+        commits = []
+        for line in out.splitlines():
+            sha, _, rest = line.partition("\x1f")
+            when, _, subject = rest.partition("\x1f")
+            if sha:
+                commits.append(Commit(sha, int(when or 0), subject))
+        return commits[::-1]
+
+    def show(self, commit: str, path: str) -> str | None:
+        """A file's text at a commit; None when the file is not there."""
+        try:
+            return self.run(["show", f"{commit}:{path}"])
+        except RuntimeFailure as failure:
+            if "does not exist" in str(failure) or "exists on disk, but not in" in str(failure):
+                return None
+            raise
+
+
+# ============================================================================
 # State
 #   Everything the program remembers between runs, in one JSON file under
 #   state_dir, written atomically under a lock.
@@ -1371,9 +1463,42 @@ class UnitRecord:
     waiting: dict[str, Any] = field(default_factory=dict)  # the WAITING-UNTIL marker on screen: text, seen, told
     next_wake: float = 0.0  # when the next wake is due (0: not scheduled)
     reported: dict[str, str] = field(default_factory=dict)  # one-time reports made (what → when), never repeated
+    pings: list[dict[str, str]] = field(default_factory=list)  # hand-off pings waiting to be delivered: {key, line}
 
     @classmethod
     def from_dict(cls, data: dict) -> UnitRecord:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in names})
+
+
+MAX_SEEN_COMMITS = 2000  # commit keys the hand-off remembers (a force-push must not re-ping what it saw)
+
+
+@dataclass
+class LoopRecord:
+    """What the phase machine and the hand-off remember (``state["loop"]``): one per team.
+
+    ``baseline`` is the head of the remote branch the hand-off has read up to;
+    ``seen`` the keys of the commits it has read (author time and subject, so
+    a rebased copy of a commit after a force-push is not read as new).
+    """
+
+    current: str = ""  # the phase being worked on ("" before the first look: the first phase)
+    done: list[str] = field(default_factory=list)  # phases whose status file carried the done marker
+    complete: bool = False  # every phase done: SEQUENCE-COMPLETE written, loop-tied work stopped
+    phase_started: float = 0.0  # when the current phase began
+    completed_at: float = 0.0  # when the sequence completed
+    baseline: str = ""  # remote head the hand-off has read up to ("": not yet looked)
+    seen: list[str] = field(default_factory=list)  # keys of the commits read (newest last, bounded)
+    inboxes: dict[str, str] = field(default_factory=dict)  # inbox file → hash of the content last pinged ("" gone)
+    last_handoff: str = ""  # the last hand-off, in words, for `status`
+    last_handoff_at: float = 0.0
+    git_failures: int = 0  # fetches or reads that failed in a row
+    git_retry_at: float = 0.0  # no git before this (backing off after failures)
+    git_error: str = ""  # the last git failure reported (reported once until it changes)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LoopRecord:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in names})
 
@@ -1411,13 +1536,17 @@ class StateStore:
             data = {}
         data.setdefault("units", {})
         data["units"] = {name: UnitRecord.from_dict(record) for name, record in data["units"].items()}
+        loop = data.get("loop")
+        data["loop"] = LoopRecord.from_dict(loop) if isinstance(loop, dict) else LoopRecord()
         return data
 
     @staticmethod
     def plain(data: dict) -> dict:
         """A deep, JSON-ready copy (records as dicts): what is saved, and what a change is judged by."""
-        rest = {key: copy.deepcopy(value) for key, value in data.items() if key != "units"}
-        return {**rest, "units": {name: dataclasses.asdict(record) for name, record in data["units"].items()}}
+        rest = {key: copy.deepcopy(value) for key, value in data.items() if key not in ("units", "loop")}
+        loop = data.get("loop")
+        return {**rest, "units": {name: dataclasses.asdict(record) for name, record in data["units"].items()},
+                "loop": dataclasses.asdict(loop) if isinstance(loop, LoopRecord) else LoopRecord().__dict__}
 
     def save(self, data: dict) -> None:
         write_atomically(self.path, json.dumps(self.plain(data), indent=1, sort_keys=True))
@@ -1435,6 +1564,14 @@ class StateStore:
 
 def record_of(state: dict, name: str) -> UnitRecord:
     return state["units"].setdefault(name, UnitRecord())
+
+
+def loop_of(state: dict) -> LoopRecord:
+    """The team's phase and hand-off memory (a fresh one in a state that has none yet)."""
+    loop = state.get("loop")
+    if not isinstance(loop, LoopRecord):
+        loop = state["loop"] = LoopRecord()
+    return loop
 
 
 def remember(record: UnitRecord, memory: dict[str, Any]) -> None:
@@ -2211,11 +2348,71 @@ def observe(cfg: Config, tmux: Tmux, now: float) -> dict[str, Seen]:
     return seen
 
 
+@dataclass
+class RepoView:
+    """The work repo's remote branch as observed this tick (one fetch, a few reads)."""
+
+    head: str = ""  # the remote branch's head commit
+    commits: list[Commit] = field(default_factory=list)  # new since the hand-off's baseline, oldest first
+    rewritten: bool = False  # the baseline is no longer in the branch's history (a force-push)
+    status: str | None = None  # the current phase's status file at head (None: not there)
+    inboxes: dict[str, str | None] = field(default_factory=dict)  # inbox file → its text at head (None: not there)
+    error: str = ""  # why the remote could not be read this tick
+    resting: bool = False  # not read: backing off after failures
+
+
+class World(dict):
+    """Everything one tick observed: each unit's pane and screen (name → ``Seen``) and the repo."""
+
+    repo: RepoView | None = None  # None: no [loop], nothing to read
+
+
+def observe_repo(cfg: Config, git: Git, state: dict, now: float) -> RepoView | None:
+    """Fetch the remote branch once and read what the hand-off and the phase machine need."""
+    if cfg.loop is None or (not cfg.loop.phases and not has_handoff(cfg)):
+        return None
+    loop_cfg, loop = cfg.loop, loop_of(state)
+    if now < loop.git_retry_at:
+        return RepoView(resting=True)
+    try:
+        git.fetch(loop_cfg.remote, loop_cfg.branch)
+        head = git.head(loop_cfg.remote, loop_cfg.branch)
+        if not head:
+            raise RuntimeFailure(f"{loop_cfg.remote}/{loop_cfg.branch}: no such branch in {loop_cfg.folder}")
+        view = RepoView(head=head)
+        if loop.baseline and loop.baseline != head:
+            known = git.has_commit(loop.baseline)
+            view.rewritten = not known or not git.is_ancestor(loop.baseline, head)
+            view.commits = git.commits(head, loop.baseline if known else None, limit=500 if known else 200)
+        phase = current_phase(cfg, state)
+        if phase is not None:
+            view.status = git.show(head, in_subdir(loop_cfg, phase.status))
+        for inbox in loop_cfg.handoff.inboxes:
+            view.inboxes[inbox.file] = git.show(head, in_subdir(loop_cfg, inbox.file))
+        return view
+    except RuntimeFailure as failure:
+        return RepoView(error=str(failure))
+
+
+def in_subdir(loop: LoopConfig, name: str) -> str:
+    """A status or inbox file's path in the work repo."""
+    return f"{loop.subdir.strip('/')}/{name}".lstrip("/")
+
+
+def has_handoff(cfg: Config) -> bool:
+    return cfg.loop is not None and bool(cfg.loop.handoff.claim_pings or cfg.loop.handoff.review_pings
+                                         or cfg.loop.handoff.inboxes)
+
+
 def current_phase(cfg: Config, state: dict) -> Phase | None:
+    """The phase being worked on: the one the machine records, else the first not done."""
     if not cfg.loop or not cfg.loop.phases:
         return None
-    wanted = state.get("phase", {}).get("current")
-    return next((phase for phase in cfg.loop.phases if phase.id == wanted), cfg.loop.phases[0])
+    loop = loop_of(state)
+    found = next((phase for phase in cfg.loop.phases if phase.id == loop.current), None)
+    if found is None:
+        found = next((phase for phase in cfg.loop.phases if phase.id not in loop.done), cfg.loop.phases[-1])
+    return found
 
 
 def kickoff_for(cfg: Config, agent: Agent, state: dict) -> str:
@@ -2437,6 +2634,13 @@ class Team:
         """
         for action in [a for a in actions if a.kind != "send"]:
             with self.store.transaction() as state:
+                if not action.unit:  # the team's own memory (phase, hand-off): no life to be stale against
+                    try:
+                        self._act_team(action, state, now)
+                    except Exception as error:
+                        self.events.emit("act-failed", "", f"{action.kind} ({action.reason}): {error}", now=now,
+                                         traceback=traceback_text())
+                    continue
                 record = record_of(state, action.unit)
                 if generation(record) != decided.get(action.unit):
                     self.events.emit("skipped", action.unit, f"{action.kind} ({action.reason}): the unit changed "
@@ -2478,6 +2682,20 @@ class Team:
             recent = recent_restarts(record, settings, now)
             record.backoff_until = now + min(settings.backoff_base * 2 ** len(recent), settings.backoff_max)
             transition(record, "backoff", f"start failed: {error}", now, self.events, action.unit)
+
+    def _act_team(self, action: Action, state: dict, now: float) -> None:
+        """A team-wide action: the loop's memory, SEQUENCE-COMPLETE, and its event."""
+        loop = loop_of(state)
+        for key, value in action.memory.items():
+            setattr(loop, key, value)
+        marker = self.cfg.log_dir / "SEQUENCE-COMPLETE"
+        if action.text == "complete":
+            write_atomically(marker, json.dumps({"completed": iso(now), "phases": loop.done}) + "\n")
+        elif action.text == "resume":
+            with contextlib.suppress(FileNotFoundError):
+                marker.unlink()
+        if action.purpose:
+            self.events.emit(action.purpose, "", action.reason, now=now)
 
     def _act_one(self, action: Action, state: dict, now: float) -> None:
         unit = self.cfg.unit(action.unit)
@@ -2720,12 +2938,12 @@ RESUME_RETRY = 300.0  # a resume that left the same usage banner up is retried a
 
 
 def sequence_complete(state: dict) -> bool:
-    return bool(state.get("phase", {}).get("complete"))
+    return loop_of(state).complete
 
 
 def phase_done(state: dict, phase_id: str) -> bool:
-    """Whether a phase counts as done. The phase machine records it; tests set it directly."""
-    return phase_id in state.get("phase", {}).get("done", [])
+    """Whether a phase counts as done: its status file carried the done marker on the remote branch."""
+    return phase_id in loop_of(state).done
 
 
 def waiting_marker(lines: list[str]) -> str | None:
@@ -3017,10 +3235,169 @@ def check_wakes(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> 
     return actions
 
 
-WATCHDOG_CHECKS = (check_screens, check_startup, check_dialogs, check_limits, check_heal, check_stall, check_wakes)
+GIT_RETRY = 15.0  # seconds before retrying a remote that failed; doubles per failure in a row
+GIT_RETRY_MAX = 300.0
 
 
-SEND_PRIORITY = ("kickoff", "resume", "nudge", "waiting-over", "wake")  # which message goes first
+def check_repo(cfg: Config, state: dict, world: World, now: float) -> list[Action]:
+    """Report a remote that cannot be read (once per distinct reason) and back off; say when it is back."""
+    repo, loop = world.repo, loop_of(state)
+    if repo is None or repo.resting:
+        return []
+    if repo.error:
+        failures = loop.git_failures + 1
+        delay = min(GIT_RETRY * 2 ** (failures - 1), GIT_RETRY_MAX)
+        memory = {"git_failures": failures, "git_retry_at": now + delay, "git_error": repo.error}
+        if repo.error == loop.git_error:
+            return [Action("loop", "", "git still failing", memory=memory)]
+        return [Action("loop", "", f"{repo.error}; hand-off and phases wait, retry in {format_duration(delay)}",
+                       purpose="git-failed", memory=memory)]
+    if loop.git_failures:
+        return [Action("loop", "", f"the remote reads again after {loop.git_failures} failure(s); catching up",
+                       purpose="git-ok", memory={"git_failures": 0, "git_retry_at": 0.0, "git_error": ""})]
+    return []
+
+
+def check_handoff(cfg: Config, state: dict, world: World, now: float) -> list[Action]:
+    """Ping reviewers when a claim lands, the Builder when a review lands, an agent when its inbox changes.
+
+    New commits are those on the remote branch since the baseline, less any
+    whose key was already read (a force-push rewrites shas, not author times).
+    A first look takes the head as the baseline and pings nobody for old
+    history. Each agent's pings wait in its record until it can take a
+    message (idle, nothing typed, no dialog, no limit), then go out as one
+    message that names them all: ten claims in one push are one ping.
+    After the sequence completes, commits are still read but ping nobody.
+    """
+    repo, loop_cfg, loop = world.repo, cfg.loop, loop_of(state)
+    if repo is None or loop_cfg is None or repo.error or repo.resting:
+        return []
+    actions: list[Action] = []
+    queued: dict[str, list[dict[str, str]]] = {}  # agent → pings added this tick
+
+    def queue(agents: list[str], key: str, line: str) -> None:
+        for name in agents:
+            if cfg.agent(name) is not None:
+                queued.setdefault(name, []).append({"key": key, "line": line})
+
+    handoff, where = loop_cfg.handoff, f"{loop_cfg.remote}/{loop_cfg.branch}"
+    complete = loop.complete
+    if not loop.baseline:
+        actions.append(Action("loop", "", f"hand-off baseline: {where} at {repo.head[:7]} (older history pings "
+                                          f"nobody)", purpose="handoff-baseline", memory={"baseline": repo.head}))
+    elif repo.head != loop.baseline:
+        seen = set(loop.seen)
+        new = [commit for commit in repo.commits if commit.key not in seen]
+        claim = re.compile(handoff.claim_pattern, re.I | re.M)
+        review = re.compile(handoff.review_pattern, re.I | re.M)
+        last, last_at = loop.last_handoff, loop.last_handoff_at
+        for commit in new:
+            line = f"{commit.sha[:7]} {commit.subject}"
+            for matcher, targets, what in ((claim, handoff.claim_pings, "claim"),
+                                           (review, handoff.review_pings, "review")):
+                if matcher.search(commit.subject):
+                    if not complete:
+                        queue(targets, f"{what}:{commit.key}", line)
+                    last, last_at = f"{what} {line} → {', '.join(targets)}", now
+                    actions.append(Action("event", "", f"{what} pushed: {line}; "
+                                          + ("pings " + ", ".join(targets) if not complete else
+                                             "the sequence is complete: pings nobody"), purpose="handoff"))
+        memory = {"baseline": repo.head, "seen": [*loop.seen, *(c.key for c in new)][-MAX_SEEN_COMMITS:],
+                  "last_handoff": last, "last_handoff_at": last_at}
+        reason = f"{where} moved to {repo.head[:7]}: {len(new)} new commit(s)"
+        if repo.rewritten:
+            reason += " (history rewritten: a force-push; commits already read are not pinged again)"
+        actions.append(Action("loop", "", reason, purpose="branch-rewritten" if repo.rewritten else "",
+                              memory=memory))
+    inbox_memory = dict(loop.inboxes)
+    for inbox in handoff.inboxes:
+        text = repo.inboxes.get(inbox.file)
+        digest = hashlib.sha1(text.encode()).hexdigest()[:16] if text is not None else ""
+        if digest == loop.inboxes.get(inbox.file, ""):
+            continue
+        inbox_memory[inbox.file] = digest
+        if text is not None and not complete:
+            path = in_subdir(loop_cfg, inbox.file)
+            queue(inbox.ping, f"inbox:{inbox.file}:{digest}",
+                  f"{path} is new or changed: read it, act on it, then delete it in a commit and push")
+    if inbox_memory != loop.inboxes:
+        actions.append(Action("loop", "", "inbox files changed", memory={"inboxes": inbox_memory}))
+    for agent in cfg.agents:
+        record, look = record_of(state, agent.name), world.get(agent.name)
+        known = {ping["key"] for ping in record.pings}
+        fresh = [ping for ping in queued.get(agent.name, []) if ping["key"] not in known]
+        pending = [*record.pings, *fresh]
+        if fresh:
+            actions.append(Action("note", agent.name, f"{len(fresh)} hand-off ping(s) queued",
+                                  memory={"pings": pending}))
+        if not pending or look is None or look.foreign or record.lifecycle != "running" or record.limit:
+            continue
+        if look.screen.state != "idle" or look.screen.input_text:
+            continue  # busy, in a dialog or limited: the pings wait for the first moment it can take them
+        actions.append(Action("send", agent.name, f"hand-off: {len(pending)} new on {where}",
+                              text=handoff_message(where, pending), purpose="ping", memory={"pings": []}))
+    return actions
+
+
+def handoff_message(where: str, pings: list[dict[str, str]]) -> str:
+    """One ping naming everything new: ``git pull`` first, then each claim, review or inbox."""
+    return f"New on {where} — pull, then act on each: " + "; ".join(ping["line"] for ping in pings) + "."
+
+
+def check_phases(cfg: Config, state: dict, world: World, now: float) -> list[Action]:
+    """Advance the phase plan when the current phase's status file, as pushed, carries the done marker.
+
+    On done: the phase is closed out, the next one begins and every loop agent
+    is restarted fresh with its kickoff (its pending pings dropped: they were
+    about the phase that ended). After the last phase the sequence is complete
+    (``SEQUENCE-COMPLETE`` in log_dir) and loop-tied work stops. Phases added
+    to the config later resume the machine.
+    """
+    repo, loop_cfg, loop = world.repo, cfg.loop, loop_of(state)
+    if repo is None or loop_cfg is None or not loop_cfg.phases or repo.error or repo.resting:
+        return []
+    phase = current_phase(cfg, state)
+    loop_agents = [agent for agent in cfg.agents if agent.kind == "loop"]
+    if loop.complete:
+        remaining = [p for p in loop_cfg.phases if p.id not in loop.done]
+        if not remaining:
+            return []
+        begin = remaining[0]
+        reason = f"phase {begin.id} added to the plan: the sequence resumes"
+        return [Action("loop", "", reason, text="resume", purpose="phase-resume",
+                       memory={"complete": False, "completed_at": 0.0, "current": begin.id, "phase_started": now}),
+                *restarts_for(cfg, state, loop_agents, f"phase {begin.id} begins (added to the plan)")]
+    if not loop.current or not loop.phase_started:
+        return [Action("loop", "", f"phase {phase.id} is current", purpose="phase-begin",
+                       memory={"current": phase.id, "phase_started": now})]
+    if phase.id in loop.done or repo.status is None or loop_cfg.done_marker not in repo.status:
+        return []
+    done = [*loop.done, phase.id]
+    following = [p for p in loop_cfg.phases if p.id not in done]
+    where = f"{in_subdir(loop_cfg, phase.status)} on {loop_cfg.remote}/{loop_cfg.branch}"
+    took = format_duration(now - loop.phase_started)
+    if not following:
+        return [Action("loop", "", f"phase {phase.id} done ({where} says {loop_cfg.done_marker!r}, after {took}); "
+                                   f"every phase is done: the sequence is complete", text="complete",
+                       purpose="sequence-complete", memory={"done": done, "complete": True, "completed_at": now})]
+    begin = following[0]
+    return [Action("loop", "", f"phase {phase.id} done ({where} says {loop_cfg.done_marker!r}, after {took}); "
+                               f"phase {begin.id} begins", purpose="advance",
+                   memory={"done": done, "current": begin.id, "phase_started": now}),
+            *restarts_for(cfg, state, loop_agents, f"phase {begin.id} begins: restarted fresh with its kickoff")]
+
+
+def restarts_for(cfg: Config, state: dict, agents: list[Agent], reason: str) -> list[Action]:
+    """Fresh starts of the loop agents for a new phase (those stopped or failed are left as they are)."""
+    return [Action("start", agent.name, reason, memory={"pings": []})
+            for agent in agents if record_of(state, agent.name).lifecycle not in ("stopped",)]
+
+
+WATCHDOG_CHECKS = (check_repo, check_phases, check_screens, check_startup, check_dialogs, check_limits, check_heal,
+                   check_stall, check_wakes, check_handoff)
+
+
+SEND_PRIORITY = ("kickoff", "resume", "ping", "nudge", "waiting-over", "wake")  # which message goes first
 
 
 def resolve(actions: list[Action]) -> list[Action]:
@@ -3072,8 +3449,10 @@ class Watchdog:
 
     def __init__(self, config_path: Path, clock: Clock | None = None, tmux: Tmux | None = None,
                  reaper: Reaper | None = None, store: StateStore | None = None,
-                 echo: Callable[[str], None] | None = None):
+                 echo: Callable[[str], None] | None = None, make_git: Callable[[Path], Git] = Git):
         self.config_path = config_path
+        self.make_git = make_git  # the simulation passes a fake git
+        self.git: Git | None = None
         self.cfg = Loader(config_path).load()
         self.clock = clock or Clock()
         events = EventLog(self.cfg.log_dir, echo=echo)
@@ -3168,12 +3547,13 @@ class Watchdog:
         with self.team.store.transaction() as state:
             self.notice_clock_jump(state, now)
             try:
-                seen = self.team.observe(now)  # under the state lock: decisions see what the state says
+                seen = World(self.team.observe(now))  # under the state lock: decisions see what the state says
             except RuntimeFailure as failure:
                 self.report_failure("observe-failed", str(failure), now)
                 return []
             if self.server_unreachable(cfg, state, seen):
                 return []
+            seen.repo = self.observe_repo(cfg, state, now)
             actions: list[Action] = []
             for check in WATCHDOG_CHECKS:
                 try:
@@ -3181,10 +3561,18 @@ class Watchdog:
                 except Exception as error:  # one failing check must not stop the others
                     self.report_failure("check-failed", f"{check.__name__}: {error!r}", now, traceback_text())
             actions = resolve(actions)
-            decided = {action.unit: generation(record_of(state, action.unit)) for action in actions}
+            decided = {action.unit: generation(record_of(state, action.unit)) for action in actions if action.unit}
         if actions:
             self.team.carry_out(actions, decided, now)
         return actions
+
+    def observe_repo(self, cfg: Config, state: dict, now: float) -> RepoView | None:
+        """The work repo's remote branch, through a ``Git`` kept per repo folder."""
+        if cfg.loop is None:
+            return None
+        if self.git is None or self.git.folder != cfg.loop.folder:
+            self.git = self.make_git(cfg.loop.folder)
+        return observe_repo(cfg, self.git, state, now)
 
     def server_unreachable(self, cfg: Config, state: dict, seen: dict[str, Seen]) -> bool:
         """No session at all, yet processes of this team still run: the tmux server is alive but out
@@ -3557,7 +3945,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     state = team.store.load()
     watchdog = watchdog_status(cfg)
     phase = current_phase(cfg, state)
-    phase_info = {"current": phase.id if phase else None, "complete": bool(state.get("phase", {}).get("complete"))}
+    phase_info = {"current": phase.id if phase else None, "complete": sequence_complete(state)}
     if args.json:
         print(json.dumps({"agents": agents, "services": services, "watchdog": watchdog, "phase": phase_info},
                          indent=1))

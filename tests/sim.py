@@ -609,26 +609,89 @@ class NullReaper:
 
 
 class FakeGit:
-    """An empty work repo, for a watchdog that takes ``git=`` (no hand-off traffic in this world)."""
+    """The work repo's remote branch in memory: commits with files, pushes, force-pushes, outages.
 
-    def __init__(self, repo: Path | None = None):
-        self.repo = repo
+    It answers the same named operations as ``agents.Git`` (fetch, head, has_commit, is_ancestor,
+    commits, show). ``push`` appends a commit (a subject and file changes, ``None`` deletes a
+    file); ``force_push`` rebases the last N commits (new shas, same author times and subjects);
+    ``down = True`` makes every call fail as an unreachable remote does.
+    """
+
+    def __init__(self, folder: Path | None = None, clock: FakeClock | None = None):
+        self.folder = folder
+        self.clock = clock
         self.calls = 0
+        self.fetches = 0
+        self.down = False
+        self.branch: list[dict] = []  # {sha, when, subject, files}: the remote branch, oldest first
+        self.objects: dict[str, dict] = {}  # every commit ever pushed (a force-push leaves the old ones)
+        self._n = 0
+        self.push("init", {"PLAN.md": "p1: g1 g2\n"})
 
-    def fetch(self, remote: str) -> None:
-        self.calls += 1
+    def _sha(self) -> str:
+        self._n += 1
+        return f"{self._n:040x}"
 
-    def head(self, ref: str) -> str | None:
-        self.calls += 1
-        return "0" * 40
+    def push(self, subject: str, files: dict[str, str | None] | None = None, when: int | None = None) -> str:
+        tree = dict(self.branch[-1]["files"]) if self.branch else {}
+        for path, text in (files or {}).items():
+            if text is None:
+                tree.pop(path, None)
+            else:
+                tree[path] = text
+        moment = int(self.clock.now()) if when is None and self.clock else (when or 0)
+        commit = {"sha": self._sha(), "when": moment, "subject": subject, "files": tree,
+                  "parent": self.branch[-1]["sha"] if self.branch else None}
+        self.branch.append(commit)
+        self.objects[commit["sha"]] = commit
+        return commit["sha"]
 
-    def subjects_since(self, base: str | None, ref: str, limit: int = 500) -> list[tuple[str, str]]:
-        self.calls += 1
-        return []
+    def force_push(self, rebase_last: int) -> None:
+        """Rewrite the last commits (as a rebase onto an amended base does): new shas, same keys."""
+        kept, moved = self.branch[:-rebase_last - 1], self.branch[-rebase_last - 1:]
+        self.branch = list(kept)
+        for commit in moved:
+            copy_ = {**commit, "sha": self._sha(), "parent": self.branch[-1]["sha"] if self.branch else None}
+            self.branch.append(copy_)
+            self.objects[copy_["sha"]] = copy_
 
-    def show(self, ref: str, path: str) -> str | None:
+    def _call(self) -> None:
         self.calls += 1
-        return None
+        if self.down:
+            raise ag.RuntimeFailure(f"git fetch in {self.folder}: Could not read from remote repository.")
+
+    def fetch(self, remote: str, branch: str) -> None:
+        self._call()
+        self.fetches += 1
+
+    def head(self, remote: str, branch: str) -> str:
+        self._call()
+        return self.branch[-1]["sha"]
+
+    def has_commit(self, sha: str) -> bool:
+        self._call()
+        return sha in self.objects
+
+    def _ancestry(self, sha: str) -> list[str]:
+        out = []
+        while sha:
+            out.append(sha)
+            sha = self.objects[sha]["parent"]
+        return out
+
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        self._call()
+        return older in self._ancestry(newer)
+
+    def commits(self, head: str, since: str | None, limit: int = 500) -> list[ag.Commit]:
+        self._call()
+        exclude = set(self._ancestry(since)) if since else set()
+        chain = [sha for sha in self._ancestry(head) if sha not in exclude][:limit]
+        return [ag.Commit(sha, self.objects[sha]["when"], self.objects[sha]["subject"]) for sha in reversed(chain)]
+
+    def show(self, commit: str, path: str) -> str | None:
+        self._call()
+        return self.objects[commit]["files"].get(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -658,7 +721,9 @@ class MemoryStore(ag.StateStore):
         saved order, so "unchanged" still compares equal), and a record's fields read directly
         instead of deep-copied by ``asdict``: anything that is not JSON still raises.
         """
-        plain = {**data, "units": {name: vars(record) for name, record in data["units"].items()}}
+        loop = data.get("loop")
+        plain = {**data, "units": {name: vars(record) for name, record in data["units"].items()},
+                 "loop": vars(loop) if isinstance(loop, ag.LoopRecord) else vars(ag.LoopRecord())}
         return json.dumps(plain, separators=(",", ":"))
 
     def load(self) -> dict:
@@ -667,6 +732,8 @@ class MemoryStore(ag.StateStore):
         fields = self._fields()
         data["units"] = {name: ag.UnitRecord(**record) if record.keys() <= fields else ag.UnitRecord.from_dict(record)
                          for name, record in data["units"].items()}  # from_dict, without its per-call fields()
+        loop = data.get("loop")
+        data["loop"] = ag.LoopRecord.from_dict(loop) if isinstance(loop, dict) else ag.LoopRecord()
         return data
 
     @staticmethod
@@ -806,6 +873,7 @@ class Sim:
         self.clock.world = self.tmux
         self.store = MemoryStore(self.root / ".agents" / "state")
         self.reaper = NullReaper()
+        self.git = FakeGit(self.root, self.clock)
         self.watchdog = self._new_watchdog()
         self.tmux.wake_messages = {agent.name: agent.wake.message for agent in self.cfg.agents if agent.wake}
         self.next_tick = float(start)
@@ -821,8 +889,7 @@ class Sim:
 
     def _new_watchdog(self) -> ag.Watchdog:
         kwargs = dict(clock=self.clock, tmux=self.tmux, reaper=self.reaper, store=self.store)
-        if "git" in inspect.signature(ag.Watchdog).parameters:
-            kwargs["git"] = FakeGit(self.root)
+        kwargs["make_git"] = lambda folder: self.git
         watchdog = ag.Watchdog(self.config_path, **kwargs)
         watchdog.team.parallel = False
         if self.config_recheck is not None:

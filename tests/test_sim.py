@@ -327,12 +327,12 @@ def test_stalled_loop_agent_gets_one_done_nudge_per_phase_then_a_reboot(tmp_path
     assert sim.received("l", "kickoff")[1].text == "Phase p1 kickoff for l: read STATUS-p1.md."
     # a new phase: one nudge for it
     with sim.store.transaction() as state:
-        state["phase"] = {"current": "p2"}
+        state["loop"].current = "p2"
     sim.run(2 * HOUR)
     assert [m.text.split("Phase ")[1][:2] for m in sim.received("l", "nudge")] == ["p1", "p2"]
     # a done phase: no nudge, straight reboots
     with sim.store.transaction() as state:
-        state["phase"] = {"current": "p2", "done": ["p2"]}
+        state["loop"].done = ["p2"]
     before = len(sim.received("l", "nudge"))
     sim.run(2 * HOUR)
     assert len(sim.received("l", "nudge")) == before
