@@ -15,6 +15,7 @@ Usage::
     simagent.py [--name NAME] [--session-id UUID] [--dangerously-skip-permissions]
                 [--work SECONDS] [--startup-dialog] [--startup-delay SECONDS]
                 [--log PATH] [--model NAME]
+                [--role builder|adversary] [--phase ID] [--subdir DIR]
 
 Unknown arguments are ignored, so it can be started with whatever flags a Claude preset adds.
 
@@ -37,6 +38,34 @@ Directives (a message whose stripped text starts with ``SIM:``; it is logged lik
 
 Directives other than SIM:work are obeyed even while a limit is in force: they are the test's
 remote control, not work for the model.
+
+Roles (``--role``): with no role the agent only acknowledges. With ``--role builder`` or
+``--role adversary`` its cwd must be its own git clone (branch main, remote origin) of a shared
+remote, and every message that is not a directive is one turn of real git work, done at the end
+of the busy time and reported under the ``● ack`` line (an interrupted turn does no git work).
+``PLAN.md`` at the repo root lists each phase's gates, one line a phase: ``p1: g1 g2!``; a gate
+written with a trailing ``!`` is FAILed by the adversary on its first claim. State is read from
+the commit subjects on origin/main only::
+
+    claim(<gate>): ...        builder: work/<gate>.txt is ready for review
+    review(<gate>): PASS|FAIL adversary: reviews/<gate>.md judges the latest claim
+    status(<phase>): done     builder: STATUS-<phase>.md starts with "## DONE"
+    inbox: consumed TO-BUILDER.md
+
+Builder turn: pull --rebase; if ``TO-BUILDER.md`` (in ``--subdir``) exists, read it and delete it
+in a commit; then for the phase's gates in order, take the first without a PASS review after
+its latest claim: claim it (again, after a FAIL), or wait if its claim is not reviewed yet. Once
+every gate has passed, write the status file and commit ``status(<phase>): done``, once. The
+phase is the last ``Phase <id>`` named by any message, remembered across restarts in
+``<cwd>/.simagent/<name>-role.json`` (written atomically); ``--phase`` sets it at start-up.
+Adversary turn: pull --rebase, then review every claim of any PLAN.md gate that has no review
+after it, all in one turn and one push.
+Every push is pull --rebase then push, retried up to 5 times after a short random sleep when
+rejected; git never prompts. Each turn writes one event-log record of kind ``turn``:
+``{"role": ..., "did": "claim g1" | "wait g1" | "review g1 PASS" | "done p1" | "nothing" |
+"error", "phase": ..., "said": [...]}`` (several actions are joined by ``; ``). A git failure
+is shown as output and logged (``did: "error"``), never a crash. The role logic is plain
+functions (``builder_turn``, ``adversary_turn``) that tests call without a terminal.
 """
 
 from __future__ import annotations
@@ -49,9 +78,11 @@ import datetime
 import json
 import math
 import os
+import random
 import re
 import select
 import signal
+import subprocess
 import sys
 import termios
 import time
@@ -208,8 +239,8 @@ def utc_timestamp() -> str:
 class EventLog:
     """Append-only JSON-lines record of what the simulated agent received and did.
 
-    Kinds: start, message, usage, dialog-shown, dialog-key, dialog-answer, limit, limit-over,
-    frozen, exit, crash. Every record carries `time` and `agent`.
+    Kinds: start, message, usage, turn (--role only), dialog-shown, dialog-key, dialog-answer,
+    limit, limit-over, frozen, exit, crash. Every record carries `time` and `agent`.
     """
 
     def __init__(self, path: str, agent: str):
@@ -663,6 +694,298 @@ class Terminal:
 
 
 # ---------------------------------------------------------------------------------------------
+# Roles: a builder and an adversary that hand gates to each other through real git commits
+#   The agent's cwd is its own clone of a shared remote (branch main). PLAN.md at the repo root
+#   lists each phase's gates, one line a phase: "p1: g1 g2!" (a trailing "!" makes the
+#   adversary FAIL that gate's first claim). Everything a role knows comes from the commit
+#   subjects on origin/main: "claim(<gate>): ...", "review(<gate>): PASS|FAIL",
+#   "status(<phase>): done". Every function here takes the repo folder and runs git with argv
+#   lists; none of them draws or reads the terminal, so tests can call them directly.
+# ---------------------------------------------------------------------------------------------
+
+ROLES = ("builder", "adversary")
+PLAN_FILE = "PLAN.md"
+INBOX_FILE = "TO-BUILDER.md"
+DONE_MARKER = "## DONE"
+PHASE_MENTION = re.compile(r"\bPhase ([A-Za-z0-9_-]+)\b")
+HANDOFF_SUBJECT = re.compile(r"^(claim|review|status)\(([^)\s]+)\):\s*(.*)$")
+PUSH_ATTEMPTS = 6            # the first push and up to 5 retries after a rejection
+GIT_TIMEOUT = 60             # seconds any one git command may take
+
+
+class GitError(Exception):
+    """A git command failed; the message holds the command and what git said."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Gate:
+    label: str               # as in commit subjects: claim(<label>)
+    fail_first: bool         # written "<label>!" in PLAN.md: the first claim is failed
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """One hand-off commit on the branch, oldest first in a history."""
+    sha: str
+    kind: str                # claim, review or status
+    target: str              # the gate (claim, review) or the phase (status)
+    verdict: str             # PASS or FAIL for a review, else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class GateState:
+    status: str              # "unclaimed", "pending" (claim not reviewed), "fail" or "pass"
+    claims: int              # claim commits so far
+    fails: int               # FAIL reviews so far
+    claim_sha: str           # the latest claim, "" if none
+
+
+@dataclasses.dataclass
+class TurnResult:
+    did: str                 # what the event log records: "claim g1", "review g1 PASS", ...
+    lines: list[str]         # what the agent says about it, one line each
+
+
+def git(repo: str, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run git in `repo` as `name`, never prompting; raise GitError if it fails and `check`."""
+    identity = ["-c", f"user.name={name}", "-c", f"user.email={name}@sim"]  # env still wins
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_EDITOR": "true"}
+    argv = ["git", *identity, "-c", "commit.gpgsign=false", *args]
+    try:
+        done = subprocess.run(argv, cwd=repo, env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=GIT_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise GitError(f"git {' '.join(args)}: {error}") from error
+    if check and done.returncode != 0:
+        said = (done.stderr.strip() or done.stdout.strip()).splitlines()
+        raise GitError(f"git {' '.join(args)} failed ({done.returncode}): "
+                       + (said[-1] if said else "no output"))
+    return done
+
+
+def read_plan(repo: str) -> dict[str, list[Gate]]:
+    """PLAN.md's phases in order: {"p1": [Gate("g1", False), ...]}; other lines are ignored."""
+    phases: dict[str, list[Gate]] = {}
+    try:
+        with open(os.path.join(repo, PLAN_FILE), encoding="utf-8") as plan:
+            lines = plan.read().splitlines()
+    except FileNotFoundError:
+        return phases
+    for line in lines:
+        found = re.match(r"^\s*([A-Za-z0-9_-]+)\s*:\s*(.*)$", line)
+        if not found:
+            continue
+        gates = [Gate(word.rstrip("!"), word.endswith("!"))
+                 for word in found.group(2).split() if word.rstrip("!")]
+        phases[found.group(1)] = gates
+    return phases
+
+
+def handoff_history(repo: str, name: str, ref: str = "origin/main") -> list[Event]:
+    """The hand-off commits reachable from `ref`, oldest first."""
+    log = git(repo, name, "log", "--reverse", "--format=%H%x00%s", ref).stdout
+    events = []
+    for line in log.splitlines():
+        sha, _, subject = line.partition("\0")
+        found = HANDOFF_SUBJECT.match(subject)
+        if found:
+            kind, target, rest = found.groups()
+            verdict = rest.split()[0].upper() if kind == "review" and rest.split() else ""
+            events.append(Event(sha, kind, target, verdict))
+    return events
+
+
+def gate_state(history: list[Event], gate: str) -> GateState:
+    """Where one gate stands: judged by the latest review after its latest claim."""
+    claims = [index for index, event in enumerate(history)
+              if event.kind == "claim" and event.target == gate]
+    reviews = [event for event in history if event.kind == "review" and event.target == gate]
+    fails = sum(1 for event in reviews if event.verdict == "FAIL")
+    if not claims:
+        return GateState("unclaimed", 0, fails, "")
+    latest = claims[-1]
+    after = [event for event in history[latest + 1:]
+             if event.kind == "review" and event.target == gate]
+    if not after:
+        status = "pending"
+    else:
+        status = "pass" if after[-1].verdict == "PASS" else "fail"
+    return GateState(status, len(claims), fails, history[latest].sha)
+
+
+def ahead_of_remote(repo: str, name: str) -> bool:
+    """True if HEAD has commits origin/main lacks (an earlier push that never got through)."""
+    count = git(repo, name, "rev-list", "--count", "origin/main..HEAD").stdout.strip()
+    return count not in ("", "0")
+
+
+def pull(repo: str, name: str) -> None:
+    """Bring origin/main in under our local commits; a rebase that stops is undone, not left."""
+    done = git(repo, name, "pull", "--rebase", "--autostash", "-q", "origin", "main", check=False)
+    if done.returncode != 0:
+        git(repo, name, "rebase", "--abort", check=False)
+        said = (done.stderr.strip() or done.stdout.strip()).splitlines()
+        raise GitError("git pull --rebase failed: " + (said[-1] if said else "no output"))
+
+
+def push(repo: str, name: str, rng: random.Random | None = None) -> int:
+    """Pull --rebase then push to origin main, retrying a rejected push up to 5 times after a
+    short random sleep. Returns how many pushes were rejected before one got through."""
+    rng = rng or random.Random()
+    for attempt in range(PUSH_ATTEMPTS):
+        pull(repo, name)
+        done = git(repo, name, "push", "-q", "origin", "HEAD:main", check=False)
+        if done.returncode == 0:
+            return attempt
+        if attempt + 1 < PUSH_ATTEMPTS:
+            time.sleep(rng.uniform(0.05, 0.3))
+    said = (done.stderr.strip() or done.stdout.strip()).splitlines()
+    raise GitError(f"git push rejected {PUSH_ATTEMPTS} times: " + (said[-1] if said else ""))
+
+
+def commit_file(repo: str, name: str, path: str, text: str | None, subject: str) -> None:
+    """Write `text` to `path` (relative to the repo; None deletes it) and commit only that."""
+    full = os.path.join(repo, path)
+    if text is None:
+        git(repo, name, "rm", "-q", "--", path)
+    else:
+        os.makedirs(os.path.dirname(full) or repo, exist_ok=True)
+        with open(full, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        git(repo, name, "add", "--", path)
+    git(repo, name, "commit", "-q", "-m", subject, "--", path)
+
+
+def start_of_turn(repo: str, name: str) -> None:
+    """Pull, and push what an earlier turn committed but could not push."""
+    pull(repo, name)
+    if ahead_of_remote(repo, name):
+        push(repo, name)
+
+
+def builder_turn(repo: str, phase: str | None, name: str = "builder",
+                 subdir: str = "") -> TurnResult:
+    """One builder turn: consume the inbox, then claim, wait, or mark the phase done."""
+    start_of_turn(repo, name)
+    lines: list[str] = []
+    inbox: list[str] = []
+    inbox_path = os.path.join(subdir, INBOX_FILE) if subdir else INBOX_FILE
+    if os.path.isfile(os.path.join(repo, inbox_path)):
+        with open(os.path.join(repo, inbox_path), encoding="utf-8", errors="replace") as handle:
+            note = handle.read().strip()
+        commit_file(repo, name, inbox_path, None, f"inbox: consumed {INBOX_FILE}")
+        push(repo, name)
+        lines.append(f"read {inbox_path}: {first_line(note)[:80] or '(empty)'}")
+        inbox.append("inbox")
+
+    def result(did: str, line: str) -> TurnResult:
+        parts = inbox + ([did] if did != "nothing" else [])
+        return TurnResult("; ".join(parts) or "nothing", lines + [line])
+
+    plan = read_plan(repo)
+    if not phase:
+        return result("nothing", "no phase yet: waiting for a message that says 'Phase <id>'")
+    if phase not in plan:
+        return result("nothing", f"phase {phase} is not in {PLAN_FILE}")
+    history = handoff_history(repo, name)
+    if any(event.kind == "status" and event.target == phase for event in history):
+        return result("nothing", f"phase {phase} is already marked done")
+    gates = plan[phase]
+    for gate in gates:
+        state = gate_state(history, gate.label)
+        if state.status == "pass":
+            continue
+        if state.status == "pending":
+            return result(f"wait {gate.label}", f"waiting for review of {gate.label}")
+        attempt = state.claims + 1
+        text = (f"{gate.label}: attempt {attempt} by {name} at {utc_timestamp()}\n"
+                f"nonce {uuid.uuid4().hex}\n")
+        commit_file(repo, name, f"work/{gate.label}.txt", text,
+                    f"claim({gate.label}): attempt {attempt}")
+        push(repo, name)
+        again = " again" if state.status == "fail" else ""
+        return result(f"claim {gate.label}", f"claimed {gate.label}{again} (attempt {attempt})")
+    status_path = os.path.join(subdir, f"STATUS-{phase}.md") if subdir else f"STATUS-{phase}.md"
+    body = DONE_MARKER + "\n" + "".join(f"- {gate.label}: PASS\n" for gate in gates)
+    commit_file(repo, name, status_path, body, f"status({phase}): done")
+    push(repo, name)
+    return result(f"done {phase}", f"every gate of {phase} passed: wrote {status_path}")
+
+
+def adversary_turn(repo: str, name: str = "adversary") -> TurnResult:
+    """One adversary turn: review every claim that has no review after it yet, then push."""
+    start_of_turn(repo, name)
+    history = handoff_history(repo, name)
+    done: list[str] = []
+    for phase_gates in read_plan(repo).values():
+        for gate in phase_gates:
+            state = gate_state(history, gate.label)
+            if state.status != "pending":
+                continue
+            verdict = "FAIL" if gate.fail_first and state.fails == 0 else "PASS"
+            text = (f"# review of {gate.label}\n\n{verdict}: claim {state.claim_sha[:12]}"
+                    f" (attempt {state.claims}), reviewed by {name} at {utc_timestamp()}\n")
+            commit_file(repo, name, f"reviews/{gate.label}.md", text,
+                        f"review({gate.label}): {verdict}")
+            done.append(f"review {gate.label} {verdict}")
+    if not done:
+        return TurnResult("nothing", ["no claim waits for review"])
+    push(repo, name)
+    return TurnResult("; ".join(done), done)
+
+
+def phase_mentioned(message: str) -> str | None:
+    """The phase id of the last "Phase <id>" in a message, if it names one."""
+    found = PHASE_MENTION.findall(message)
+    return found[-1] if found else None
+
+
+class Role:
+    """A --role as the REPL uses it: remembers the builder's phase, runs one turn per message."""
+
+    def __init__(self, role: str, name: str, cwd: str, phase: str | None, subdir: str):
+        self.role = role
+        self.name = name
+        self.cwd = cwd
+        self.subdir = subdir
+        self.state_path = os.path.join(cwd, ".simagent", f"{name}-role.json")
+        self.phase = phase or self._remembered_phase()
+
+    def _remembered_phase(self) -> str | None:
+        try:
+            with open(self.state_path, encoding="utf-8") as state_file:
+                phase = json.load(state_file).get("phase")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return phase if isinstance(phase, str) and phase else None
+
+    def remember(self) -> None:
+        """Write the role state atomically: a restart never reads half a file."""
+        os.makedirs(os.path.dirname(self.state_path), exist_ok=True)
+        temporary = f"{self.state_path}.{os.getpid()}.tmp"
+        with open(temporary, "w", encoding="utf-8") as state_file:
+            json.dump({"role": self.role, "phase": self.phase}, state_file)
+            state_file.flush()
+            os.fsync(state_file.fileno())
+        os.replace(temporary, self.state_path)
+
+    def turn(self, message: str) -> TurnResult:
+        """Do this role's git work for one message; a git failure is reported, never raised."""
+        mentioned = phase_mentioned(message)
+        if mentioned and mentioned != self.phase:
+            self.phase = mentioned
+            self.remember()
+        try:
+            if self.role == "builder":
+                return builder_turn(self.cwd, self.phase, self.name, self.subdir)
+            return adversary_turn(self.cwd, self.name)
+        except (GitError, OSError) as error:
+            return TurnResult("error", [f"git work failed: {error}"])
+        except Exception as error:  # a bug in the role logic: say so, keep the REPL alive
+            return TurnResult("error", [f"git work failed: {type(error).__name__}: {error}"])
+
+
+# ---------------------------------------------------------------------------------------------
 # The simulated agent
 #   A small state machine. Modes: startup-dialog (bypass warning before the prompt), idle,
 #   busy (working on a turn, or stuck for good after SIM:busyhang) and dialog (a permission
@@ -680,6 +1003,7 @@ class Work:
     duration: float       # seconds of simulated work; math.inf for SIM:busyhang
     turn: int             # 1-based turn number (drives cache-read usage); 0 if nothing is answered
     deaf: bool = False    # SIM:busyhang: ignore every key but Esc
+    role_turn: bool = False  # a message (not a directive) to a --role agent: do its git work
 
     def elapsed(self, now: float) -> int:
         return int(now - self.started)
@@ -701,6 +1025,9 @@ class Options:
     startup_delay: float
     log_path: str
     model: str
+    role: str = ""        # "builder", "adversary" or "" (no git work)
+    phase: str = ""       # the builder's phase until a message names one
+    subdir: str = ""      # folder of status and inbox files in the work repo
 
 
 class SimAgent:
@@ -728,6 +1055,8 @@ class SimAgent:
         self.ctrl_c_armed_until = 0.0   # a second Ctrl-C before this monotonic time exits
         self.reader = KeyReader()
         self.drawn: tuple | None = None  # what is on screen now, to skip identical redraws
+        self.role = Role(options.role, options.name, cwd, options.phase or None,
+                         options.subdir) if options.role else None
         self.directives = {
             "die": self.directive_die,
             "exit": self.directive_exit,
@@ -847,24 +1176,36 @@ class SimAgent:
         if self.limit is not None:
             self.history.append(REPLY_MARK + self.limit.banner)
             return
-        self.start_work(message, self.options.work)
+        self.start_work(message, self.options.work, role_turn=self.role is not None)
 
-    def start_work(self, message: str, seconds: float) -> None:
+    def start_work(self, message: str, seconds: float, role_turn: bool = False) -> None:
         self.turns += 1
         self.transcript.user_message(message)
-        self.work = Work(message, time.monotonic(), seconds, self.turns)
+        self.work = Work(message, time.monotonic(), seconds, self.turns, role_turn=role_turn)
         self.mode = BUSY
 
     def finish_work(self, now: float) -> None:
         work = self.work
         reply = "ack: " + first_line(work.message)[:60]
+        done = self.role_work(work.message) if work.role_turn else []
+        if done:
+            reply += "\n" + "\n".join(done)
         usage = turn_usage(work.message, reply, work.turn)
         message_id = self.transcript.assistant_reply(reply, usage)
         self.log.write("usage", session_id=self.options.session_id, message_id=message_id,
                        model=self.options.model, turn=work.turn, usage=usage)
-        self.history.append(REPLY_MARK + reply)
+        self.history.append(REPLY_MARK + first_line(reply))
+        self.history.extend(RESULT_MARK + line for line in done)
         self.history.append(f"✻ Worked for {max(1, round(now - work.started))}s")
         self.become_idle()
+
+    def role_work(self, message: str) -> list[str]:
+        """The --role's git work for one turn, logged as a `turn` record; returns what to say."""
+        result = self.role.turn(message)
+        fields = {"error": result.lines[-1]} if result.did == "error" else {}
+        self.log.write("turn", role=self.role.role, did=result.did, phase=self.role.phase,
+                       said=result.lines, **fields)
+        return result.lines
 
     def interrupt(self) -> None:
         if self.work.turn:
@@ -1072,6 +1413,14 @@ def parse_options(argv: list[str], cwd: str) -> Options:
                                       "<cwd>/.simagent/<name>.log)")
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"model name written in transcripts (default {DEFAULT_MODEL})")
+    parser.add_argument("--role", choices=ROLES,
+                        help="do a builder's or an adversary's git hand-off work every turn "
+                             "(default: none, only acknowledge)")
+    parser.add_argument("--phase", default="",
+                        help="the builder's phase until a message says 'Phase <id>'")
+    parser.add_argument("--subdir", default="",
+                        help="folder of STATUS-<phase>.md and TO-BUILDER.md in the repo "
+                             "(default: its root)")
     args, _unknown = parser.parse_known_args(argv)
     log_path = args.log or os.environ.get("SIMAGENT_LOG") \
         or os.path.join(cwd, ".simagent", f"{args.name}.log")
@@ -1083,6 +1432,9 @@ def parse_options(argv: list[str], cwd: str) -> Options:
         startup_delay=max(0.0, args.startup_delay),
         log_path=os.path.join(cwd, os.path.expanduser(log_path)),
         model=args.model,
+        role=args.role or "",
+        phase=args.phase,
+        subdir=args.subdir,
     )
 
 

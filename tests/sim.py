@@ -154,6 +154,8 @@ class Message:
 def classify(text: str, wake_messages: dict[str, str], name: str) -> str:
     if text.startswith(NUDGE_PREFIX):
         return "nudge"
+    if text.startswith("New on "):
+        return "ping"
     if text == "continue":
         return "resume"
     if text.startswith("It is past ") and "the time you were waiting for" in text:
@@ -837,7 +839,7 @@ def agent_spec(name: str, kind: str = "persistent", wake: float | None = None, *
 
 
 def config_text(agents: list[dict], watchdog: dict | None = None, loop: bool = True,
-                phases: tuple[str, ...] = ("p1", "p2")) -> str:
+                phases: tuple[str, ...] = ("p1", "p2"), handoff: dict | None = None) -> str:
     settings = {**LONG_RUN_WATCHDOG, **(watchdog or {})}
     out = ['session_prefix = "sim-"', "", "[watchdog]"]
     out += [f"{key} = {toml_value(value)}" for key, value in settings.items()]
@@ -845,6 +847,8 @@ def config_text(agents: list[dict], watchdog: dict | None = None, loop: bool = T
         out += ["", "[loop]", 'repo = "."', "phases = [" + ", ".join(
             toml_value({"id": phase, "kickoff": "Phase {phase} kickoff for {name}: read {status_file}."})
             for phase in phases) + "]"]
+    if loop and handoff:
+        out += ["", "[loop.handoff]"] + [f"{key} = {toml_value(value)}" for key, value in handoff.items()]
     for spec in agents:
         out += ["", "[[agent]]"] + [f"{key} = {toml_value(value)}" for key, value in spec.items()]
     return "\n".join(out) + "\n"
