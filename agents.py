@@ -93,9 +93,9 @@ def format_duration(seconds: float) -> str:
     return f"{days}d{hours}h"
 
 
-def iso(timestamp: float) -> str:
-    """A Unix time as local ISO 8601 with offset, to the second."""
-    return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
+def iso(timestamp: float, timespec: str = "seconds") -> str:
+    """A Unix time as local ISO 8601 with offset, to the second (or as ``timespec`` says)."""
+    return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec=timespec)
 
 
 def clock_time(timestamp: float, now: float) -> str:
@@ -182,9 +182,11 @@ class EventLog:
 
     def emit(self, kind: str, agent: str, reason: str, now: float | None = None, **details: Any) -> dict:
         moment = time.time() if now is None else now
-        event = {"time": iso(moment), "kind": kind, "agent": agent, "reason": reason, **details}
+        # Milliseconds: a test (or a user) comparing two events must not lose a second to rounding.
+        stamp = iso(moment, "milliseconds")
+        event = {"time": stamp, "kind": kind, "agent": agent, "reason": reason, **details}
         extra = " ".join(f"{key}={value}" for key, value in details.items() if value not in (None, "", [], {}))
-        human = f"{iso(moment)} {kind:<14} {agent or '-':<14} {reason}" + (f"  [{extra}]" if extra else "")
+        human = f"{stamp} {kind:<14} {agent or '-':<14} {reason}" + (f"  [{extra}]" if extra else "")
         self._append(self.json_path, json.dumps(event, ensure_ascii=False))
         self._append(self.text_path, human)
         if self.echo:
@@ -3944,8 +3946,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     agents, services = status_rows(cfg, team, now)
     state = team.store.load()
     watchdog = watchdog_status(cfg)
-    phase = current_phase(cfg, state)
-    phase_info = {"current": phase.id if phase else None, "complete": sequence_complete(state)}
+    plan = phase_rows(cfg, state)
+    phase_info = {"current": plan["current"], "complete": plan["complete"],
+                  "done": [row["id"] for row in plan["phases"] if row["done"]],
+                  "last_handoff": plan["last_handoff"], "last_handoff_at": plan["last_handoff_at"]}
     if args.json:
         print(json.dumps({"agents": agents, "services": services, "watchdog": watchdog, "phase": phase_info},
                          indent=1))
@@ -3966,7 +3970,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print("\nwatchdog: not running")
     if phase_info["current"]:
-        print(f"phase: {phase_info['current']}" + (" (sequence complete)" if phase_info["complete"] else ""))
+        total = len(plan["phases"])
+        print(f"phase: {phase_info['current']} ({len(phase_info['done'])} of {total} done)"
+              + (" — the sequence is complete" if phase_info["complete"] else ""))
+    if phase_info["last_handoff"]:
+        moment = datetime.fromisoformat(phase_info["last_handoff_at"]).timestamp()
+        print(f"last hand-off: {phase_info['last_handoff']} ({format_duration(now - moment)} ago)")
     return EXIT_OK
 
 
@@ -4010,6 +4019,90 @@ def cmd_restart(args: argparse.Namespace) -> int:
         record.restart_times = []  # a manual restart clears the crash-loop count
         record.backoff_until = 0.0
     ok = team.bring_up([unit], "restart (command line)")
+    return EXIT_OK if ok else EXIT_RUNTIME
+
+
+def phase_rows(cfg: Config, state: dict) -> dict:
+    """The phase plan as ``phase show --json`` prints it."""
+    loop = loop_of(state)
+    phase = current_phase(cfg, state)
+    phases = cfg.loop.phases if cfg.loop else []
+    return {"phases": [{"id": p.id, "status_file": in_subdir(cfg.loop, p.status), "done": p.id in loop.done}
+                       for p in phases],
+            "current": phase.id if phase else None, "complete": loop.complete,
+            "started": iso(loop.phase_started) if loop.phase_started and not loop.complete else None,
+            "completed": iso(loop.completed_at) if loop.complete and loop.completed_at else None,
+            "last_handoff": loop.last_handoff or None,
+            "last_handoff_at": iso(loop.last_handoff_at) if loop.last_handoff_at else None}
+
+
+def no_phases(cfg: Config) -> ConfigError:
+    return ConfigError([f"{Loader._label(cfg.path)}: [loop] phases: no phases in the config"])
+
+
+def cmd_phase(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    if not cfg.loop or not cfg.loop.phases:
+        raise no_phases(cfg)
+    store = StateStore(cfg.state_dir)
+    if args.action == "set":
+        if not args.id:
+            raise ConfigError(["agents.py phase set: which phase? (phases: "
+                               + ", ".join(phase.id for phase in cfg.loop.phases) + ")"])
+        return phase_set(cfg, store, args.id)
+    info = phase_rows(cfg, store.load())
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return EXIT_OK
+    now = time.time()
+    for row in info["phases"]:
+        mark = "done" if row["done"] else ("current" if row["id"] == info["current"] and not info["complete"] else "")
+        print(f"{'*' if row['id'] == info['current'] and not info['complete'] else ' '} {row['id']:<14} "
+              f"{mark:<8} {row['status_file']}")
+    if info["complete"]:
+        print("\nthe sequence is complete" + (f" (since {clock_time(datetime.fromisoformat(info['completed']).timestamp(), now)})"
+                                              if info["completed"] else ""))
+    else:
+        started = info["started"]
+        print(f"\ncurrent: {info['current']}" + (f", for {format_duration(now - datetime.fromisoformat(started).timestamp())}"
+                                                 if started else "") + f"; done when its status file on "
+              f"{cfg.loop.remote}/{cfg.loop.branch} says {cfg.loop.done_marker!r}")
+    return EXIT_OK
+
+
+def phase_set(cfg: Config, store: StateStore, wanted: str) -> int:
+    """Move the machine by hand: ``wanted`` becomes current (it and later phases not done) and the
+    loop agents that run are restarted fresh with its kickoff."""
+    ids = [phase.id for phase in cfg.loop.phases]
+    if wanted not in ids:
+        hint = did_you_mean(wanted, ids)
+        raise ConfigError([f"{Loader._label(cfg.path)}: [loop] phases: no phase {wanted!r}{hint} "
+                           f"(phases: {', '.join(ids)})"])
+    events = EventLog(cfg.log_dir)
+    now = time.time()
+    later = ids[ids.index(wanted):]
+    with store.transaction() as state:
+        loop = loop_of(state)
+        loop.current, loop.phase_started = wanted, now
+        loop.done = [done for done in loop.done if done not in later]
+        loop.complete, loop.completed_at = False, 0.0
+        running = [agent for agent in cfg.agents
+                   if agent.kind == "loop" and record_of(state, agent.name).lifecycle not in ("stopped", "failed")]
+        for agent in running:
+            record_of(state, agent.name).pings = []
+    with contextlib.suppress(FileNotFoundError):
+        (cfg.log_dir / "SEQUENCE-COMPLETE").unlink()
+    events.emit("phase-set", "", f"phase {wanted} set by hand (`agents.py phase set`)", now=now)
+    print(f"phase {wanted} is current")
+    with contextlib.suppress(RuntimeFailure):
+        git = Git(cfg.loop.folder)
+        text = git.show(git.head(cfg.loop.remote, cfg.loop.branch), in_subdir(cfg.loop, cfg.loop.phases[ids.index(wanted)].status))
+        if text is not None and cfg.loop.done_marker in text:
+            print(f"note: its status file on {cfg.loop.remote}/{cfg.loop.branch} already says "
+                  f"{cfg.loop.done_marker!r}: the watchdog will advance past it at its next tick")
+    if not running:
+        return EXIT_OK
+    ok = Team(cfg, events=events).bring_up(running, f"phase {wanted} set by hand: restarted fresh with its kickoff")
     return EXIT_OK if ok else EXIT_RUNTIME
 
 
@@ -4317,6 +4410,29 @@ examples:
     sub.add_argument("--json", action="store_true", help="one JSON object per line: {time, kind, agent, reason, …}")
     sub.add_argument("--agent", metavar="NAME", help="only events about this agent")
     sub.add_argument("--kind", metavar="KIND", action="append", help="only events of this kind (repeatable)")
+
+    sub = command("phase", "show the phase plan, or move it by hand", """\
+The phase plan is [loop] phases. A phase is done when its status file (in the
+work repo's subdir, as pushed on the remote branch) contains the done marker
+('## DONE'); the watchdog checks every tick, then moves to the next phase and
+restarts the loop agents fresh with its kickoff. After the last phase it
+writes SEQUENCE-COMPLETE in log_dir and stops the loop-tied work (hand-off
+pings, loop agents' heals and wakes). Phases added to the config later resume
+the machine.
+
+  phase show          each phase with its done mark, the current one, and
+                      whether the sequence is complete (--json: {"phases":
+                      [{"id", "status_file", "done"}], "current", "complete"})
+  phase set ID        make ID the current phase (it and the phases after it
+                      count as not done) and restart the loop agents with its
+                      kickoff; an unknown ID is an error (exit 2)
+
+examples:
+  agents.py phase show
+  agents.py phase set p2""", cmd_phase)
+    sub.add_argument("action", choices=("show", "set"), nargs="?", default="show", help="show (default) or set")
+    sub.add_argument("id", nargs="?", metavar="ID", help="with set: the phase to make current")
+    sub.add_argument("--json", action="store_true", help="machine-readable output")
 
     sub = command("check", "validate the config and show what `up` would start", """\
 Validates agents.toml completely (unknown keys with a 'did you mean', wrong
