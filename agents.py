@@ -3185,6 +3185,8 @@ def check_stall(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> 
             continue
         if idle < settings.stall_idle:
             continue
+        if agent.wake is not None and record.next_wake and now >= record.next_wake and screen.state == "idle":
+            continue  # its wake is due: the wake goes out this tick instead of a reboot (and restarts the clock)
         if (agent.kind == "loop" and cfg.loop is not None and cfg.loop.done_nudge and phase is not None
                 and not phase_done(state, phase.id) and phase.id not in record.nudged and screen.state == "idle"):
             text = DONE_NUDGE.format(idle=format_duration(idle), phase=phase.id, done_marker=cfg.loop.done_marker,
@@ -3233,7 +3235,7 @@ def check_wakes(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> 
                                       purpose="wake-skipped"))
         elif record.lifecycle == "running" and look.screen.state == "idle" and not look.screen.input_text:
             actions.append(Action("send", agent.name, f"wake (every {every})", text=agent.wake.message,
-                                  purpose="wake", memory=next_wake))
+                                  purpose="wake", memory={**next_wake, "stall_clock_from": now}))
     return actions
 
 

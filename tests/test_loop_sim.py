@@ -310,3 +310,18 @@ def test_days_of_a_builder_and_adversary_over_faults(tmp_path):
     assert loop.done == [p for p in phases if p in done_pushed][:len(loop.done)]
     assert len(sim.events("advance")) + len(sim.events("sequence-complete")) == len(loop.done)
     no_failures(sim)
+
+
+def test_a_due_wake_pre_empts_a_stall_reboot(tmp_path):
+    """An idle agent whose wake falls due in the same tick as its stall reboot gets the wake, not a reboot;
+    the wake counts as activity, so the idle clock starts again from it."""
+    specs = [agent_spec("ops", kind="persistent", wake=30 * MINUTE, watch="heal+stall")]
+    # Ticks every 10 minutes: at 30 minutes the agent has been idle 28 (past stall_idle) and its wake is due.
+    sim = Sim(tmp_path, config_text(specs, watchdog={"signal_interval": 600, "stall_idle": 27 * MINUTE,
+                                                     "stall_grace": 60}, loop=False),
+              behaviours={"ops": Behaviour(work=quick)})
+    sim.up()
+    sim.run(3 * HOUR)
+    wakes = sim.received("ops", "wake")
+    assert len(wakes) >= 5
+    assert len(sim.starts("ops")) == 1  # never rebooted: every wake came before (or instead of) a stall reboot
