@@ -2425,7 +2425,8 @@ def kickoff_for(cfg: Config, agent: Agent, state: dict) -> str:
     template = agent.prompt_text
     if agent.kind == "loop" and phase is not None and phase.kickoff_text:
         template = "\n\n".join(part.strip() for part in (agent.prompt_text, phase.kickoff_text) if part.strip())
-    values = {"name": agent.name, "phase": phase.id if phase else "", "status_file": phase.status if phase else "",
+    values = {"name": agent.name, "phase": phase.id if phase else "",
+              "status_file": in_subdir(loop, phase.status) if phase and loop else "",
               "done_marker": loop.done_marker if loop else "", "repo": str(loop.folder) if loop else "",
               "subdir": loop.subdir if loop else ""}
     return render_kickoff(template, values)
