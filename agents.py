@@ -2469,16 +2469,31 @@ def missing_program(cfg: Config, unit: Agent | Service) -> str | None:
     return None if shutil.which(program, path=env.get("PATH")) else f"{program!r} is not on PATH"
 
 
+def note(unit: str, reason: str, **changes: Any) -> Action:
+    """A change to a unit's record that a check wants: the tick applies every note once all checks
+    have decided, so no check sees another's changes and their order does not matter."""
+    return Action("note", unit, reason, memory=changes)
+
+
+def screen_since(record: UnitRecord, screen: Screen, now: float) -> float:
+    """Since when the screen has shown its state (this tick, if it has just changed)."""
+    return record.screen_since if record.screen == screen.state else now
+
+
 def check_screens(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> list[Action]:
     """Bookkeeping: what each screen shows and since when (``status`` reads it)."""
+    actions = []
     for name, look in seen.items():
         record = record_of(state, name)
         word = look.screen.state
+        changes: dict[str, Any] = {}
         if record.screen != word:
-            record.screen, record.screen_since = word, now
-        if word != "dialog":
-            record.dialog_answers = 0
-    return []
+            changes.update(screen=word, screen_since=now)
+        if word != "dialog" and record.dialog_answers:
+            changes.update(dialog_answers=0)
+        if changes:
+            actions.append(note(name, "screen", **changes))
+    return actions
 
 
 DIALOG_SETTLE = 1.0  # seconds a dialog must stay on screen before keys are pressed at it
@@ -2491,7 +2506,7 @@ def dialog_actions(cfg: Config, agent: Agent, record: UnitRecord, screen: Screen
     """Answer a known dialog once it has settled (never twice in a row too fast, at most a few
     times); report an unknown one, or one that will not go away, once."""
     keys = dialog_answer(cfg.backends[agent.backend], screen)
-    waited = now - record.screen_since
+    waited = now - screen_since(record, screen, now)
     if keys and record.dialog_answers < DIALOG_MAX_ANSWERS:
         if waited >= DIALOG_SETTLE and now - record.dialog_answered_at >= 2.0:
             return [Action("keys", agent.name, f"answering {what} {screen.detail[:60]!r}", keys=keys,
@@ -2549,7 +2564,8 @@ def check_startup(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -
         elif screen.state == "idle" and now >= record.kickoff_next_try:
             # Noted before typing: a `restart` or a second watchdog sees the kickoff in flight, and a
             # watchdog killed meanwhile knows it may have landed (then "busy" means it was taken).
-            record.kickoff_typed_at, record.kickoff_next_try = now, now + KICKOFF_RETRY
+            actions.append(note(agent.name, "kickoff in flight", kickoff_typed_at=now,
+                                kickoff_next_try=now + KICKOFF_RETRY))
             actions.append(Action("send", agent.name, "kickoff", text=record.kickoff, purpose="kickoff"))
         elif waited > backend.ready_timeout and "slow-start" not in record.reported:
             actions.append(Action("event", agent.name, f"no prompt after {waited:.0f}s (screen reads {screen.state}); "
@@ -2771,9 +2787,10 @@ class Team:
             with self.store.transaction() as state:
                 now = time.time()
                 seen = self.observe(now)
-                check_screens(self.cfg, state, seen, now)
-                actions = [a for a in check_startup(self.cfg, state, seen, now)
-                           if a.unit in names and a.purpose != "slow-start" and a.kind != "start"]
+                actions = [*check_screens(self.cfg, state, seen, now),
+                           *(a for a in check_startup(self.cfg, state, seen, now)
+                             if a.unit in names and a.purpose != "slow-start" and a.kind != "start")]
+                actions = apply_notes(state, actions)
                 decided = {action.unit: generation(record_of(state, action.unit)) for action in actions}
             self.carry_out(actions, decided, now)
             state = self.store.load()
@@ -2987,8 +3004,9 @@ def check_dialogs(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -
     actions = []
     for agent in cfg.agents:
         record, look = record_of(state, agent.name), seen.get(agent.name)
-        if look is not None and look.screen.state != "dialog":
-            record.reported.pop("dialog", None)
+        if look is not None and look.screen.state != "dialog" and "dialog" in record.reported:
+            actions.append(note(agent.name, "dialog gone",
+                                reported={key: value for key, value in record.reported.items() if key != "dialog"}))
         if look is None or look.foreign or record.lifecycle != "running" or look.screen.state != "dialog":
             continue
         actions += dialog_actions(cfg, agent, record, look.screen, now, "dialog")
@@ -3020,7 +3038,7 @@ def check_limits(cfg: Config, state: dict, seen: dict[str, Seen], now: float) ->
             actions.append(Action("event", agent.name, f"{episode['kind']} limit over after "
                                                        f"{format_duration(now - episode['since'])}: screen reads {screen.state}",
                                   purpose="limit-over"))
-            record.limit = {}
+            actions.append(note(agent.name, "limit over", limit={}))
             continue
         if screen.state != "limited":
             continue
@@ -3028,8 +3046,9 @@ def check_limits(cfg: Config, state: dict, seen: dict[str, Seen], now: float) ->
         if not episode or episode.get("kind") != screen.limit_kind or fresh_banner:
             resumes = episode.get("resumes", 0) if episode else 0
             until = limit_wait_until(cfg, screen, resumes, now)
-            record.limit = {"kind": screen.limit_kind, "banner": screen.detail[:200], "since": now,
-                            "until": until, "resumes": resumes}
+            actions.append(note(agent.name, "limit episode", limit={
+                "kind": screen.limit_kind, "banner": screen.detail[:200], "since": now, "until": until,
+                "resumes": resumes}))
             if screen.limit_kind == "manual":
                 reason = f"needs you, never automated: {screen.detail[:100]}"
             elif until is None:
@@ -3047,10 +3066,11 @@ def check_limits(cfg: Config, state: dict, seen: dict[str, Seen], now: float) ->
         # An agent started into the limit still owes its kickoff: that is its resume.
         text, purpose = (record.kickoff, "kickoff") if record.kickoff else (cfg.backends[agent.backend].resume, "resume")
         if not text:
-            record.limit = next_wait
+            actions.append(note(agent.name, "limit wait goes on", limit=next_wait))
             continue
         if purpose == "kickoff":
-            record.kickoff_typed_at, record.kickoff_next_try = now, now + KICKOFF_RETRY
+            actions.append(note(agent.name, "kickoff in flight", kickoff_typed_at=now,
+                                kickoff_next_try=now + KICKOFF_RETRY))
         actions.append(Action("send", agent.name, f"limit should have reset ({episode['banner'][:60]}); resume #{resumes}",
                               text=text, purpose=purpose, memory={"limit": next_wait}))
     return actions
@@ -3104,23 +3124,22 @@ def check_heal(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> l
         if record.limit.get("until") and now < record.limit["until"]:
             continue  # died while limited: a restart now would meet the same limit
         pane = look.pane
-        if pane is not None and pane.dead_status is None and now - record.screen_since < 5:
+        if pane is not None and pane.dead_status is None and now - screen_since(record, look.screen, now) < 5:
             continue  # tmux learns the exit status a moment after the pane dies: judge it next tick
         if record.lifecycle in ("running", "starting"):
             if isinstance(unit, Agent) and unit.kind == "task" and pane is not None and pane.dead_status == 0:
                 actions.append(Action("mark", unit.name, "task finished cleanly (exit 0)", text="exited"))
                 continue
             recent = recent_restarts(record, settings, now)
-            record.restart_times = recent
             if len(recent) >= settings.crash_loop_restarts:
                 actions.append(Action("mark", unit.name, f"crash loop: {look.screen.detail} after {len(recent)} "
                                                          f"restarts within {format_duration(settings.crash_loop_window)};"
-                                                         f" waiting for `agents.py restart {unit.name}`", text="failed"))
+                                                         f" waiting for `agents.py restart {unit.name}`", text="failed",
+                                      memory={"restart_times": recent}))
                 continue
             delay = min(settings.backoff_base * 2 ** len(recent), settings.backoff_max)
-            record.backoff_until = now + delay
             actions.append(Action("mark", unit.name, f"{look.screen.detail}; restart in {format_duration(delay)}",
-                                  text="backoff"))
+                                  text="backoff", memory={"restart_times": recent, "backoff_until": now + delay}))
         elif record.lifecycle == "backoff" and now >= record.backoff_until:
             recent = recent_restarts(record, settings, now)
             if len(recent) >= settings.crash_loop_restarts:  # restarts that keep failing to start count too
@@ -3171,23 +3190,26 @@ def check_stall(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> 
         if screen.state not in ("idle", "unknown"):
             continue
         text = waiting_marker(screen.lines)
-        if text is None:
-            record.waiting = {}
-        elif record.waiting.get("text") != text:
-            record.waiting = {"text": text, "seen": now}
-        marker = waiting_until(text, record.waiting["seen"]) if text else None
+        waiting = record.waiting
+        if text is None and waiting:
+            waiting = {}
+            actions.append(note(agent.name, "WAITING-UNTIL gone", waiting=waiting))
+        elif text is not None and waiting.get("text") != text:
+            waiting = {"text": text, "seen": now}
+            actions.append(note(agent.name, "WAITING-UNTIL seen", waiting=waiting))
+        marker = waiting_until(text, waiting["seen"]) if text else None
         if marker is not None and marker > now:
             continue
         if marker is not None and not record.waiting.get("told") and screen.state == "idle":
             actions.append(Action("send", agent.name, f"its WAITING-UNTIL {clock_time(marker, now)} has passed",
                                   text=f"It is past {clock_time(marker, now)}, the time you were waiting for. Carry on.",
                                   purpose="waiting-over",
-                                  memory={"waiting": {**record.waiting, "told": True}, "stall_clock_from": now}))
+                                  memory={"waiting": {**waiting, "told": True}, "stall_clock_from": now}))
             continue
         if idle < settings.stall_idle:
             continue
-        if agent.wake is not None and record.next_wake and now >= record.next_wake and screen.state == "idle":
-            continue  # its wake is due: the wake goes out this tick instead of a reboot (and restarts the clock)
+        wake_due = agent.wake is not None and bool(record.next_wake) and screen.state == "idle" and \
+            0 <= now - record.next_wake <= 2 * settings.signal_interval
         if (agent.kind == "loop" and cfg.loop is not None and cfg.loop.done_nudge and phase is not None
                 and not phase_done(state, phase.id) and phase.id not in record.nudged and screen.state == "idle"):
             text = DONE_NUDGE.format(idle=format_duration(idle), phase=phase.id, done_marker=cfg.loop.done_marker,
@@ -3195,6 +3217,8 @@ def check_stall(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> 
             actions.append(Action("send", agent.name, f"stalled {format_duration(idle)}; DONE-nudge for phase "
                                                       f"{phase.id}", text=text, purpose="nudge",
                                   memory={"nudged": {**record.nudged, phase.id: now}, "stall_clock_from": now}))
+        elif wake_due:
+            continue  # its wake has just come due: it goes out instead of a reboot (and restarts the clock)
         else:
             after = " after its DONE-nudge" if phase is not None and phase.id in record.nudged else ""
             actions.append(Action("start", agent.name, f"stalled {format_duration(idle)} idle{after}; "
@@ -3219,7 +3243,7 @@ def check_wakes(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> 
         if complete and agent.kind != "persistent":
             continue
         if not record.next_wake:
-            record.next_wake = now + agent.wake.interval
+            actions.append(note(agent.name, "wake scheduled", next_wake=now + agent.wake.interval))
             continue
         if now < record.next_wake or record.limit:
             continue
@@ -3231,9 +3255,8 @@ def check_wakes(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> 
             if finished:
                 actions.append(Action("start", agent.name, f"wake: re-run the task (every {every})", memory=next_wake))
             else:
-                record.next_wake = next_wake["next_wake"]
                 actions.append(Action("event", agent.name, "wake skipped: the previous run is still active",
-                                      purpose="wake-skipped"))
+                                      purpose="wake-skipped", memory=next_wake))
         elif record.lifecycle == "running" and look.screen.state == "idle" and not look.screen.input_text:
             actions.append(Action("send", agent.name, f"wake (every {every})", text=agent.wake.message,
                                   purpose="wake", memory={**next_wake, "stall_clock_from": now}))
@@ -3405,6 +3428,14 @@ WATCHDOG_CHECKS = (check_repo, check_phases, check_screens, check_startup, check
 SEND_PRIORITY = ("kickoff", "resume", "ping", "nudge", "waiting-over", "wake")  # which message goes first
 
 
+def apply_notes(state: dict, actions: list[Action]) -> list[Action]:
+    """Apply the checks' notes (record changes that need no acting) to the state; return the rest."""
+    for action in actions:
+        if action.kind == "note":
+            remember(record_of(state, action.unit), action.memory)
+    return [action for action in actions if action.kind != "note"]
+
+
 def resolve(actions: list[Action]) -> list[Action]:
     """At most one restart and one message per unit per tick; nothing typed at a unit being restarted.
 
@@ -3565,6 +3596,7 @@ class Watchdog:
                     actions += check(cfg, state, seen, now)
                 except Exception as error:  # one failing check must not stop the others
                     self.report_failure("check-failed", f"{check.__name__}: {error!r}", now, traceback_text())
+            actions = apply_notes(state, actions)
             actions = resolve(actions)
             decided = {action.unit: generation(record_of(state, action.unit)) for action in actions if action.unit}
         if actions:

@@ -325,3 +325,31 @@ def test_a_due_wake_pre_empts_a_stall_reboot(tmp_path):
     wakes = sim.received("ops", "wake")
     assert len(wakes) >= 5
     assert len(sim.starts("ops")) == 1  # never rebooted: every wake came before (or instead of) a stall reboot
+
+
+def test_every_check_is_pure_and_the_order_of_checks_does_not_change_the_decisions(tmp_path, monkeypatch):
+    """Over half a simulated day of the 20-agent world with faults (crashes, hangs, limits, dialogs),
+    every tick: each check, given a deep copy of the state, leaves it unchanged; and the checks run in
+    reverse order decide exactly the same actions (notes included) as in their own order."""
+    import sim as S
+
+    sim, faults = S.long_run(tmp_path, seed=3, days=0.5)
+    ticks = [0]
+
+    def probe(sim: Sim) -> None:
+        state = sim.store.load()
+        world = ag.World(sim.watchdog.team.observe(sim.now))
+        world.repo = ag.observe_repo(sim.cfg, sim.git, state, sim.now)
+        before = ag.StateStore.plain(state)
+        decided = []
+        for checks in (ag.WATCHDOG_CHECKS, tuple(reversed(ag.WATCHDOG_CHECKS))):
+            copied = copy.deepcopy(state)
+            actions = [action for check in checks for action in check(sim.cfg, copied, world, sim.now)]
+            assert ag.StateStore.plain(copied) == before, f"a check changed the state at {sim.now - START}"
+            decided.append(sorted((a.kind, a.unit, a.purpose, a.reason, a.text, repr(sorted(a.memory.items())))
+                                  for a in actions))
+        assert decided[0] == decided[1], f"the order of the checks changed the decisions at {sim.now - START}"
+        ticks[0] += 1
+
+    sim.run(12 * HOUR, probe)
+    assert ticks[0] > 500 and sum(faults.applied.values()) > 10, faults.applied
