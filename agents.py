@@ -1453,7 +1453,7 @@ class UnitRecord:
     kickoff: str = ""  # kickoff waiting to be delivered once the prompt shows
     kickoff_typed_at: float = 0.0  # when the kickoff was last typed (set before typing, so a restart knows)
     kickoff_attempts: int = 0  # kickoff deliveries that were not seen to land (retries back off)
-    kickoff_next_try: float = 0.0  # no new kickoff try before this (one in flight, or backing off)
+    start_failure: str = ""  # why the last start attempt failed (heal decides the backoff from it)
     never_ready: int = 0  # reboots in a row for showing no prompt: this many means `failed`
     dialog_answered_at: float = 0.0  # last time we pressed keys at a dialog
     dialog_answers: int = 0  # answers given to the dialog now on screen (a dialog that stays is left alone)
@@ -1597,12 +1597,30 @@ def generation(record: UnitRecord) -> tuple:
     return record.started_at, record.lifecycle, record.since
 
 
+LIFECYCLE = {  # state → the states it may move to (any state may be started again: `starting`/`running`)
+    "stopped": {"starting", "running", "exited"},
+    "starting": {"starting", "running", "backoff", "failed", "stopped", "exited"},
+    "running": {"starting", "running", "backoff", "failed", "stopped", "exited"},
+    "backoff": {"starting", "running", "backoff", "failed", "stopped"},
+    "failed": {"starting", "running", "stopped"},
+    "exited": {"starting", "running", "stopped", "exited"},
+}
+
+
 def transition(record: UnitRecord, lifecycle: str, reason: str, now: float, events: EventLog | None,
                name: str) -> None:
-    """Move a unit to a new lifecycle state; every move is an event with its reason."""
+    """Move a unit to a new lifecycle state; every move is an event with its reason.
+
+    Only the moves in ``LIFECYCLE`` are taken: any other is a bug in the caller, logged as a
+    ``bug`` event and refused, so a unit is never left in a state nothing expects.
+    """
     if record.lifecycle == lifecycle and record.reason == reason:
         return
     previous = record.lifecycle
+    if lifecycle not in LIFECYCLE.get(previous, LIFECYCLE["stopped"]):
+        if events is not None:
+            events.emit("bug", name, f"illegal lifecycle move {previous}→{lifecycle} refused ({reason})", now=now)
+        return
     record.lifecycle, record.since, record.reason = lifecycle, now, reason
     if events is not None:
         events.emit("lifecycle", name, reason, now=now, state=f"{previous}→{lifecycle}")
@@ -2519,6 +2537,14 @@ def dialog_actions(cfg: Config, agent: Agent, record: UnitRecord, screen: Screen
     return []
 
 
+def kickoff_next_try(record: UnitRecord) -> float:
+    """No kickoff is typed before this: one is in flight (typed, not yet seen to land), or the
+    last ones did not land and the retries back off (``KICKOFF_RETRY`` doubling per attempt)."""
+    if not record.kickoff_typed_at:
+        return 0.0
+    return record.kickoff_typed_at + KICKOFF_RETRY * 2 ** record.kickoff_attempts
+
+
 def check_startup(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> list[Action]:
     """Bring starting agents to work: answer known start-up dialogs, then deliver the kickoff.
 
@@ -2561,11 +2587,10 @@ def check_startup(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -
                                   memory={"kickoff": "", "kickoff_attempts": 0, "never_ready": 0}))
         elif screen.state == "idle" and not record.kickoff:
             actions.append(Action("mark", agent.name, "prompt ready (no kickoff)", text="running"))
-        elif screen.state == "idle" and now >= record.kickoff_next_try:
+        elif screen.state == "idle" and now >= kickoff_next_try(record):
             # Noted before typing: a `restart` or a second watchdog sees the kickoff in flight, and a
             # watchdog killed meanwhile knows it may have landed (then "busy" means it was taken).
-            actions.append(note(agent.name, "kickoff in flight", kickoff_typed_at=now,
-                                kickoff_next_try=now + KICKOFF_RETRY))
+            actions.append(note(agent.name, "kickoff in flight", kickoff_typed_at=now))
             actions.append(Action("send", agent.name, "kickoff", text=record.kickoff, purpose="kickoff"))
         elif waited > backend.ready_timeout and "slow-start" not in record.reported:
             actions.append(Action("event", agent.name, f"no prompt after {waited:.0f}s (screen reads {screen.state}); "
@@ -2608,7 +2633,7 @@ class Team:
         self.tmux.new_session(unit.session, argv, unit.folder, env, self.cfg.owner, self.cfg.state_dir / "launch")
         record.started_at = now
         record.dialog_answered_at, record.dialog_answers = 0.0, 0
-        record.kickoff_typed_at, record.kickoff_attempts, record.kickoff_next_try = 0.0, 0, 0.0
+        record.kickoff_typed_at, record.kickoff_attempts, record.start_failure = 0.0, 0, ""
         record.stall_clock_from = now
         record.waiting = {}
         record.reported.pop("slow-start", None)
@@ -2693,14 +2718,11 @@ class Team:
                 self._record_delivery(action, delivery, state, self.clock.now())
 
     def _act_failed(self, action: Action, record: UnitRecord, error: Exception, now: float) -> None:
-        """A failed start goes back to backoff (counted towards a crash loop); anything else is logged."""
+        """Report a failed action; a failed start is noted so that heal decides its backoff next tick."""
         self.events.emit("act-failed", action.unit, f"{action.kind} ({action.reason}): {error}", now=now,
                          traceback=traceback_text() if not isinstance(error, RuntimeFailure) else None)
         if action.kind == "start":
-            settings = self.cfg.watchdog
-            recent = recent_restarts(record, settings, now)
-            record.backoff_until = now + min(settings.backoff_base * 2 ** len(recent), settings.backoff_max)
-            transition(record, "backoff", f"start failed: {error}", now, self.events, action.unit)
+            record.start_failure = str(error)[:300] or type(error).__name__
 
     def _act_team(self, action: Action, state: dict, now: float) -> None:
         """A team-wide action: the loop's memory, SEQUENCE-COMPLETE, and its event."""
@@ -2762,8 +2784,7 @@ class Team:
             elif delivery.outcome == "held":
                 record.kickoff_typed_at = 0.0  # nothing was typed: "busy" later is not our kickoff
             else:
-                record.kickoff_attempts += 1
-                record.kickoff_next_try = now + KICKOFF_RETRY * 2 ** record.kickoff_attempts
+                record.kickoff_attempts += 1  # check_startup retries after KICKOFF_RETRY × 2^attempts
 
     # -- the start-up loop shared by `up` and `restart` --
 
@@ -3069,8 +3090,7 @@ def check_limits(cfg: Config, state: dict, seen: dict[str, Seen], now: float) ->
             actions.append(note(agent.name, "limit wait goes on", limit=next_wait))
             continue
         if purpose == "kickoff":
-            actions.append(note(agent.name, "kickoff in flight", kickoff_typed_at=now,
-                                kickoff_next_try=now + KICKOFF_RETRY))
+            actions.append(note(agent.name, "kickoff in flight", kickoff_typed_at=now))
         actions.append(Action("send", agent.name, f"limit should have reset ({episode['banner'][:60]}); resume #{resumes}",
                               text=text, purpose=purpose, memory={"limit": next_wait}))
     return actions
@@ -3115,6 +3135,13 @@ def check_heal(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> l
         if unit.watch not in ("heal", "heal+stall"):
             continue
         if isinstance(unit, Agent) and unit.kind == "loop" and complete:
+            continue
+        if record.start_failure:  # the act step could not start it: back off as after a death
+            recent = recent_restarts(record, settings, now)
+            delay = min(settings.backoff_base * 2 ** len(recent), settings.backoff_max)
+            actions.append(Action("mark", unit.name, f"start failed: {record.start_failure}; retry in "
+                                                     f"{format_duration(delay)}", text="backoff",
+                                  memory={"start_failure": "", "backoff_until": now + delay}))
             continue
         if look.screen.state != "dead":
             if record.lifecycle == "backoff":  # someone started it meanwhile

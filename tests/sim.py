@@ -1096,7 +1096,7 @@ def usage_banner(form: str, since: float, rng: random.Random) -> tuple[str, floa
 AFTER_RESUME_SLACK = 15 * 60.0
 
 
-def check_invariants(sim: Sim, *, failure_kinds=("check-failed", "tick-failed", "act-failed", "observe-failed")
+def check_invariants(sim: Sim, *, failure_kinds=("check-failed", "tick-failed", "act-failed", "observe-failed", "bug")
                      ) -> dict[str, list[str]]:
     """Every invariant of a run, each a list of violations (all empty = the run was clean).
 

@@ -60,7 +60,8 @@ def kickoffs(sim: Sim, name: str) -> list[str]:
 
 
 def no_failures(sim: Sim) -> None:
-    failures = [e for e in sim.events() if e["kind"] in ("check-failed", "tick-failed", "act-failed", "observe-failed")]
+    failures = [e for e in sim.events()
+                if e["kind"] in ("check-failed", "tick-failed", "act-failed", "observe-failed", "bug")]
     assert not failures, failures[0]
 
 

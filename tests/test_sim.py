@@ -64,7 +64,7 @@ def kinds(sim: Sim, agent: str | None = None) -> list[str]:
 
 def no_failures(sim: Sim) -> None:
     failures = [e for e in sim.events() if e["kind"] in ("check-failed", "tick-failed", "act-failed",
-                                                         "observe-failed")]
+                                                         "observe-failed", "bug")]
     assert not failures, failures[0]
 
 
