@@ -9,7 +9,11 @@ temporary folder and prints:
   - how many tmux processes one `status` spawns (counted in-process);
   - one watchdog signal tick: wall time (median) and subprocesses spawned.
 
-Usage: python3 bench/team.py [N ...]        (default: 10 50)
+Usage: python3 bench/team.py [--loop] [N ...]        (default: 10 50)
+
+With --loop the team also has a [loop] over a local bare remote (a phase plan and
+hand-off), so each tick fetches and reads the remote branch: the tick's git
+processes are counted too.
 Everything it starts is stopped again, even on failure.
 """
 
@@ -59,7 +63,31 @@ class SpawnCounter:
         subprocess.Popen.__init__ = self._original
 
 
-def write_config(folder: Path, socket: str, count: int) -> Path:
+def make_work_repo(folder: Path) -> None:
+    """A bare remote with one commit, and the clone the watchdog reads (folder/watch)."""
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(folder / "remote.git")], check=True)
+    subprocess.run(["git", "clone", "-q", str(folder / "remote.git"), str(folder / "watch")], check=True,
+                   capture_output=True)
+    (folder / "watch" / "PLAN.md").write_text("p1: g1\n")
+    subprocess.run([*git, "-C", str(folder / "watch"), "add", "PLAN.md"], check=True)
+    subprocess.run([*git, "-C", str(folder / "watch"), "commit", "-q", "-m", "plan"], check=True)
+    subprocess.run(["git", "-C", str(folder / "watch"), "push", "-q", "origin", "HEAD:main"], check=True,
+                   capture_output=True)
+
+
+LOOP = '''
+[loop]
+repo = "watch"
+phases = [{ id = "p1" }, { id = "p2" }]
+[loop.handoff]
+claim_pings = "a00"
+review_pings = "a01"
+inboxes = [{ file = "TO-A00.md", ping = "a00" }]
+'''
+
+
+def write_config(folder: Path, socket: str, count: int, loop: bool = False) -> Path:
     agents = "\n".join(f'[[agent]]\nname = "a{n:02d}"\n' for n in range(count))
     config = folder / "agents.toml"
     config.write_text(f'''tmux_socket = "{socket}"
@@ -72,7 +100,7 @@ env = {{ CLAUDE_CONFIG_DIR = ".agents/sim-claude" }}
 [defaults]
 backend = "sim"
 prompt = "Hello {{name}}."
-{agents}''')
+{agents}{LOOP if loop else ""}''')
     return config
 
 
@@ -82,12 +110,14 @@ def timed(argv: list[str], env: dict) -> tuple[float, subprocess.CompletedProces
     return time.perf_counter() - started, result
 
 
-def bench(count: int) -> None:
+def bench(count: int, loop: bool = False) -> None:
     ag = load_agents()
     socket = f"bench-{os.getpid()}-{count}"
     with tempfile.TemporaryDirectory(prefix="agents-bench-") as temp:
         folder = Path(temp)
-        config = write_config(folder, socket, count)
+        if loop:
+            make_work_repo(folder)
+        config = write_config(folder, socket, count, loop)
         env = {**os.environ, "HOME": str(folder)}
         env.pop("TMUX", None)
         cli = [sys.executable, str(AGENTS_PY), "--config", str(config)]
@@ -113,12 +143,13 @@ def bench(count: int) -> None:
                     began = time.perf_counter()
                     actions = watchdog.tick()
                     tick_times.append(time.perf_counter() - began)
-                tick_spawns.append(sum(spawned.counts.values()))
+                tick_spawns.append(dict(spawned.counts))
                 assert not actions, f"a quiet team should need no action, got {actions}"
             print(f"{count:>3} agents: up {up_time:5.2f} s | status {statistics.median(status_times) * 1000:6.0f} ms "
                   f"(median of 7, min {min(status_times) * 1000:.0f}, max {max(status_times) * 1000:.0f}), "
                   f"spawns {status_spawns} | tick {statistics.median(tick_times) * 1000:6.1f} ms "
-                  f"(median of 9), spawns {max(tick_spawns)} process(es)")
+                  f"(median of 9), spawns {max(tick_spawns, key=lambda c: sum(c.values()))}"
+                  + (" [with a [loop]: fetch + reads of the remote branch]" if loop else ""))
         finally:
             subprocess.run([*cli, "down"], capture_output=True, env=env)
             subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
@@ -126,11 +157,12 @@ def bench(count: int) -> None:
 
 
 def main() -> None:
-    counts = [int(arg) for arg in sys.argv[1:]] or [10, 50]
+    loop = "--loop" in sys.argv[1:]
+    counts = [int(arg) for arg in sys.argv[1:] if arg != "--loop"] or [10, 50]
     print(f"python {sys.version.split()[0]}, {subprocess.run(['tmux', '-V'], capture_output=True, text=True).stdout.strip()}, "
           f"{os.cpu_count()} cpu(s)")
     for count in counts:
-        bench(count)
+        bench(count, loop)
 
 
 if __name__ == "__main__":
