@@ -2174,6 +2174,14 @@ def squeeze(text: str) -> str:
     return re.sub(r"\s+", "", text)
 
 
+def output_below(lines: list[str], tail: str) -> int:
+    """Non-blank lines below the last line that holds ``tail`` (the end of the typed text); -1 if none does."""
+    for index in range(len(lines) - 1, -1, -1):
+        if tail in squeeze(lines[index]):
+            return sum(1 for line in lines[index + 1:] if line.strip())
+    return -1
+
+
 class _PaneDied(Exception):
     """The pane died while a delivery was being verified."""
 
@@ -2243,12 +2251,10 @@ class Sender:
             _, typed = self.look(session, backend)
             if typed.state == "dialog":  # our typing opened a menu (a "/" or "@" completion): do not submit
                 return Delivery("held", f"typing opened a dialog ({typed.detail[:60]}); not submitted")
-            typed_box = typed.input_text
-            was_busy = screen.state == "busy"  # then "busy" proves nothing: only the emptied box does
             for press in range(1, self.EXTRA_PRESSES + 2):
                 self.tmux.send_keys(pane.pane_id, backend.submit_key)
                 try:
-                    verdict = self._watch_landing(session, backend, typed_box, was_busy)
+                    verdict = self._watch_landing(session, backend, typed, screen.state)
                 except _PaneDied as died:
                     return Delivery("failed", f"the agent exited after the submit key ({died})", presses=press)
                 if verdict:
@@ -2283,9 +2289,16 @@ class Sender:
             self.tmux.send_keys(pane.pane_id, keys[-1])
             return f"pressed {' '.join(keys)}"
 
-    def _watch_landing(self, session: str, backend: Backend, typed_box: str, was_busy: bool) -> str:
-        """Why we believe the message landed, or '' if it did not within the window."""
-        tail = squeeze(typed_box)[-16:]
+    def _watch_landing(self, session: str, backend: Backend, typed: Screen, was: str) -> str:
+        """Why we believe the message landed, or '' if it did not within the window.
+
+        Landed: the agent turned busy, limited or showed a dialog (it reacted), the
+        input box emptied, or new output appeared below the submitted line (a REPL
+        that prints its answer under the line it took without drawing a new prompt).
+        A state the agent was already in before the submit key proves nothing.
+        """
+        tail = squeeze(typed.input_text)[-16:]
+        below = output_below(typed.lines, tail)
         deadline = self.clock.monotonic() + self.VERIFY_WINDOW
         while True:
             self.clock.sleep(0.15)
@@ -2294,8 +2307,10 @@ class Sender:
                 raise _PaneDied(screen.detail)
             if screen.state == "dialog":  # the agent reacted with a question: never press again into it
                 return f"the agent answered with a dialog ({screen.detail[:50]})"
-            if screen.state == "busy" and not was_busy:
-                return "the agent turned busy"
+            if screen.state in ("busy", "limited") and was != screen.state:
+                return f"the agent turned {screen.state}"
+            if tail and below >= 0 and output_below(screen.lines, tail) > below:
+                return "new output below the submitted line"
             box = squeeze(screen.input_text)
             if screen.state in ("idle", "busy", "limited") and tail and tail not in box:
                 return "the input box emptied"
