@@ -1466,6 +1466,7 @@ class UnitRecord:
     next_wake: float = 0.0  # when the next wake is due (0: not scheduled)
     reported: dict[str, str] = field(default_factory=dict)  # one-time reports made (what → when), never repeated
     pings: list[dict[str, str]] = field(default_factory=list)  # hand-off pings waiting to be delivered: {key, line}
+    pings_in_flight: list[str] = field(default_factory=list)  # keys of pings typed, outcome not yet recorded
 
     @classmethod
     def from_dict(cls, data: dict) -> UnitRecord:
@@ -2790,7 +2791,14 @@ class Team:
         self.events.emit(kind if delivery.ok else f"{kind}-{delivery.outcome}", action.unit,
                          f"{action.reason}: {delivery.detail}", now=now, chars=len(action.text),
                          presses=delivery.presses, preview=clean_message(action.text)[:80])
-        if delivery.outcome != "held":
+        if action.purpose == "ping":
+            # A ping counts only once seen to land; one typed but not seen stays pending (and in flight:
+            # if the agent is busy next tick, it took it).
+            if delivery.ok:
+                remember(record, action.memory)
+            elif delivery.outcome == "held":
+                record.pings_in_flight = []  # nothing was typed: "busy" later is not our ping
+        elif delivery.outcome != "held":
             remember(record, action.memory)
         if action.purpose == "kickoff":
             if delivery.ok:
@@ -3397,15 +3405,24 @@ def check_handoff(cfg: Config, state: dict, world: World, now: float) -> list[Ac
         known = {ping["key"] for ping in record.pings}
         fresh = [ping for ping in queued.get(agent.name, []) if ping["key"] not in known]
         pending = [*record.pings, *fresh]
-        if fresh:
-            actions.append(Action("note", agent.name, f"{len(fresh)} hand-off ping(s) queued",
-                                  memory={"pings": pending}))
+        if record.pings_in_flight and look is not None and look.screen.state == "busy":
+            # Typed by a watchdog that died before it saw the outcome; the agent is at work: it took them.
+            taken = set(record.pings_in_flight)
+            pending = [ping for ping in pending if ping["key"] not in taken]
+            actions.append(note(agent.name, "pings typed before a restart were taken (the agent is busy)",
+                                pings=pending, pings_in_flight=[]))
+        elif fresh:
+            actions.append(note(agent.name, f"{len(fresh)} hand-off ping(s) queued", pings=pending))
         if not pending or look is None or look.foreign or record.lifecycle != "running" or record.limit:
             continue
         if look.screen.state != "idle" or look.screen.input_text:
             continue  # busy, in a dialog or limited: the pings wait for the first moment it can take them
+        keys = [ping["key"] for ping in pending]
+        # Noted before typing (as a kickoff is): a watchdog killed mid-delivery knows what may have landed.
+        actions.append(note(agent.name, "pings in flight", pings=pending, pings_in_flight=keys))
         actions.append(Action("send", agent.name, f"hand-off: {len(pending)} new on {where}",
-                              text=handoff_message(where, pending), purpose="ping", memory={"pings": []}))
+                              text=handoff_message(where, pending), purpose="ping",
+                              memory={"pings": [], "pings_in_flight": []}))
     return actions
 
 

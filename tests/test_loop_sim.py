@@ -354,3 +354,23 @@ def test_every_check_is_pure_and_the_order_of_checks_does_not_change_the_decisio
 
     sim.run(12 * HOUR, probe)
     assert ticks[0] > 500 and sum(faults.applied.values()) > 10, faults.applied
+
+
+def test_a_watchdog_killed_while_typing_a_ping_does_not_type_it_again_once_the_agent_took_it(tmp_path):
+    """The pings are noted in flight before they are typed; a watchdog killed before it recorded the
+    outcome finds the agent busy on the next tick and counts them as taken, not as still due."""
+    sim = team(tmp_path)
+    sim.git.push("claim(g1): x")
+    original = sim.watchdog.team._record_delivery
+
+    def killed_before_recording(action, delivery, state, now):
+        if action.purpose != "ping":
+            original(action, delivery, state, now)
+
+    sim.watchdog.team._record_delivery = killed_before_recording  # the outcome is never saved
+    sim.run(sim.interval)  # the ping is typed; the agent turns busy working on it
+    assert len(pings(sim, "rev1")) == 1
+    sim.restart_watchdog()
+    sim.run(HOUR)
+    assert len(pings(sim, "rev1")) == 1 and len(pings(sim, "rev2")) == 1
+    assert ag.record_of(sim.store.load(), "rev1").pings == []
