@@ -1404,7 +1404,7 @@ class Git:
     def commits(self, head: str, since: str | None, limit: int = 500) -> list[Commit]:
         """Commits reachable from ``head`` but not from ``since``, oldest first (at most ``limit``)."""
         spec = [head, f"^{since}"] if since else [head]
-        out = self.run(["log", f"--max-count={limit}", "--format=%H%x1f%at%x1f%s", *spec, "--"])
+        out = self.run(["log", "--no-show-signature", f"--max-count={limit}", "--format=%H%x1f%at%x1f%s", *spec, "--"])
         commits = []
         for line in out.splitlines():
             sha, _, rest = line.partition("\x1f")
@@ -2310,9 +2310,9 @@ class Sender:
                 return f"the agent answered with a dialog ({screen.detail[:50]})"
             if screen.state in ("busy", "limited") and was != screen.state:
                 return f"the agent turned {screen.state}"
-            if tail and below >= 0 and output_below(screen.lines, tail) > below:
-                return "new output below the submitted line"
             box = squeeze(screen.input_text)
+            if tail and below >= 0 and tail not in box and output_below(screen.lines, tail) > below:
+                return "new output below the submitted line"
             if screen.state in ("idle", "busy", "limited") and tail and tail not in box:
                 return "the input box emptied"
             if self.clock.monotonic() > deadline:
@@ -2419,7 +2419,9 @@ def observe_repo(cfg: Config, git: Git, state: dict, now: float) -> RepoView | N
         if loop.baseline and loop.baseline != head:
             known = git.has_commit(loop.baseline)
             view.rewritten = not known or not git.is_ancestor(loop.baseline, head)
-            view.commits = git.commits(head, loop.baseline if known else None, limit=500 if known else 200)
+            # A baseline git no longer knows (gc'd after a force-push, a new clone): nothing can be told
+            # apart from old history, so the head becomes the new baseline and nothing is pinged.
+            view.commits = git.commits(head, loop.baseline, limit=500) if known else []
         phase = current_phase(cfg, state)
         if phase is not None:
             view.status = git.show(head, in_subdir(loop_cfg, phase.status))
@@ -2428,6 +2430,8 @@ def observe_repo(cfg: Config, git: Git, state: dict, now: float) -> RepoView | N
         return view
     except RuntimeFailure as failure:
         return RepoView(error=str(failure))
+    except Exception as error:  # odd git output must not stop the tick: reported and retried like a failure
+        return RepoView(error=f"reading {loop_cfg.folder}: {error!r}")
 
 
 def in_subdir(loop: LoopConfig, name: str) -> str:
@@ -2650,6 +2654,7 @@ class Team:
         record.started_at = now
         record.dialog_answered_at, record.dialog_answers = 0.0, 0
         record.kickoff_typed_at, record.kickoff_attempts, record.start_failure = 0.0, 0, ""
+        record.pings_in_flight = []  # a new life: its busy screen is not a ping being taken
         record.stall_clock_from = now
         record.waiting = {}
         record.reported.pop("slow-start", None)
@@ -2716,6 +2721,14 @@ class Team:
             return
         current = self.store.load()
         sends = [a for a in sends if generation(record_of(current, a.unit)) == decided.get(a.unit)]
+        if any(action.purpose == "ping" for action in sends):
+            # Noted just before typing (as a kickoff is): a watchdog killed mid-delivery knows what may
+            # have landed, and check_handoff counts them as taken if the agent is busy next tick.
+            with self.store.transaction() as state:
+                for action in sends:
+                    if action.purpose == "ping":
+                        record = record_of(state, action.unit)
+                        record.pings_in_flight = [ping["key"] for ping in record.pings]
         if self.parallel and len(sends) > 1:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -3250,7 +3263,7 @@ def check_stall(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> 
         marker = waiting_until(text, waiting["seen"]) if text else None
         if marker is not None and marker > now:
             continue
-        if marker is not None and not record.waiting.get("told") and screen.state == "idle":
+        if marker is not None and not waiting.get("told") and screen.state == "idle":
             actions.append(Action("send", agent.name, f"its WAITING-UNTIL {clock_time(marker, now)} has passed",
                                   text=f"It is past {clock_time(marker, now)}, the time you were waiting for. Carry on.",
                                   purpose="waiting-over",
@@ -3355,7 +3368,8 @@ def check_handoff(cfg: Config, state: dict, world: World, now: float) -> list[Ac
 
     def queue(agents: list[str], key: str, line: str) -> None:
         for name in agents:
-            if cfg.agent(name) is not None:
+            known = state["units"].get(name)
+            if cfg.agent(name) is not None and known is not None and known.lifecycle in ("running", "starting", "backoff"):
                 queued.setdefault(name, []).append({"key": key, "line": line})
 
     handoff, where = loop_cfg.handoff, f"{loop_cfg.remote}/{loop_cfg.branch}"
@@ -3404,7 +3418,7 @@ def check_handoff(cfg: Config, state: dict, world: World, now: float) -> list[Ac
         record, look = record_of(state, agent.name), world.get(agent.name)
         known = {ping["key"] for ping in record.pings}
         fresh = [ping for ping in queued.get(agent.name, []) if ping["key"] not in known]
-        pending = [*record.pings, *fresh]
+        pending = [*record.pings, *fresh][-MAX_PENDING_PINGS:]
         if record.pings_in_flight and look is not None and look.screen.state == "busy":
             # Typed by a watchdog that died before it saw the outcome; the agent is at work: it took them.
             taken = set(record.pings_in_flight)
@@ -3417,13 +3431,13 @@ def check_handoff(cfg: Config, state: dict, world: World, now: float) -> list[Ac
             continue
         if look.screen.state != "idle" or look.screen.input_text:
             continue  # busy, in a dialog or limited: the pings wait for the first moment it can take them
-        keys = [ping["key"] for ping in pending]
-        # Noted before typing (as a kickoff is): a watchdog killed mid-delivery knows what may have landed.
-        actions.append(note(agent.name, "pings in flight", pings=pending, pings_in_flight=keys))
         actions.append(Action("send", agent.name, f"hand-off: {len(pending)} new on {where}",
                               text=handoff_message(where, pending), purpose="ping",
                               memory={"pings": [], "pings_in_flight": []}))
     return actions
+
+
+MAX_PENDING_PINGS = 50  # per agent: an agent that cannot take messages for days keeps the newest
 
 
 def handoff_message(where: str, pings: list[dict[str, str]]) -> str:
