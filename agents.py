@@ -2392,6 +2392,7 @@ class RepoView:
     commits: list[Commit] = field(default_factory=list)  # new since the hand-off's baseline, oldest first
     rewritten: bool = False  # the baseline is no longer in the branch's history (a force-push)
     status: str | None = None  # the current phase's status file at head (None: not there)
+    status_phase: str = ""  # the phase whose status file that is (the current one when it was read)
     inboxes: dict[str, str | None] = field(default_factory=dict)  # inbox file → its text at head (None: not there)
     error: str = ""  # why the remote could not be read this tick
     resting: bool = False  # not read: backing off after failures
@@ -2424,7 +2425,7 @@ def observe_repo(cfg: Config, git: Git, state: dict, now: float) -> RepoView | N
             view.commits = git.commits(head, loop.baseline, limit=500) if known else []
         phase = current_phase(cfg, state)
         if phase is not None:
-            view.status = git.show(head, in_subdir(loop_cfg, phase.status))
+            view.status, view.status_phase = git.show(head, in_subdir(loop_cfg, phase.status)), phase.id
         for inbox in loop_cfg.handoff.inboxes:
             view.inboxes[inbox.file] = git.show(head, in_subdir(loop_cfg, inbox.file))
         return view
@@ -3471,8 +3472,9 @@ def check_phases(cfg: Config, state: dict, world: World, now: float) -> list[Act
     if not loop.current or not loop.phase_started:
         return [Action("loop", "", f"phase {phase.id} is current", purpose="phase-begin",
                        memory={"current": phase.id, "phase_started": now})]
-    if phase.id in loop.done or repo.status is None or loop_cfg.done_marker not in repo.status:
-        return []
+    if phase.id in loop.done or repo.status_phase != phase.id or repo.status is None \
+            or loop_cfg.done_marker not in repo.status:
+        return []  # (a status file read for another phase — one set by hand meanwhile — says nothing)
     done = [*loop.done, phase.id]
     following = [p for p in loop_cfg.phases if p.id not in done]
     where = f"{in_subdir(loop_cfg, phase.status)} on {loop_cfg.remote}/{loop_cfg.branch}"
@@ -3653,6 +3655,10 @@ class Watchdog:
         now = self.clock.now()
         self.reload_config(now)
         cfg = self.cfg
+        # git first, outside the state lock: a slow remote must not hold `status`, `send` or `restart`,
+        # nor age the screens the checks decide on. It reads a snapshot of the state; check_phases
+        # ignores a status file read for a phase that is no longer current.
+        repo = self.observe_repo(cfg, self.team.store.load(), now)
         with self.team.store.transaction() as state:
             self.notice_clock_jump(state, now)
             try:
@@ -3662,7 +3668,7 @@ class Watchdog:
                 return []
             if self.server_unreachable(cfg, state, seen):
                 return []
-            seen.repo = self.observe_repo(cfg, state, now)
+            seen.repo = repo
             actions: list[Action] = []
             for check in WATCHDOG_CHECKS:
                 try:
