@@ -203,3 +203,17 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.1, message: s
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+@pytest.fixture
+def pinned_utc():
+    """The machine's zone is UTC for the tests that use it (the simulations) (banners without a zone, ``iso`` in events)."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    yield
+    if before is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = before
+    time.tzset()

@@ -8,9 +8,7 @@ of a scripted Builder/Adversary pair with faults and checks the invariants.
 from __future__ import annotations
 
 import copy
-import os
 import random
-import time
 
 import pytest
 
@@ -22,17 +20,7 @@ HANDOFF = {"claim_pings": ["rev1", "rev2"], "review_pings": "builder",
            "inboxes": [{"file": "TO-BUILDER.md", "ping": "builder"}]}
 
 
-@pytest.fixture(autouse=True)
-def pinned_utc():
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if before is None:
-        os.environ.pop("TZ", None)
-    else:
-        os.environ["TZ"] = before
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("pinned_utc")  # the machine's zone is UTC (conftest)
 
 
 def quick(purpose: str, text: str, rng: random.Random) -> float:

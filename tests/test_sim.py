@@ -25,18 +25,7 @@ from sim import HOUR, START, Behaviour, Sim, agent_spec, config_text, work
 MINUTE = 60.0
 
 
-@pytest.fixture(autouse=True)
-def pinned_utc():
-    """The machine's zone is UTC for every test (banners without a zone, ``iso`` in events)."""
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if before is None:
-        os.environ.pop("TZ", None)
-    else:
-        os.environ["TZ"] = before
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("pinned_utc")  # the machine's zone is UTC (conftest)
 
 
 def make(tmp_path, agents, behaviours=None, loop=False, seed=0, **watchdog) -> Sim:
