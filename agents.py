@@ -222,6 +222,7 @@ class EventLog:
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 KINDS = ("loop", "persistent", "task")
 WATCH_MODES = ("heal+stall", "heal", "none")
+RESTART_MODES = ("resume", "fresh")
 TRANSCRIPT_FORMATS = ("claude", "codex", "none")
 TOKEN_GRANULARITIES = ("gate", "phase")
 
@@ -456,6 +457,12 @@ class Backend:
                                check=as_choice(*TRANSCRIPT_FORMATS))
     session_id_flag: str = setting("", doc="flag that starts the CLI with a session id of ours (Claude: --session-id)",
                                    check=as_text)
+    resume_args: list[str] = setting(doc="arguments, put right after the program, that resume a conversation; "
+                                         "{session_id} is its id (Claude: [\"--resume\", \"{session_id}\"])",
+                                     check=as_text_list, factory=list)
+    restart_mode: str = setting("", doc="how a healed agent comes back: 'resume' (into its conversation, with a "
+                                        "one-line note) or 'fresh' (a new conversation and its kickoff); default "
+                                        "resume where resume_args are known", check=as_choice(*RESTART_MODES))
     ready_timeout: float = setting(90.0, doc="seconds to wait for the prompt before giving up on a kickoff",
                                    check=as_number(1))
     screen_lines: int = setting(12, doc="bottom non-blank screen lines the classifier reads", check=as_count(1))
@@ -484,7 +491,9 @@ class Agent:
     prompt: str = setting("", doc="kickoff text, or @file to read it from", check=as_text)
     args: list[str] = setting(doc="extra command line arguments", check=as_text_list, factory=list)
     env: dict[str, str] = setting(doc="extra environment", check=as_env, factory=dict)
-    watch: str = setting("heal+stall", doc="'heal+stall', 'heal' or 'none'", check=as_choice(*WATCH_MODES))
+    watch: str = setting("", doc="'heal+stall', 'heal' or 'none' (default: heal+stall for a loop agent, which is "
+                                 "meant to be working; heal for persistent and task agents, which may sit idle)",
+                         check=as_choice(*WATCH_MODES))
     wake: Wake | None = setting(None, doc="{ interval, message }: ping when idle, every interval")
     session: str = setting("", doc="tmux session name (default: session_prefix + name)", check=as_name)
     # Resolved by the loader, not set in TOML:
@@ -668,6 +677,7 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
         "resume": "continue",
         "transcripts": "claude",
         "session_id_flag": "--session-id",
+        "resume_args": ["--resume", "{session_id}"],
     },
     "codex": {
         "command": ["codex"],
@@ -888,6 +898,10 @@ class Loader:
                 if hasattr(overrides, key):
                     setattr(merged, key, getattr(overrides, key))
             merged.name = name
+            if merged.restart_mode == "resume" and not merged.resume_args:
+                self.complain(section, "restart_mode", "'resume' needs resume_args: how this CLI resumes a "
+                                                       "conversation (for example [\"--resume\", \"{session_id}\"])")
+            merged.restart_mode = merged.restart_mode or ("resume" if merged.resume_args else "fresh")
             backends[name] = merged
         return backends
 
@@ -929,6 +943,7 @@ class Loader:
             merged = {**defaults, **(table if isinstance(table, dict) else {})}
             wake_table = merged.get("wake")
             agent = self.build(Agent, merged, section)
+            agent.watch = agent.watch or default_watch(agent.kind)
             if wake_table is not None:
                 agent.wake = self.build(Wake, wake_table, section, prefix="wake.") if isinstance(wake_table, dict) else None
                 if not isinstance(wake_table, dict):
@@ -1043,6 +1058,11 @@ class Loader:
 
 class _Invalid(Exception):
     """A validator's complaint, turned into an error line by ``Loader.build``."""
+
+
+def default_watch(kind: str) -> str:
+    """Idle is not stalled: only a loop agent is meant to be working all the time."""
+    return "heal+stall" if kind == "loop" else "heal"
 
 
 def tmux_safe(name: str) -> str:
@@ -1260,14 +1280,20 @@ class Tmux:
                 "os.execvpe(sys.argv[2], sys.argv[2:], env)\n")
 
     def new_session(self, name: str, argv: list[str], cwd: Path, env: dict[str, str], owner: str,
-                    env_dir: Path, width: int = 200, height: int = 50, history: int = 50000) -> None:
+                    env_dir: Path, width: int = 200, height: int = 50, history: int = 50000,
+                    died_channel: str = "") -> None:
         """Start ``argv`` (no shell) in a new detached session with a large history.
 
         A pane's history limit is fixed when the pane is made, so the session is
         born with a placeholder window, given its options, and then the real
         window is made and the placeholder closed — all in one tmux command
         queue, before the real process can exit. ``remain-on-exit`` keeps a dead
-        pane (and its exit status) for the watchdog to see.
+        pane (and its exit status) for the watchdog to see; ``window-size
+        manual`` keeps the size when someone attaches from a small terminal (an
+        agent's screen must not be re-wrapped under it); a ``pane-died`` hook
+        signals ``died_channel`` (a tmux ``wait-for`` channel: no shell) so a
+        sleeping watchdog wakes at once. On a private server (``socket``) the
+        server also gets ``focus-events on``, which Claude Code asks for.
         """
         env_dir.mkdir(parents=True, exist_ok=True)
         env_file = env_dir / f"{name}-{os.urandom(6).hex()}.env.json"
@@ -1283,12 +1309,30 @@ class Tmux:
                 "new-window", "-t", target, "-c", tmux_format_literal(str(cwd)), "--", sys.executable, "-c",
                 self.LAUNCHER, str(env_file), *argv, THEN,
                 "set-option", "-w", "-t", target, "remain-on-exit", "on", THEN,
+                "set-option", "-w", "-t", target, "window-size", "manual", THEN,
+                *(["set-hook", "-w", "-t", target, "pane-died", f"wait-for -S {died_channel}", THEN]
+                  if died_channel else []),
+                *(["set-option", "-s", "focus-events", "on", THEN] if self.socket else []),
                 "kill-window", "-t", f"={name}:{{start}}",
             ])
         except RuntimeFailure:
             with contextlib.suppress(OSError):
                 env_file.unlink()
             raise
+
+    def wait_for(self, channel: str) -> subprocess.Popen:
+        """A ``tmux wait-for CHANNEL`` in the background: it ends when the channel is signalled (tmux
+        remembers a signal that came while nobody waited), or at once if there is no server."""
+        self.calls += 1
+        return subprocess.Popen([*self.base, "wait-for", channel], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def socket_path(self) -> Path | None:
+        """The socket file of our private server (None on the default server: never ours to remove)."""
+        if not self.socket:
+            return None
+        folder = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
+        return folder / self.socket
 
     def kill_session(self, name: str) -> bool:
         return self.run(["kill-session", "-t", f"={name}"], check=False).returncode == 0
@@ -1450,7 +1494,9 @@ class UnitRecord:
     restart_times: list[float] = field(default_factory=list)  # crash restarts, for crash-loop detection
     backoff_until: float = 0.0  # in backoff: when the next restart is due
     session_ids: list[str] = field(default_factory=list)  # every CLI session id we started it with
-    kickoff: str = ""  # kickoff waiting to be delivered once the prompt shows
+    kickoff: str = ""  # kickoff (or resume note) waiting to be delivered once the prompt shows
+    resumed_from: str = ""  # the session id this life resumed ("": started fresh)
+    fresh_next: bool = False  # its last resume failed: the next heal starts it fresh
     kickoff_typed_at: float = 0.0  # when the kickoff was last typed (set before typing, so a restart knows)
     kickoff_attempts: int = 0  # kickoff deliveries that were not seen to land (retries back off)
     start_failure: str = ""  # why the last start attempt failed (heal decides the backoff from it)
@@ -2476,15 +2522,37 @@ def config_marker(cfg: Config) -> str:
     return hashlib.sha1(str(cfg.path).encode()).hexdigest()[:12] + ":"
 
 
+def died_channel(cfg: Config) -> str:
+    """The tmux ``wait-for`` channel our sessions' ``pane-died`` hook signals."""
+    return "agents-py-died-" + config_marker(cfg).rstrip(":")
+
+
 def unit_marker(cfg: Config, unit: Agent | Service) -> str:
     """An environment value every process of a unit inherits, so leftovers can be found by pid."""
     return config_marker(cfg) + unit.session
 
 
-def launch_plan(cfg: Config, unit: Agent | Service, session_id: str | None) -> tuple[list[str], dict[str, str]]:
-    """The argv and environment a unit starts with."""
+RESUME_NOTE = ("You were restarted after {why} (at {when}); your conversation is as you left it. "
+               "Carry on where you left off.")
+
+
+def resumable_session(cfg: Config, unit: Agent | Service, record: UnitRecord) -> str:
+    """The session id an agent can be resumed into ("": it starts fresh)."""
+    if not isinstance(unit, Agent) or not record.session_ids:
+        return ""
+    backend = cfg.backends[unit.backend]
+    return record.session_ids[-1] if backend.restart_mode == "resume" and backend.resume_args else ""
+
+
+def launch_plan(cfg: Config, unit: Agent | Service, session_id: str | None,
+                resume_id: str = "") -> tuple[list[str], dict[str, str]]:
+    """The argv and environment a unit starts with: a new session id, or the resume of an old one."""
     backend = backend_of(cfg, unit)
-    if isinstance(unit, Agent):
+    if isinstance(unit, Agent) and resume_id:
+        program, *options = backend.command
+        resume = [argument.replace("{session_id}", resume_id) for argument in backend.resume_args]
+        argv = [program, *resume, *options, *unit.args]
+    elif isinstance(unit, Agent):
         argv = [*backend.command, *([backend.session_id_flag, session_id] if session_id else []), *unit.args]
     else:
         argv = list(unit.command)
@@ -2530,6 +2598,8 @@ def check_screens(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -
             changes.update(screen=word, screen_since=now)
         if word != "dialog" and record.dialog_answers:
             changes.update(dialog_answers=0)
+        if word != "unknown" and "needs-you" in record.reported:  # readable again: a new spell is news again
+            changes.update(reported={key: value for key, value in record.reported.items() if key != "needs-you"})
         if changes:
             actions.append(note(name, "screen", **changes))
     return actions
@@ -2551,10 +2621,11 @@ def dialog_actions(cfg: Config, agent: Agent, record: UnitRecord, screen: Screen
             return [Action("keys", agent.name, f"answering {what} {screen.detail[:60]!r}", keys=keys,
                            memory={"dialog_answers": record.dialog_answers + 1})]
         return []
-    if waited >= cfg.watchdog.stall_grace and "dialog" not in record.reported:
-        why = "did not go away after {} answers".format(DIALOG_MAX_ANSWERS) if keys else "is not one we know"
-        return [Action("event", agent.name, f"a dialog has waited {format_duration(waited)} for you ({why}): "
-                                            f"{screen.detail[:80]!r}", purpose="dialog")]
+    settled = waited >= DIALOG_SETTLE and now - record.dialog_answered_at >= 2.0
+    if settled and "dialog" not in record.reported:
+        why = "it did not go away after {} answers".format(DIALOG_MAX_ANSWERS) if keys else "not one it knows"
+        return [Action("event", agent.name, f"needs you: a dialog waits ({why}): {screen.detail[:80]!r}; answer it "
+                                            f"with `agents.py keys {agent.name} KEY…`", purpose="dialog")]
     return []
 
 
@@ -2589,7 +2660,14 @@ def check_startup(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -
             continue  # heal's business (and `up` reports it)
         if screen.state == "limited":
             continue  # check_limits waits it out and delivers the kickoff as its resume
-        if waited > max(backend.ready_timeout, settings.stall_idle) and agent.watch != "none":
+        overdue = waited > max(backend.ready_timeout, settings.stall_idle) and agent.watch != "none"
+        if overdue and screen.state == "unknown":
+            if "needs-you" not in record.reported:  # never rebooted blind: it may be a question for a person
+                actions.append(Action("event", agent.name, f"needs you: no prompt in {format_duration(waited)}, its "
+                                                           f"screen reads unknown; not rebooted: `agents.py attach "
+                                                           f"{agent.name}`", purpose="needs-you"))
+            continue
+        if overdue and screen.state != "dialog":
             recent = recent_restarts(record, settings, now)
             if record.never_ready >= settings.crash_loop_restarts:
                 actions.append(Action("mark", agent.name, f"never ready, {record.never_ready} starts in a row; "
@@ -2597,7 +2675,8 @@ def check_startup(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -
                                       text="failed"))
             else:
                 actions.append(Action("start", agent.name, f"never ready: no kickoff taken in {format_duration(waited)}"
-                                                           f" (screen reads {screen.state}); rebooted",
+                                                           f" (screen reads {screen.state}); rebooted (restart "
+                                                           f"#{record.restarts + 1})",
                                       memory={"restart_times": [*recent, now], "restarts": record.restarts + 1,
                                               "never_ready": record.never_ready + 1}))
             continue
@@ -2612,7 +2691,8 @@ def check_startup(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -
             # Noted before typing: a `restart` or a second watchdog sees the kickoff in flight, and a
             # watchdog killed meanwhile knows it may have landed (then "busy" means it was taken).
             actions.append(note(agent.name, "kickoff in flight", kickoff_typed_at=now))
-            actions.append(Action("send", agent.name, "kickoff", text=record.kickoff, purpose="kickoff"))
+            what = "resume-note" if record.resumed_from else "kickoff"
+            actions.append(Action("send", agent.name, what, text=record.kickoff, purpose=what))
         elif waited > backend.ready_timeout and "slow-start" not in record.reported:
             actions.append(Action("event", agent.name, f"no prompt after {waited:.0f}s (screen reads {screen.state}); "
                                                        f"the kickoff waits", purpose="slow-start"))
@@ -2642,16 +2722,24 @@ class Team:
 
     # -- starting and stopping --
 
-    def launch(self, unit: Agent | Service, state: dict, reason: str, now: float) -> None:
-        """Start a unit's session (ending what is left of an old one) and note that it is starting."""
+    def launch(self, unit: Agent | Service, state: dict, reason: str, now: float, resume: bool = False) -> None:
+        """Start a unit's session (ending what is left of an old one) and note that it is starting.
+
+        With ``resume``, an agent whose backend can resume comes back into its last conversation and
+        gets a one-line note instead of its kickoff; otherwise it starts fresh with its kickoff.
+        """
         self.stop(unit)
         record = record_of(state, unit.name)
         backend = backend_of(self.cfg, unit)
         import uuid
 
-        session_id = str(uuid.uuid4()) if isinstance(unit, Agent) and backend.session_id_flag else None
-        argv, env = launch_plan(self.cfg, unit, session_id)
-        self.tmux.new_session(unit.session, argv, unit.folder, env, self.cfg.owner, self.cfg.state_dir / "launch")
+        resumed = resumable_session(self.cfg, unit, record) if resume and not record.fresh_next else ""
+        record.fresh_next = False
+        fresh_id = isinstance(unit, Agent) and backend.session_id_flag and not resumed
+        session_id = str(uuid.uuid4()) if fresh_id else None
+        argv, env = launch_plan(self.cfg, unit, session_id, resumed)
+        self.tmux.new_session(unit.session, argv, unit.folder, env, self.cfg.owner, self.cfg.state_dir / "launch",
+                              died_channel=died_channel(self.cfg))
         record.started_at = now
         record.dialog_answered_at, record.dialog_answers = 0.0, 0
         record.kickoff_typed_at, record.kickoff_attempts, record.start_failure = 0.0, 0, ""
@@ -2660,6 +2748,7 @@ class Team:
         record.waiting = {}
         record.reported.pop("slow-start", None)
         record.reported.pop("dialog", None)
+        record.reported.pop("needs-you", None)
         record.limit = {}
         if isinstance(unit, Agent) and unit.wake:
             record.next_wake = now + unit.wake.interval
@@ -2667,9 +2756,15 @@ class Team:
             # Every id is kept for token accounting, up to a bound: a task re-run every few minutes
             # for months must not grow the state file without end.
             record.session_ids = [*record.session_ids, session_id][-MAX_SESSION_IDS:]
-        record.kickoff = kickoff_for(self.cfg, unit, state) if isinstance(unit, Agent) else ""
-        self.events.emit("start", unit.name, reason, now=now, session=unit.session, argv=shlex.join(argv),
-                         session_id=session_id)
+        if resumed:
+            why = record.reason.split(";")[0] or "a restart"
+            record.kickoff = RESUME_NOTE.format(why=why, when=clock_time(record.since or now, now))
+        else:
+            record.kickoff = kickoff_for(self.cfg, unit, state) if isinstance(unit, Agent) else ""
+        record.resumed_from = resumed
+        self.events.emit("start", unit.name, reason + (f"; resumed into session {resumed}" if resumed else ""),
+                         now=now, session=unit.session, argv=shlex.join(argv), session_id=session_id or resumed,
+                         resumed=resumed or None)
         # Only a kickoff needs the prompt: without one (a service, a script-like task) it runs from here.
         transition(record, "starting" if record.kickoff else "running", reason, now, self.events, unit.name)
 
@@ -2784,7 +2879,7 @@ class Team:
                 record.reported[action.purpose] = iso(now)
             self.events.emit(action.purpose or "note", action.unit, action.reason, now=now)
         elif action.kind == "start" and unit is not None:
-            self.launch(unit, state, action.reason, now)
+            self.launch(unit, state, action.reason, now, resume=action.purpose == "heal")
 
     def _deliver(self, action: Action, allow_unknown: bool = False, command: bool = False) -> Delivery:
         """Deliver a send action. Kickoffs, wakes and resumes are texts the user wrote in the config:
@@ -2814,10 +2909,10 @@ class Team:
                 record.pings_in_flight = []  # nothing was typed: "busy" later is not our ping
         elif delivery.outcome != "held":
             remember(record, action.memory)
-        if action.purpose == "kickoff":
+        if action.purpose in ("kickoff", "resume-note"):
             if delivery.ok:
                 record.kickoff, record.kickoff_attempts, record.never_ready = "", 0, 0
-                transition(record, "running", "kickoff delivered", now, self.events, action.unit)
+                transition(record, "running", f"{action.purpose} delivered", now, self.events, action.unit)
             elif delivery.outcome == "held":
                 record.kickoff_typed_at = 0.0  # nothing was typed: "busy" later is not our kickoff
             else:
@@ -3122,11 +3217,12 @@ def check_limits(cfg: Config, state: dict, seen: dict[str, Seen], now: float) ->
         next_wait = {**episode, "resumes": resumes,
                      "until": limit_wait_until(cfg, screen, resumes, now, after_resume=True)}
         # An agent started into the limit still owes its kickoff: that is its resume.
-        text, purpose = (record.kickoff, "kickoff") if record.kickoff else (cfg.backends[agent.backend].resume, "resume")
+        owed = "resume-note" if record.resumed_from else "kickoff"
+        text, purpose = (record.kickoff, owed) if record.kickoff else (cfg.backends[agent.backend].resume, "resume")
         if not text:
             actions.append(note(agent.name, "limit wait goes on", limit=next_wait))
             continue
-        if purpose == "kickoff":
+        if purpose == owed:
             actions.append(note(agent.name, "kickoff in flight", kickoff_typed_at=now))
         actions.append(Action("send", agent.name, f"limit should have reset ({episode['banner'][:60]}); resume #{resumes}",
                               text=text, purpose=purpose, memory={"limit": next_wait}))
@@ -3188,12 +3284,18 @@ def check_heal(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> l
         if record.limit.get("until") and now < record.limit["until"]:
             continue  # died while limited: a restart now would meet the same limit
         pane = look.pane
-        if pane is not None and pane.dead_status is None and now - screen_since(record, look.screen, now) < 5:
-            continue  # tmux learns the exit status a moment after the pane dies: judge it next tick
+        if pane is not None and pane.dead_status is None and now - screen_since(record, look.screen, now) < DEAD_SETTLE:
+            continue  # tmux may learn the exit status a moment after the pane dies: judge it a moment later
         if record.lifecycle in ("running", "starting"):
             if isinstance(unit, Agent) and unit.kind == "task" and pane is not None and pane.dead_status == 0:
                 actions.append(Action("mark", unit.name, "task finished cleanly (exit 0)", text="exited"))
                 continue
+            resume_failed = record.lifecycle == "starting" and bool(record.resumed_from)
+            if resume_failed:
+                # It died before taking its note: its old conversation may be gone or will not load.
+                actions.append(Action("event", unit.name, f"could not resume session {record.resumed_from} "
+                                                          f"({look.screen.detail}); its next start is fresh, with "
+                                                          f"its kickoff", purpose="resume-failed"))
             recent = recent_restarts(record, settings, now)
             if len(recent) >= settings.crash_loop_restarts:
                 actions.append(Action("mark", unit.name, f"crash loop: {look.screen.detail} after {len(recent)} "
@@ -3203,7 +3305,8 @@ def check_heal(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> l
                 continue
             delay = min(settings.backoff_base * 2 ** len(recent), settings.backoff_max)
             actions.append(Action("mark", unit.name, f"{look.screen.detail}; restart in {format_duration(delay)}",
-                                  text="backoff", memory={"restart_times": recent, "backoff_until": now + delay}))
+                                  text="backoff", memory={"restart_times": recent, "backoff_until": now + delay,
+                                                          "fresh_next": resume_failed}))
         elif record.lifecycle == "backoff" and now >= record.backoff_until:
             recent = recent_restarts(record, settings, now)
             if len(recent) >= settings.crash_loop_restarts:  # restarts that keep failing to start count too
@@ -3211,10 +3314,9 @@ def check_heal(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> l
                                                          f"{format_duration(settings.crash_loop_window)}; waiting "
                                                          f"for `agents.py restart {unit.name}`", text="failed"))
                 continue
-            restart_times = [*recent, now]
-            actions.append(Action("start", unit.name, f"heal: restart #{len(restart_times)} after "
-                                                      f"{record.reason.split(';')[0]}",
-                                  memory={"restart_times": restart_times, "restarts": record.restarts + 1}))
+            actions.append(Action("start", unit.name, f"heal: restart #{record.restarts + 1} after "
+                                                      f"{record.reason.split(';')[0]}", purpose="heal",
+                                  memory={"restart_times": [*recent, now], "restarts": record.restarts + 1}))
     return actions
 
 
@@ -3248,7 +3350,7 @@ def check_stall(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> 
         if screen.state == "busy":
             if settings.hung_busy and idle >= settings.hung_busy:
                 actions.append(Action("start", agent.name, f"hung: busy screen frozen for {format_duration(idle)};"
-                                                           f" rebooted with its kickoff",
+                                                           f" rebooted with its kickoff (restart #{record.restarts + 1})",
                                       memory={"restarts": record.restarts + 1, "stall_clock_from": now}))
             continue
         if screen.state not in ("idle", "unknown"):
@@ -3272,7 +3374,16 @@ def check_stall(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> 
             continue
         if idle < settings.stall_idle:
             continue
-        wake_due = agent.wake is not None and bool(record.next_wake) and screen.state == "idle" and \
+        if screen.state == "unknown":
+            # A screen we cannot read is no proof of a stall: a reboot could throw away work or a question.
+            if "needs-you" not in record.reported:
+                actions.append(Action("event", agent.name, f"needs you: its screen has read unknown for "
+                                                           f"{format_duration(idle)} (neither busy, idle nor a known "
+                                                           f"dialog); not rebooted: `agents.py attach {agent.name}`",
+                                      purpose="needs-you"))
+            continue
+        # A wake that has just come due goes out instead (one overdue for long cannot be sent: no excuse).
+        wake_due = agent.wake is not None and bool(record.next_wake) and \
             0 <= now - record.next_wake <= 2 * settings.signal_interval
         if (agent.kind == "loop" and cfg.loop is not None and cfg.loop.done_nudge and phase is not None
                 and not phase_done(state, phase.id) and phase.id not in record.nudged and screen.state == "idle"):
@@ -3282,11 +3393,11 @@ def check_stall(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> 
                                                       f"{phase.id}", text=text, purpose="nudge",
                                   memory={"nudged": {**record.nudged, phase.id: now}, "stall_clock_from": now}))
         elif wake_due:
-            continue  # its wake has just come due: it goes out instead of a reboot (and restarts the clock)
+            continue  # its wake is due: it goes out instead of a reboot (and restarts the clock)
         else:
             after = " after its DONE-nudge" if phase is not None and phase.id in record.nudged else ""
-            actions.append(Action("start", agent.name, f"stalled {format_duration(idle)} idle{after}; "
-                                                       f"rebooted with its kickoff",
+            actions.append(Action("start", agent.name, f"stalled {format_duration(idle)} idle{after}; rebooted "
+                                                       f"with its kickoff (restart #{record.restarts + 1})",
                                   memory={"restarts": record.restarts + 1, "stall_clock_from": now}))
     return actions
 
@@ -3500,7 +3611,51 @@ WATCHDOG_CHECKS = (check_repo, check_phases, check_screens, check_startup, check
                    check_stall, check_wakes, check_handoff)
 
 
-SEND_PRIORITY = ("kickoff", "resume", "ping", "nudge", "waiting-over", "wake")  # which message goes first
+STARTING_POLL = 0.5  # seconds between looks while an agent waits for its prompt (its kickoff follows at once)
+DEAD_SETTLE = 1.0  # seconds a dead pane is left for tmux to learn its exit status (a clean exit is no crash)
+
+
+def deadlines(cfg: Config, state: dict, now: float) -> list[float]:
+    """The moments at which some check will want to act, read from the state: a backoff's end, a
+    limit's reset plus margin, a dialog's settle time, a wake, a stall, a WAITING-UNTIL time. The
+    loop sleeps until the soonest of them rather than a whole interval."""
+    settings, moments = cfg.watchdog, []
+    for unit in cfg.units():
+        record = record_of(state, unit.name)
+        if record.lifecycle in ("stopped", "failed") or unit.watch == "none" and not getattr(unit, "wake", None):
+            continue
+        if record.lifecycle == "backoff":
+            moments.append(record.backoff_until)
+        if record.screen == "dead":
+            moments.append(record.screen_since + DEAD_SETTLE)
+        if record.limit.get("until"):
+            moments.append(record.limit["until"])
+        if record.screen == "dialog":
+            moments += [record.screen_since + DIALOG_SETTLE, record.dialog_answered_at + 2.0]
+        if record.lifecycle == "starting":
+            moments += [now + STARTING_POLL, kickoff_next_try(record)]
+        if not isinstance(unit, Agent):
+            continue
+        if unit.wake and record.next_wake:
+            moments.append(record.next_wake)
+        if unit.watch == "heal+stall" and record.lifecycle == "running":
+            moments += [record.started_at + settings.stall_grace,
+                        max(record.started_at, record.stall_clock_from) + settings.stall_idle]
+        if record.waiting.get("text"):
+            until = waiting_until(record.waiting["text"], record.waiting.get("seen", now))
+            moments.append(until or 0.0)
+    return [moment for moment in moments if moment > now]
+
+
+def next_tick_at(cfg: Config, state: dict, began: float, now: float) -> float:
+    """When the next tick should run: a whole interval after this one began, or sooner if a
+    deadline falls before (just past it, so the check finds it due)."""
+    regular = began + cfg.watchdog.signal_interval
+    due = [moment + 0.05 for moment in deadlines(cfg, state, now)]
+    return min([regular, *due])
+
+
+SEND_PRIORITY = ("kickoff", "resume-note", "resume", "ping", "nudge", "waiting-over", "wake")  # which message goes first
 
 
 def apply_notes(state: dict, actions: list[Action]) -> list[Action]:
@@ -3575,6 +3730,7 @@ class Watchdog:
         self.failures: dict[tuple[str, str], tuple[float, int]] = {}  # repeated failures, logged once an hour
         self.last_clocks: tuple[float, float] | None = None  # (wall, monotonic) at the last tick
         self.stopping = False
+        self.died_waiter: subprocess.Popen | None = None  # `tmux wait-for` on our pane-died channel
 
     def _stamp(self) -> tuple:
         with contextlib.suppress(OSError):
@@ -3740,21 +3896,60 @@ class Watchdog:
                                                f"{len(self.cfg.services)} service(s)", now=started, pid=os.getpid())
         try:
             while not self.stopping:
-                began = self.clock.monotonic()
+                began = self.clock.now()
                 try:
-                    self._heartbeat(started, self.clock.now())
+                    self._heartbeat(started, began)
                     self.tick()
+                    next_tick = next_tick_at(self.cfg, self.team.store.load(), began, self.clock.now())
                 except Exception as error:  # the loop outlives any one bad tick (a full disk included)
                     self.report_failure("tick-failed", repr(error), self.clock.now(), traceback_text())
-                while not self.stopping and self.clock.monotonic() - began < self.cfg.watchdog.signal_interval:
-                    self.clock.sleep(min(0.25, self.cfg.watchdog.signal_interval))
+                    next_tick = began + self.cfg.watchdog.signal_interval
+                self.sleep_until(next_tick)
         finally:
+            if self.died_waiter is not None and self.died_waiter.poll() is None:
+                self.died_waiter.kill()  # our own child, by its pid
+                self.died_waiter.wait()
             self.events.emit("watchdog-stop", "", "stopped by signal" if self.stopping else "stopped",
                              pid=os.getpid())
             with contextlib.suppress(OSError):
                 (self.cfg.state_dir / "watchdog.pid").unlink()
             lock.close()
         return EXIT_OK
+
+    DEATH_POLL = 1.0  # seconds between looks at pane liveness while sleeping
+
+    def sleep_until(self, moment: float) -> None:
+        """Sleep until ``moment`` (wall clock), or until a pane dies: the ``pane-died`` hook signals
+        a channel we wait on, and since tmux 3.3 does not always run that hook (about one death in
+        five was missed here), a cheap ``list-panes`` also looks for a new death once a second."""
+        last_look, listening = self.clock.monotonic(), bool(self.cfg.units())
+        while not self.stopping and self.clock.now() < moment:
+            if listening and self.died_waiter is None:
+                self.died_waiter = self.team.tmux.wait_for(died_channel(self.cfg))
+            self.clock.sleep(min(0.25, max(moment - self.clock.now(), 0.01)))
+            waiter = self.died_waiter
+            if waiter is not None and waiter.poll() is not None:
+                self.died_waiter = None
+                if waiter.returncode == 0:
+                    return  # signalled: a pane died
+                listening = False  # no server yet: the poll below looks instead, until the next tick
+            if self.clock.monotonic() - last_look >= self.DEATH_POLL:
+                last_look = self.clock.monotonic()
+                if self.new_death():
+                    return
+
+    def new_death(self) -> bool:
+        """Whether a pane of ours has died since the last tick looked (one ``list-panes``)."""
+        try:
+            panes = self.team.tmux.list_panes()
+        except RuntimeFailure:
+            return False  # the tick reports it
+        state = self.team.store.load()
+        for unit in self.cfg.units():
+            pane = panes.get(unit.session)
+            if pane is not None and pane.dead and record_of(state, unit.name).screen != "dead":
+                return True
+        return False
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stopping = True

@@ -158,6 +158,8 @@ def classify(text: str, wake_messages: dict[str, str], name: str) -> str:
         return "ping"
     if text == "continue":
         return "resume"
+    if text.startswith("You were restarted after "):
+        return "resume-note"
     if text.startswith("It is past ") and "the time you were waiting for" in text:
         return "waiting-over"
     if wake_messages.get(name) and text == wake_messages[name]:
@@ -521,7 +523,8 @@ class FakeTmux:
     # -- starting and stopping --
 
     def new_session(self, name: str, argv: list[str], cwd: Path, env: dict[str, str], owner: str,
-                    env_dir: Path, width: int = 200, height: int = 50, history: int = 50000) -> None:
+                    env_dir: Path, width: int = 200, height: int = 50, history: int = 50000,
+                    died_channel: str = "") -> None:
         self.calls += 1
         now = self.clock.now()
         if self.on_act is not None:
