@@ -10,6 +10,7 @@ Standard library only::
     ...
     transcript_path(home, cwd, sid)                 # $HOME/.claude/projects/<slug>/<sid>.jsonl
     transcript_usage(path)                          # de-duplicated usage per message id
+    transcript_usage(*project_transcripts(home, cwd))   # ... across every file of the project
 
 Facts checked against the real CLI 2.1.330 (see tests/live/test_mock_claude_raw.py):
 
@@ -136,6 +137,13 @@ def projects_dir(home: str | os.PathLike[str]) -> Path:
 def transcript_path(home: str | os.PathLike[str], cwd: str | os.PathLike[str], session_id: str) -> Path:
     """``$HOME/.claude/projects/<slug of cwd>/<session_id>.jsonl``."""
     return projects_dir(home) / project_slug(cwd) / f"{session_id}.jsonl"
+
+
+def project_transcripts(home: str | os.PathLike[str], cwd: str | os.PathLike[str]) -> list[Path]:
+    """Every ``*.jsonl`` of the cwd's projects/ folder, sub-agent files included:
+    all a resumed or forked session may have written, whatever its session id."""
+    folder = projects_dir(home) / project_slug(cwd)
+    return sorted(folder.rglob("*.jsonl")) if folder.is_dir() else []
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:

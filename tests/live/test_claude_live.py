@@ -40,11 +40,8 @@ import json
 import os
 import re
 import secrets
-import shutil
-import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pytest
@@ -54,14 +51,10 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import claude_sandbox as cs  # noqa: E402
-import install_claude  # noqa: E402
-from conftest import Project, marked_pids  # noqa: E402
+from claude_team import MAX_RETRIES, ClaudeTeam, git, make_repo, require_binary, toml_env, toml_str  # noqa: E402
+from conftest import marked_pids  # noqa: E402
 from conftest import agents as ag  # noqa: E402
 from mock_anthropic import MockAnthropic  # noqa: E402
-
-MAX_RETRIES = int(os.environ.get("AGENTS_LIVE_MAX_RETRIES") or 4)
-REQUIRED = os.environ.get("AGENTS_REQUIRE_REAL_CLI") == "1"
-SKIP = "REAL CLAUDE CODE SKIPPED"
 
 KICKOFF = "You are {name}: reply \"ready\" & don't run $(anything) or `this`; wait for work."
 KICKOFF_RENDERED = KICKOFF.replace("{name}", "main")
@@ -71,77 +64,13 @@ GAVE_UP = "API Error: Request rejected (429) · Rate limited"
 
 
 # ----------------------------------------------------------------------------
-# The binary, or a loud skip
-# ----------------------------------------------------------------------------
-
-def find_binary() -> tuple[Path | None, str]:
-    if not sys.platform.startswith("linux"):
-        return None, f"Linux only, not {sys.platform}"
-    if shutil.which("tmux") is None:
-        return None, "tmux is not installed"
-    given = os.environ.get("AGENTS_TEST_CLAUDE")
-    if given:
-        path = Path(given)
-        if path.is_file() and os.access(path, os.X_OK):
-            return path, ""
-        return None, f"AGENTS_TEST_CLAUDE={given} is not an executable file"
-    try:
-        return install_claude.ensure_claude(quiet=True), ""
-    except install_claude.InstallError as exc:
-        return None, f"cannot install the pinned Claude Code CLI: {exc}"
-
-
-# ----------------------------------------------------------------------------
 # The rig: one project, one mock, one `up` for the module
 # ----------------------------------------------------------------------------
 
-class LiveProject(Project):
-    """A Project whose agents.py runs see nothing of the caller's Claude setup.
-
-    Project.env() points CLAUDE_CONFIG_DIR at the sandbox; that, and any
-    ANTHROPIC_*/CLAUDE*/proxy variable of the caller, would be passed on to the
-    agent by agents.py (it starts agents with its own environment plus the
-    backend's env). The backend's env is the only source of the sandbox settings.
-    """
-
-    def env(self) -> dict[str, str]:
-        env = super().env()
-        return {key: value for key, value in env.items()
-                if key not in cs._SCRUB_NAMES and not key.startswith(cs._SCRUB_PREFIXES)}
-
-
-def toml_str(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
-
-
-def toml_env(env: dict[str, str]) -> str:
-    return "{ " + ", ".join(f"{key} = {toml_str(value)}" for key, value in env.items()) + " }"
-
-
-def git(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30)
-
-
-def make_repo(path: Path) -> Path:
-    path.mkdir(parents=True)
-    git(path, "init", "-q", "-b", "main")
-    for key, value in (("user.email", "live@test.invalid"), ("user.name", "Live Test"), ("commit.gpgsign", "false")):
-        git(path, "config", key, value)
-    git(path, "commit", "-q", "--allow-empty", "-m", "root")
-    return path
-
-
-class Rig:
+class Rig(ClaudeTeam):
     def __init__(self, binary: Path, root: Path, terminal) -> None:
-        self.binary = binary
-        self.root = root
+        super().__init__(binary, root, "claude")
         self.terminal = terminal
-        self.project = LiveProject(root, f"agt-claude-{os.getpid()}-{secrets.token_hex(3)}")
-        self.home = self.project.home  # the sandbox HOME is the project's HOME
-        self.repo = make_repo(root / "repo")
-        self.api_key = cs.DEFAULT_API_KEY
-        cs.prepare_home(self.home, self.repo, self.api_key)  # trusted; the bypass warning stays
-        self.mock = MockAnthropic().start()
         self.side_mock = MockAnthropic().start()  # for the agents that only show dialogs
         self.timings: dict[str, float] = {}
         self.facts: dict[str, object] = {}
@@ -156,13 +85,8 @@ class Rig:
 
     # -- config --
 
-    def sandbox_env(self, home: Path, port: int) -> dict[str, str]:
-        """What claude_env() adds for the sandbox (not the caller's environment)."""
-        return cs.claude_env(home, port, self.api_key, base={}, CLAUDE_CODE_MAX_RETRIES=str(MAX_RETRIES))
-
     def write_config(self) -> None:
-        command = [str(self.binary), *ag.BACKEND_PRESETS["claude"]["command"][1:]]
-        assert "--dangerously-skip-permissions" in command
+        command = self.command()
         main_env = self.sandbox_env(self.home, self.mock.port)
         stranger_env = {k: v for k, v in self.sandbox_env(self.stranger_home, self.side_mock.port).items()
                         if main_env.get(k) != v}
@@ -200,68 +124,16 @@ class Rig:
 
     # -- looking --
 
-    def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-        return self.project.run(*args, timeout=timeout)
-
-    def row(self, name: str = "main") -> dict:
-        return next(r for r in self.project.status()["agents"] if r["name"] == name)
-
-    def state(self, name: str = "main") -> str:
-        return self.row(name)["state"]
-
-    def screen(self, name: str = "main") -> str:
-        return self.project.capture(f"t-{name}")
-
     def save(self, name: str, screen: str) -> None:
         self.saved += 1
         if self.save_dir is not None:
             self.save_dir.mkdir(parents=True, exist_ok=True)
             (self.save_dir / f"{self.saved:02d}-{name}.txt").write_text(screen, encoding="utf-8")
 
-    def keys(self, name: str, *keys: str) -> None:
-        """A human at the terminal (raw tmux, not agents.py)."""
-        self.project.tmux("send-keys", "-t", f"=t-{name}:", *keys)
-
-    def wait(self, what: str, predicate, timeout: float = 30.0, interval: float = 0.2, name: str = "main"):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout}s waiting for {what}; status: {self.state(name)!r}; "
-                            f"screen:\n{self.screen(name)}")
-            time.sleep(interval)
-
-    def ready(self, name: str = "main", timeout: float = 60.0) -> str:
-        """Wait until status reads the agent ready for input (idle, or after a given-up API error) twice in a row."""
-        last = None
-
-        def settled() -> bool:
-            nonlocal last
-            state = self.state(name)
-            ok = state == "idle" or state.startswith("limited (API rate limit)")
-            stable = ok and state == last
-            last = state if ok else None
-            return stable
-
-        self.wait(f"{name} ready for input", settled, timeout=timeout, interval=0.3, name=name)
-        return last or ""
-
-    def send(self, text: str, name: str = "main") -> subprocess.CompletedProcess:
-        return self.run("send", name, text, timeout=120)
-
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory, request):
-    binary, why = find_binary()
-    if binary is None:
-        message = f"{SKIP}: {why}"
-        if REQUIRED:
-            pytest.fail(f"AGENTS_REQUIRE_REAL_CLI=1 but {message}", pytrace=False)
-        warnings.warn(message)
-        print(f"\n!!! {message}", file=sys.stderr)
-        pytest.skip(message)
+    binary = require_binary()
     terminal = request.config.pluginmanager.get_plugin("terminalreporter")
     rig = Rig(binary, tmp_path_factory.mktemp("claude-live"), terminal)
     rig.capture_manager = request.config.pluginmanager.get_plugin("capturemanager")
@@ -285,12 +157,11 @@ def rig(tmp_path_factory, request):
         rig.timings["a: up + held kickoff + idle (fixture)"] = round(time.monotonic() - started, 2)
         yield rig
     finally:
-        rig.project.cleanup()
-        rig.mock.stop()
-        rig.side_mock.stop()
-        with contextlib.suppress(OSError):  # kill-server leaves the socket file behind
-            (Path(f"/tmp/tmux-{os.getuid()}") / rig.project.socket).unlink()
-        report(rig)
+        try:
+            rig.cleanup()
+        finally:
+            rig.side_mock.stop()
+            report(rig)
 
 
 def report(rig: Rig) -> None:
