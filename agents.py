@@ -1497,6 +1497,7 @@ class UnitRecord:
     kickoff: str = ""  # kickoff (or resume note) waiting to be delivered once the prompt shows
     resumed_from: str = ""  # the session id this life resumed ("": started fresh)
     fresh_next: bool = False  # its last resume failed: the next heal starts it fresh
+    conversing: bool = False  # its current session took a message, so there is a conversation to resume
     kickoff_typed_at: float = 0.0  # when the kickoff was last typed (set before typing, so a restart knows)
     kickoff_attempts: int = 0  # kickoff deliveries that were not seen to land (retries back off)
     start_failure: str = ""  # why the last start attempt failed (heal decides the backoff from it)
@@ -2336,6 +2337,21 @@ class Sender:
             self.tmux.send_keys(pane.pane_id, keys[-1])
             return f"pressed {' '.join(keys)}"
 
+    def press(self, session: str, backend: Backend, keys: list[str]) -> tuple[Screen, Screen]:
+        """Press ``keys`` (tmux key names) for a person, one by one, under the session's send lock;
+        returns the screen before and a moment after."""
+        with file_lock(self.lock_dir / f"{session}.send.lock", timeout=60):
+            pane, before = self.look(session, backend)
+            if pane is None or pane.dead:
+                raise RuntimeFailure(f"session {session} is not running ({before.detail})")
+            if pane.in_mode:
+                self.tmux.leave_copy_mode(pane.pane_id)
+            for key in keys:
+                self.tmux.send_keys(pane.pane_id, key)
+                self.clock.sleep(self.KEY_GAP)
+            self.clock.sleep(1.0)  # let the CLI redraw
+            return before, self.look(session, backend)[1]
+
     def _watch_landing(self, session: str, backend: Backend, typed: Screen, was: str) -> str:
         """Why we believe the message landed, or '' if it did not within the window.
 
@@ -2538,8 +2554,8 @@ RESUME_NOTE = ("You were restarted after {why} (at {when}); your conversation is
 
 def resumable_session(cfg: Config, unit: Agent | Service, record: UnitRecord) -> str:
     """The session id an agent can be resumed into ("": it starts fresh)."""
-    if not isinstance(unit, Agent) or not record.session_ids:
-        return ""
+    if not isinstance(unit, Agent) or not record.session_ids or not record.conversing:
+        return ""  # a session killed before it took its kickoff has no conversation yet
     backend = cfg.backends[unit.backend]
     return record.session_ids[-1] if backend.restart_mode == "resume" and backend.resume_args else ""
 
@@ -2684,7 +2700,8 @@ def check_startup(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -
             actions += dialog_actions(cfg, agent, record, screen, now, "start-up dialog")
         elif screen.state == "busy" and record.kickoff and record.kickoff_typed_at:
             actions.append(Action("mark", agent.name, "kickoff taken (the agent is busy)", text="running",
-                                  memory={"kickoff": "", "kickoff_attempts": 0, "never_ready": 0}))
+                                  memory={"kickoff": "", "kickoff_attempts": 0, "never_ready": 0,
+                                          "conversing": True}))
         elif screen.state == "idle" and not record.kickoff:
             actions.append(Action("mark", agent.name, "prompt ready (no kickoff)", text="running"))
         elif screen.state == "idle" and now >= kickoff_next_try(record):
@@ -2722,13 +2739,15 @@ class Team:
 
     # -- starting and stopping --
 
-    def launch(self, unit: Agent | Service, state: dict, reason: str, now: float, resume: bool = False) -> None:
+    def launch(self, unit: Agent | Service, state: dict, reason: str, now: float, resume: bool = False,
+               panes: dict[str, Pane] | None = None, processes: ProcessTable | None = None) -> None:
         """Start a unit's session (ending what is left of an old one) and note that it is starting.
 
         With ``resume``, an agent whose backend can resume comes back into its last conversation and
         gets a one-line note instead of its kickoff; otherwise it starts fresh with its kickoff.
+        ``panes`` and ``processes`` are a look already taken (``up`` of many units looks once).
         """
-        self.stop(unit)
+        self.stop(unit, panes, processes)
         record = record_of(state, unit.name)
         backend = backend_of(self.cfg, unit)
         import uuid
@@ -2762,20 +2781,21 @@ class Team:
         else:
             record.kickoff = kickoff_for(self.cfg, unit, state) if isinstance(unit, Agent) else ""
         record.resumed_from = resumed
+        record.conversing = bool(resumed)
         self.events.emit("start", unit.name, reason + (f"; resumed into session {resumed}" if resumed else ""),
                          now=now, session=unit.session, argv=shlex.join(argv), session_id=session_id or resumed,
                          resumed=resumed or None)
         # Only a kickoff needs the prompt: without one (a service, a script-like task) it runs from here.
         transition(record, "starting" if record.kickoff else "running", reason, now, self.events, unit.name)
 
-    def stop(self, unit: Agent | Service) -> list[int]:
+    def stop(self, unit: Agent | Service, panes: dict[str, Pane] | None = None,
+             processes: ProcessTable | None = None) -> list[int]:
         """Kill the unit's session and every process it left behind; returns the pids ended."""
-        panes = self.tmux.list_panes()
-        pane = panes.get(unit.session)
+        pane = (self.tmux.list_panes() if panes is None else panes).get(unit.session)
         if pane is not None and pane.owner != self.cfg.owner:
             raise RuntimeFailure(f"session {unit.session} exists but was not started by {self.cfg.path.name}; "
                                  f"not touching it")
-        survivors = self.reaper.leftovers(self.cfg, unit, pane)
+        survivors = self.reaper.leftovers(self.cfg, unit, pane, processes)
         if pane is not None:
             self.tmux.kill_session(unit.session)
         return self.reaper.end(survivors)
@@ -2897,6 +2917,8 @@ class Team:
         """Log the outcome; a send's memory counts only if something was typed (held: nothing was)."""
         record = record_of(state, action.unit)
         kind = action.purpose or "send"
+        if delivery.ok:
+            record.conversing = True  # the CLI has written a conversation it can be resumed into
         self.events.emit(kind if delivery.ok else f"{kind}-{delivery.outcome}", action.unit,
                          f"{action.reason}: {delivery.detail}", now=now, chars=len(action.text),
                          presses=delivery.presses, preview=clean_message(action.text)[:80])
@@ -2921,16 +2943,18 @@ class Team:
     # -- the start-up loop shared by `up` and `restart` --
 
     def bring_up(self, units: list[Agent | Service], reason: str, timeout: float | None = None,
-                 report: Callable[[str], None] = print, keep_running: bool = False) -> bool:
-        """Start the units (``keep_running``: leave any found alive by now), then watch them until
-        each has its kickoff or the time is up. True if all came up."""
+                 report: Callable[[str], None] = print, keep_running: bool = False, resume: bool = False) -> bool:
+        """Start the units (``keep_running``: leave any found alive by now; ``resume``: into their
+        conversations where the backend can), then watch them until each has its kickoff or note,
+        or the time is up. True if all came up."""
         with self.store.transaction() as state:
             now = time.time()
+            panes = self.tmux.list_panes()  # one look and one /proc scan for the whole start-up
             if keep_running:  # `up`: the watchdog may have healed one since `up` looked
-                alive = {session for session, pane in self.tmux.list_panes().items() if not pane.dead}
-                units = [unit for unit in units if unit.session not in alive]
+                units = [unit for unit in units if unit.session not in panes or panes[unit.session].dead]
+            processes = ProcessTable.scan(config_marker(self.cfg))
             for unit in units:
-                self.launch(unit, state, reason, now)
+                self.launch(unit, state, reason, now, resume=resume, panes=panes, processes=processes)
         agents = [unit for unit in units if isinstance(unit, Agent)]
         limit = timeout or max([self.cfg.backends[a.backend].ready_timeout for a in agents] or [0])
         began = time.monotonic()
@@ -3005,9 +3029,12 @@ class Reaper:
     left the tree (Codex's app-server outlives its CLI and its session).
     """
 
-    def leftovers(self, cfg: Config, unit: Agent | Service, pane: Pane | None) -> set[int]:
+    def leftovers(self, cfg: Config, unit: Agent | Service, pane: Pane | None,
+                  processes: ProcessTable | None = None) -> set[int]:
         # A dead pane's pid may already belong to someone else: only a live pane's tree is ours.
         roots = [pane.pid] if pane is not None and pane.pid and not pane.dead else []
+        if processes is not None:
+            return set(processes.tree(roots)) | set(processes.marked.get(unit_marker(cfg, unit), []))
         return set(process_tree(roots)) | set(processes_marked(unit_marker(cfg, unit)))
 
     def end(self, pids: Iterable[int]) -> list[int]:
@@ -3029,21 +3056,44 @@ def protected_pids() -> set[int]:
     return protected
 
 
+@dataclass
+class ProcessTable:
+    """One read of /proc: who is whose child, and which processes carry a unit marker of a config."""
+
+    children: dict[int, list[int]]
+    marked: dict[str, list[int]]  # unit marker → pids
+
+    @classmethod
+    def scan(cls, config: str = "") -> ProcessTable:
+        children: dict[int, list[int]] = {}
+        marked: dict[str, list[int]] = {}
+        needle = f"AGENTS_PY_UNIT={config}".encode()
+        for entry in Path("/proc").glob("[0-9]*"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (entry / "stat").read_text()
+                parent = int(stat[stat.rindex(")") + 2:].split()[1])
+                children.setdefault(parent, []).append(int(entry.name))
+                if config:
+                    for item in (entry / "environ").read_bytes().split(b"\0"):
+                        if item.startswith(needle) and int(entry.name) != os.getpid():
+                            marked.setdefault(item.split(b"=", 1)[1].decode(errors="replace"), []).append(
+                                int(entry.name))
+        return cls(children, marked)
+
+    def tree(self, roots: list[int]) -> list[int]:
+        """``roots`` and all their descendants."""
+        found, queue = [], list(roots)
+        while queue:
+            pid = queue.pop()
+            if pid not in found:
+                found.append(pid)
+                queue.extend(self.children.get(pid, []))
+        return found
+
+
 def process_tree(roots: list[int]) -> list[int]:
     """``roots`` and all their descendants, from /proc (empty where /proc is missing)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").glob("[0-9]*"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            stat = (entry / "stat").read_text()
-            parent = int(stat[stat.rindex(")") + 2:].split()[1])
-            children.setdefault(parent, []).append(int(entry.name))
-    found, queue = [], list(roots)
-    while queue:
-        pid = queue.pop()
-        if pid not in found:
-            found.append(pid)
-            queue.extend(children.get(pid, []))
-    return found
+    return ProcessTable.scan().tree(roots) if roots else []
 
 
 def processes_marked(marker: str, whole_config: bool = False) -> list[int]:
@@ -4172,9 +4222,73 @@ def cmd_down(args: argparse.Namespace) -> int:
         leftovers = Reaper().end(processes_marked(config_marker(cfg), whole_config=True))
         if leftovers:
             print(f"ended {len(leftovers)} leftover process(es): {' '.join(map(str, leftovers))}")
+        remove_private_socket(team.tmux)
     if not stopped:
         print("nothing was running")
     return EXIT_OK
+
+
+def remove_private_socket(tmux: Tmux) -> None:
+    """Once our private server has no session left (it exits then), its socket file goes too."""
+    path = tmux.socket_path()
+    if path is None or not path.is_socket():
+        return
+    for _ in range(20):  # the server exits a moment after its last session
+        if tmux.run(["list-sessions"], check=False).returncode != 0:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return
+        if tmux.list_panes():
+            return  # someone else's sessions live there: not ours to remove
+        time.sleep(0.1)
+
+
+#: Every word `status` can print in its STATE column (README and `status --help` list them all).
+STATE_WORDS = {
+    "busy": "working on a turn",
+    "idle": "at its prompt, waiting for a message",
+    "idle (unsent input)": "at its prompt with text typed but not sent (a person typing?)",
+    "idle (waiting until 14:00)": "its last lines say WAITING-UNTIL <time>: left alone until then",
+    "stalled 15m": "a heal+stall agent idle for stall_idle: its nudge or reboot is due",
+    "dialog": "a confirmation or menu waits for keys (known ones are answered)",
+    "dialog (needs you)": "a dialog the watchdog will not answer: `agents.py keys NAME KEY…`",
+    "unknown": "a screen that reads as none of these (yet)",
+    "unknown (needs you)": "unreadable for stall_idle: reported, never rebooted blind",
+    "limited until 07:08": "a usage limit: the watchdog resumes it then (reset plus limit_margin)",
+    "limited, resumes in 45s": "the same, under two minutes away",
+    "limited (reset time unknown)": "a usage limit whose reset cannot be read (no watchdog yet)",
+    "limited (API rate limit…)": "a rate limit or overload: retried after a minute, doubling",
+    "limited (CLI retrying by itself)": "the CLI waits or retries on its own: the watchdog stands down",
+    "limited (needs you: …)": "a spend, credit or org limit: never automated",
+    "… (starting)": "any of these while its kickoff (or resume note) waits for the prompt",
+    "backoff 25s": "dead; restarted when its backoff ends",
+    "backoff until 07:11": "the same, two minutes or more away",
+    "dead": "its process exited; nothing restarts it yet (no watchdog, or watch = none)",
+    "failed": "a crash loop (or never ready): waits for `agents.py restart NAME`",
+    "running": "a service that is up",
+    "stopped": "not started, `down`, or a task that finished cleanly",
+}
+
+
+def until_words(moment: float, now: float, soon: str, later: str) -> str:
+    """"backoff 25s" when under two minutes away, else "backoff until 07:11" (``soon``/``later``
+    are templates with {}): a countdown is clearer close up, a time of day further out."""
+    left = moment - now
+    return soon.format(format_duration(max(left, 0))) if left < 120 else later.format(clock_time(moment, now))
+
+
+def limit_words(screen: Screen, record: UnitRecord, now: float) -> str:
+    """A limited agent as the watchdog decided it, not as the banner reads now: its own
+    resume time (reset plus margin) is the truth, and it does not drift from call to call."""
+    episode = record.limit
+    if screen.limit_kind in ("manual", "retrying") or not episode:
+        return screen.describe(now)
+    until = episode.get("until")
+    if not until:
+        return screen.describe(now)
+    if screen.limit_kind == "rate":
+        return until_words(until, now, "limited (API rate limit, retry in {})", "limited (API rate limit, until {})")
+    return until_words(until, now, "limited, resumes in {}", "limited until {}")
 
 
 def status_of(cfg: Config, look: Seen, record: UnitRecord, now: float) -> tuple[str, str]:
@@ -4186,7 +4300,8 @@ def status_of(cfg: Config, look: Seen, record: UnitRecord, now: float) -> tuple[
         return "failed", record.reason
     if record.lifecycle == "backoff" and (pane is None or pane.dead):
         until = record.backoff_until
-        return ("backoff" + (f" until {clock_time(until, now)}" if until else "")), record.reason
+        word = until_words(until, now, "backoff {}", "backoff until {}") if until else "backoff"
+        return word, record.reason
     if pane is None:
         if record.lifecycle in ("stopped", "exited"):
             return "stopped", record.reason
@@ -4198,7 +4313,10 @@ def status_of(cfg: Config, look: Seen, record: UnitRecord, now: float) -> tuple[
         return "dead", screen.detail
     if screen.state == "running":
         return "running", ""
-    word = screen.describe(now)
+    word = limit_words(screen, record, now) if screen.state == "limited" else screen.describe(now)
+    if screen.state == "dialog" and "dialog" in record.reported or \
+            screen.state == "unknown" and "needs-you" in record.reported:
+        word += " (needs you)"
     unit = look.unit
     idle = idle_for(pane, record, now)
     waiting = waiting_until(record.waiting["text"], record.waiting["seen"]) if record.waiting else None
@@ -4240,8 +4358,14 @@ def status_rows(cfg: Config, team: Team, now: float) -> tuple[list[dict], list[d
         }
         if isinstance(unit, Agent):
             row["session_ids"] = record.session_ids
-            if look.screen.reset_at:
-                row["limited_until"] = iso(look.screen.reset_at)
+            row["resumed_from"] = record.resumed_from or None
+            until = record.limit.get("until") if look.screen.state == "limited" else None
+            if until or look.screen.reset_at:
+                row["limited_until"] = iso(until or look.screen.reset_at)  # the watchdog's own resume time
+            if look.screen.state == "dialog":
+                row["dialog"] = {"line": look.screen.detail, "lines": look.screen.lines,
+                                 "answers": dialog_answer(cfg.backends[unit.backend], look.screen),
+                                 "needs_you": "dialog" in record.reported}
             agents.append(row)
         else:
             services.append(row)
@@ -4263,15 +4387,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps({"agents": agents, "services": services, "watchdog": watchdog, "phase": phase_info},
                          indent=1))
         return EXIT_OK
-    header = f"{'NAME':<14} {'KIND':<10} {'BACKEND':<9} {'STATE':<26} {'UPTIME':>7} {'RESTARTS':>8}  LAST ACTIVITY"
-    print(header)
-    for row in [*agents, *services]:
+    rows = [*agents, *services]
+    # Columns widen to fit: a state is never cut ("limited (CLI retrying by itself)" whole).
+    name_w = max([14, *(len(row["name"]) + 1 for row in rows)])
+    backend_w = max([9, *(len(row["backend"]) + 1 for row in rows)])
+    state_w = max([26, *(len(row["state"]) + 1 for row in rows)])
+    print(f"{'NAME':<{name_w}} {'KIND':<10} {'BACKEND':<{backend_w}} {'STATE':<{state_w}} {'UPTIME':>7} "
+          f"{'RESTARTS':>8}  LAST ACTIVITY")
+    for row in rows:
         uptime = format_duration(row["uptime_s"]) if row["uptime_s"] is not None else "-"
         activity = "-"
         if row["last_activity"]:
             activity = format_duration(now - datetime.fromisoformat(row["last_activity"]).timestamp()) + " ago"
-        print(f"{row['name']:<14} {row['kind']:<10} {row['backend'] or '-':<9} {row['state'][:26]:<26} "
-              f"{uptime:>7} {row['restarts']:>8}  {activity}")
+        print(f"{row['name']:<{name_w}} {row['kind']:<10} {row['backend'] or '-':<{backend_w}} "
+              f"{row['state']:<{state_w}} {uptime:>7} {row['restarts']:>8}  {activity}")
     if watchdog["pid"]:
         last = watchdog["last_tick"]
         print(f"\nwatchdog: pid {watchdog['pid']}, {'alive' if watchdog['alive'] else 'NOT RUNNING'}"
@@ -4327,8 +4456,36 @@ def cmd_restart(args: argparse.Namespace) -> int:
         record.restarts += 1
         record.restart_times = []  # a manual restart clears the crash-loop count
         record.backoff_until = 0.0
-    ok = team.bring_up([unit], "restart (command line)")
+    how = "fresh, with its kickoff" if args.fresh else "resumed into its conversation where it can be"
+    ok = team.bring_up([unit], f"restart (command line, {how}; restart #{record.restarts})", resume=not args.fresh)
     return EXIT_OK if ok else EXIT_RUNTIME
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    unit = select_units(cfg, [args.name])[0]
+
+    def refuse(message: str) -> None:
+        raise ConfigError([f"keys: {message}"])
+
+    keys = as_keys(args.keys, refuse)
+    team = Team(cfg)
+    backend = backend_of(cfg, unit)
+    try:
+        before, after = team.sender.press(unit.session, backend, keys)
+    except RuntimeFailure as failure:
+        print(f"{unit.name}: {failure}", file=sys.stderr)
+        return EXIT_RUNTIME
+    print(f"{unit.name}: the screen read {before.state}" + (f" ({before.detail})" if before.detail else "") + ":")
+    for line in before.lines:
+        print(f"  | {line}")
+    print(f"pressed {' '.join(keys)}; now it reads {after.state}" + (f" ({after.detail})" if after.detail else "")
+          + ":")
+    for line in after.lines:
+        print(f"  | {line}")
+    team.events.emit("keys", unit.name, f"pressed by hand: {' '.join(keys)} (the screen read {before.state}, now "
+                                        f"{after.state})", keys=" ".join(keys))
+    return EXIT_OK
 
 
 def phase_rows(cfg: Config, state: dict) -> dict:
@@ -4563,6 +4720,18 @@ config file:
   --config PATH, else $AGENTS_CONFIG, else ./agents.toml. --config may come
   before or after the command. Paths in the file are relative to its folder.
 
+idle is not stalled:
+  Only a loop agent is judged stalled (watch = "heal+stall" by default): idle
+  for stall_idle it gets a DONE-nudge, then a fresh reboot; persistent and task
+  agents (watch = "heal") may idle for ever and are restarted only when they die.
+  A wake that is due goes out instead of a reboot, and a screen that cannot be
+  read is reported ("needs you"), never rebooted blind.
+
+a heal resumes:
+  A dead agent is restarted after its backoff into the same conversation where
+  its CLI can resume (Claude Code: --resume <its session id>), with a one-line
+  note; else, or with restart_mode = "fresh", fresh with its kickoff.
+
 exit codes:
   0 ok   1 runtime failure (tmux refused, delivery not seen)   2 usage or config error
 
@@ -4618,11 +4787,11 @@ examples:
 
     sub = command("status", "show every agent's and service's state", """\
 Read-only. One tmux call lists every pane, one more captures their screens, and
-each screen is read through its backend. STATE is one of: busy, idle, dialog
-(keys awaited), limited (until a parsed reset time), stalled (idle too long),
-dead, backoff (waiting to be restarted), failed (crash loop: use `restart`),
-stopped. Also shown: uptime, restarts, last activity, the watchdog and the
-current phase.
+each screen is read through its backend; limits and backoffs are shown as the
+watchdog decided them. Also shown: uptime, restarts, last activity, the
+watchdog, the current phase and the last hand-off. STATE is one of:
+
+""" + "\n".join(f"  {word:<34} {meaning}" for word, meaning in STATE_WORDS.items()) + """
 
 examples:
   agents.py status
@@ -4654,13 +4823,29 @@ examples:
                      help="send a CLI command on purpose (a message starting with '/' is held otherwise)")
 
     sub = command("restart", "kill an agent or service and start it again", """\
-Ends the session and everything it left behind, starts it fresh (a new session
-id for Claude Code) and delivers its kickoff. Clears a crash-loop `failed`
-state.
+Ends the session and everything it left behind and starts it again: back into
+its last conversation where its backend can resume one (restart_mode =
+"resume"; Claude Code: --resume <its session id>), with a one-line note that it
+was restarted; otherwise, or with --fresh, in a new conversation with its
+kickoff. Clears a crash-loop `failed` state.
 
-example:
-  agents.py restart builder""", cmd_restart)
+examples:
+  agents.py restart builder            # same conversation, told it was restarted
+  agents.py restart builder --fresh    # a new conversation and its kickoff""", cmd_restart)
     sub.add_argument("name", metavar="NAME", help="the agent or service")
+    sub.add_argument("--fresh", action="store_true", help="start a new conversation with the kickoff")
+
+    sub = command("keys", "press keys in an agent's session (answer a dialog by hand)", """\
+Shows the bottom lines of the agent's screen, presses KEY… one by one (tmux key
+names: Enter, Escape, Up, Down, Tab, C-c, y, 1 …) and shows the screen a second
+later. For a dialog the watchdog does not know (`status` says "needs you"); a
+known one is answered by the backend's dialog_keys. Nothing is typed as text.
+
+examples:
+  agents.py keys builder Down Enter     # choose the second option
+  agents.py keys builder Escape""", cmd_keys)
+    sub.add_argument("name", metavar="NAME", help="the agent")
+    sub.add_argument("keys", nargs="+", metavar="KEY", help="tmux key names, pressed in order")
 
     sub = command("attach", "attach your terminal to an agent's session", """\
 Attaches to the agent's tmux session (inside tmux on the same server it switches

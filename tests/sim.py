@@ -606,7 +606,7 @@ class FakeTmux:
 class NullReaper:
     """No processes to find or end: the fake sessions have none."""
 
-    def leftovers(self, cfg: Any, unit: Any, pane: Any) -> set[int]:
+    def leftovers(self, cfg: Any, unit: Any, pane: Any, processes: Any = None) -> set[int]:
         return set()
 
     def end(self, pids: Any) -> list[int]:
