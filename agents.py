@@ -457,7 +457,7 @@ class Backend:
                                check=as_choice(*TRANSCRIPT_FORMATS))
     session_id_flag: str = setting("", doc="flag that starts the CLI with a session id of ours (Claude: --session-id)",
                                    check=as_text)
-    resume_args: list[str] = setting(doc="arguments, put right after the program, that resume a conversation; "
+    resume_args: list[str] = setting(doc="arguments, put after the backend's command, that resume a conversation; "
                                          "{session_id} is its id (Claude: [\"--resume\", \"{session_id}\"])",
                                      check=as_text_list, factory=list)
     restart_mode: str = setting("", doc="how a healed agent comes back: 'resume' (into its conversation, with a "
@@ -2565,9 +2565,8 @@ def launch_plan(cfg: Config, unit: Agent | Service, session_id: str | None,
     """The argv and environment a unit starts with: a new session id, or the resume of an old one."""
     backend = backend_of(cfg, unit)
     if isinstance(unit, Agent) and resume_id:
-        program, *options = backend.command
         resume = [argument.replace("{session_id}", resume_id) for argument in backend.resume_args]
-        argv = [program, *resume, *options, *unit.args]
+        argv = [*backend.command, *resume, *unit.args]
     elif isinstance(unit, Agent):
         argv = [*backend.command, *([backend.session_id_flag, session_id] if session_id else []), *unit.args]
     else:
@@ -4372,6 +4371,24 @@ def status_rows(cfg: Config, team: Team, now: float) -> tuple[list[dict], list[d
     return agents, services
 
 
+def status_table(rows: list[dict], now: float) -> list[str]:
+    """The `status` table. Columns widen to fit: a state is never cut ("limited (CLI retrying by
+    itself)" stays whole)."""
+    name_w = max([14, *(len(row["name"]) + 1 for row in rows)])
+    backend_w = max([9, *(len(row["backend"]) + 1 for row in rows)])
+    state_w = max([26, *(len(row["state"]) + 1 for row in rows)])
+    lines = [f"{'NAME':<{name_w}} {'KIND':<10} {'BACKEND':<{backend_w}} {'STATE':<{state_w}} {'UPTIME':>7} "
+             f"{'RESTARTS':>8}  LAST ACTIVITY"]
+    for row in rows:
+        uptime = format_duration(row["uptime_s"]) if row["uptime_s"] is not None else "-"
+        activity = "-"
+        if row["last_activity"]:
+            activity = format_duration(now - datetime.fromisoformat(row["last_activity"]).timestamp()) + " ago"
+        lines.append(f"{row['name']:<{name_w}} {row['kind']:<10} {row['backend'] or '-':<{backend_w}} "
+                     f"{row['state']:<{state_w}} {uptime:>7} {row['restarts']:>8}  {activity}")
+    return lines
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     team = Team(cfg)
@@ -4387,20 +4404,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps({"agents": agents, "services": services, "watchdog": watchdog, "phase": phase_info},
                          indent=1))
         return EXIT_OK
-    rows = [*agents, *services]
-    # Columns widen to fit: a state is never cut ("limited (CLI retrying by itself)" whole).
-    name_w = max([14, *(len(row["name"]) + 1 for row in rows)])
-    backend_w = max([9, *(len(row["backend"]) + 1 for row in rows)])
-    state_w = max([26, *(len(row["state"]) + 1 for row in rows)])
-    print(f"{'NAME':<{name_w}} {'KIND':<10} {'BACKEND':<{backend_w}} {'STATE':<{state_w}} {'UPTIME':>7} "
-          f"{'RESTARTS':>8}  LAST ACTIVITY")
-    for row in rows:
-        uptime = format_duration(row["uptime_s"]) if row["uptime_s"] is not None else "-"
-        activity = "-"
-        if row["last_activity"]:
-            activity = format_duration(now - datetime.fromisoformat(row["last_activity"]).timestamp()) + " ago"
-        print(f"{row['name']:<{name_w}} {row['kind']:<10} {row['backend'] or '-':<{backend_w}} "
-              f"{row['state']:<{state_w}} {uptime:>7} {row['restarts']:>8}  {activity}")
+    for line in status_table([*agents, *services], now):
+        print(line)
     if watchdog["pid"]:
         last = watchdog["last_tick"]
         print(f"\nwatchdog: pid {watchdog['pid']}, {'alive' if watchdog['alive'] else 'NOT RUNNING'}"
@@ -4594,9 +4599,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if pane is None:
         print(f"{unit.name}: no session {unit.session}", file=sys.stderr)
         return EXIT_RUNTIME
-    lines = team.tmux.capture_history(pane.pane_id, args.lines)
+    # The blank rows under the last output are no lines of it: read more, drop them, keep N.
+    lines = team.tmux.capture_history(pane.pane_id, args.lines + pane.height)
     while lines and not lines[-1].strip():
         lines.pop()
+    lines = lines[-args.lines:] if args.lines else []
     print("\n".join(lines))
     while args.follow:
         time.sleep(1.0)
@@ -4647,9 +4654,42 @@ def cmd_watchdog(args: argparse.Namespace) -> int:
     return watchdog.run(once=args.once)
 
 
+#: Every kind of event the watchdog writes (`events --kind` alone lists them).
+EVENT_KINDS = {
+    "watchdog-start": "the watchdog started", "watchdog-stop": "it stopped",
+    "start": "a session started (`resumed` names the conversation it resumed)",
+    "start-failed": "a unit died at once when `up` started it",
+    "lifecycle": "a unit moved between stopped, starting, running, backoff, failed and exited",
+    "kickoff": "a kickoff delivered", "resume-note": "a resumed agent told it was restarted",
+    "resume-failed": "a resume that did not take: the next start is fresh",
+    "resume": "the backend's resume sent after a limit", "ping": "a hand-off ping delivered",
+    "nudge": "a DONE-nudge delivered", "wake": "a wake delivered", "waiting-over": "a WAITING-UNTIL time passed",
+    "send": "a message from `agents.py send`", "keys": "keys pressed by `agents.py keys`",
+    "…-held / …-failed / …-late": "a delivery held (dialog, typed text), failed, or overtaken by a restart",
+    "dialog": "a known dialog answered, or one that needs you", "needs-you": "a screen nobody can read",
+    "slow-start": "no prompt after ready_timeout", "wake-skipped": "a task's wake while it still runs",
+    "limit-wait": "a limit seen and its wait decided", "limit-over": "the agent works again",
+    "handoff": "new commits or inbox files read", "handoff-baseline": "the hand-off's starting point",
+    "branch-rewritten": "the remote branch was force-pushed", "git-failed": "the repo could not be read",
+    "git-ok": "it can again", "advance": "a phase done, the next begins", "phase-begin": "a phase is current",
+    "phase-resume": "appended phases resume a completed sequence", "phase-set": "`agents.py phase set`",
+    "sequence-complete": "every phase done", "config-error": "an edit that does not validate (ignored)",
+    "config-ok": "the config validates again", "config-added": "a unit new in the config",
+    "config-removed": "a unit gone from the config", "clock-jump": "the wall clock jumped; timers moved",
+    "skipped": "an action dropped: the unit changed meanwhile", "act-failed": "an action that raised",
+    "check-failed": "a check that raised (the others went on)", "observe-failed": "tmux could not be read",
+    "tick-failed": "a tick that raised", "server-unreachable": "sessions gone but processes alive: not healing",
+    "bug": "an illegal lifecycle move, refused",
+}
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     path = cfg.log_dir / "events.jsonl"
+    if args.kind and "?" in args.kind:
+        for kind, meaning in EVENT_KINDS.items():
+            print(f"{kind:<28} {meaning}")
+        return EXIT_OK
 
     def wanted(event: dict) -> bool:
         return (not args.agent or event.get("agent") == args.agent) and (not args.kind or event.get("kind") in args.kind)
@@ -4903,7 +4943,8 @@ examples:
     sub.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
     sub.add_argument("--json", action="store_true", help="one JSON object per line: {time, kind, agent, reason, …}")
     sub.add_argument("--agent", metavar="NAME", help="only events about this agent")
-    sub.add_argument("--kind", metavar="KIND", action="append", help="only events of this kind (repeatable)")
+    sub.add_argument("--kind", metavar="KIND", action="append", nargs="?", const="?",
+                     help="only events of this kind (repeatable); --kind alone lists the kinds")
 
     sub = command("phase", "show the phase plan, or move it by hand", """\
 The phase plan is [loop] phases. A phase is done when its status file (in the

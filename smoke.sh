@@ -149,8 +149,10 @@ demo_smoke() {
   trap 'cleanup "the demo came up, took a message, survived a crash"' EXIT
   cp -r "$here/examples/demo/prompts" "$sandbox/"
   cp "$here/examples/simagent.py" "$sandbox/"
+  # The demo's own [watchdog] table, if you added one as its README suggests, gives way to ours.
   sed -e "s|tmux_socket = \"agents-demo\"|tmux_socket = \"$socket\"|" \
       -e "s|\"../simagent.py\", \"--work\", \"4\"|\"$sandbox/simagent.py\", \"--work\", \"2\"|" \
+      -e '/^\[watchdog\]/,/^\[/{/^\[watchdog\]/d;/^\[/!d}' \
       "$here/examples/demo/agents.toml" > "$config"
   cat >> "$config" <<'TOML'
 

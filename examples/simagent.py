@@ -1028,6 +1028,7 @@ class Options:
     role: str = ""        # "builder", "adversary" or "" (no git work)
     phase: str = ""       # the builder's phase until a message names one
     subdir: str = ""      # folder of status and inbox files in the work repo
+    resumed: bool = False  # started with --resume: carries on an existing transcript
 
 
 class SimAgent:
@@ -1401,6 +1402,9 @@ def parse_options(argv: list[str], cwd: str) -> Options:
                         help="agent name shown in the footer and written in the log (default: "
                              "$SIMAGENT_NAME, else $AGENTS_PY_NAME, else sim)")
     parser.add_argument("--session-id", help="transcript session id (default: a new uuid4)")
+    parser.add_argument("--resume", metavar="ID",
+                        help="carry on session ID (its transcript must exist, as with Claude Code: "
+                             "otherwise 'No conversation found with session ID: ID' and exit 1)")
     parser.add_argument("--dangerously-skip-permissions", action="store_true",
                         help="accepted for compatibility with Claude presets; changes nothing")
     parser.add_argument("--work", type=float, default=1.0,
@@ -1426,7 +1430,8 @@ def parse_options(argv: list[str], cwd: str) -> Options:
         or os.path.join(cwd, ".simagent", f"{args.name}.log")
     return Options(
         name=args.name,
-        session_id=args.session_id or str(uuid.uuid4()),
+        session_id=args.resume or args.session_id or str(uuid.uuid4()),
+        resumed=bool(args.resume),
         work=max(0.0, args.work),
         startup_dialog=args.startup_dialog,
         startup_delay=max(0.0, args.startup_delay),
@@ -1446,8 +1451,13 @@ def main(argv: list[str] | None = None) -> int:
     cwd = os.getcwd()
     options = parse_options(sys.argv[1:] if argv is None else argv, cwd)
     log = EventLog(options.log_path, options.name)
-    log.write("start", pid=os.getpid(), session_id=options.session_id, argv=sys.argv, cwd=cwd)
+    log.write("start", pid=os.getpid(), session_id=options.session_id, argv=sys.argv, cwd=cwd,
+              resumed=options.resumed)
     transcript = Transcript(claude_config_dir(cwd), cwd, options.session_id, options.model)
+    if options.resumed and not os.path.exists(transcript.path):
+        print(f"No conversation found with session ID: {options.session_id}", flush=True)
+        log.write("exit", code=1, reason="no conversation to resume")
+        return 1
     terminal = Terminal(sys.stdin.fileno(), sys.stdout.fileno())
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _exit_on_signal)

@@ -63,6 +63,18 @@ def marked_pids(config_path: Path) -> list[int]:
     return agents.processes_marked(prefix, whole_config=True)
 
 
+def without_table(text: str, name: str) -> str:
+    """TOML text with the table ``[name]`` (its header and keys, up to the next header) taken out."""
+    kept, skipping = [], False
+    for line in text.splitlines(keepends=True):
+        header = line.strip()
+        if header.startswith("["):
+            skipping = header == f"[{name}]"
+        if not skipping:
+            kept.append(line)
+    return "".join(kept)
+
+
 class Project:
     """A throwaway folder with an agents.toml on a private tmux socket."""
 
@@ -127,7 +139,8 @@ class Project:
 
         shutil.copytree(REPO / "examples" / "demo" / "prompts", self.root / "prompts", dirs_exist_ok=True)
         shutil.copy(SIMAGENT, self.root / "simagent.py")
-        text = (REPO / "examples" / "demo" / "agents.toml").read_text()
+        # The demo's own [watchdog] table (its README suggests adding one) gives way to the test's.
+        text = without_table((REPO / "examples" / "demo" / "agents.toml").read_text(), "watchdog")
         text = text.replace('tmux_socket = "agents-demo"', f'tmux_socket = "{self.socket}"')
         text = text.replace('"../simagent.py", "--work", "4"', f'"{self.root / "simagent.py"}", "--work", "{work}"')
         self.config.write_text(text + extra)

@@ -974,7 +974,8 @@ class Sim:
             record.restarts += 1
             record.restart_times = []
             record.backoff_until = 0.0
-            self.watchdog.team.launch(unit, state, "restart (command line)", self.now)
+            self.watchdog.team.launch(unit, state, f"restart (command line; restart #{record.restarts})", self.now,
+                                      resume=True)
         self.operator_resets.append((self.now, name))
 
     def write_config(self, text: str) -> None:
@@ -1386,7 +1387,8 @@ def long_run_agents() -> tuple[list[dict], dict[str, Behaviour]]:
     wakes = {"p01": 900, "p02": 1200, "p03": 1800, "p04": 2400, "p05": 3600, "p06": 1500}
     for number in range(1, 13):
         name = f"p{number:02d}"
-        extra = {"watch": "heal"} if name in ("p09", "p10") else {}
+        # p01–p06 keep the persistent default (heal: idle for ever is fine); the rest are judged stalled.
+        extra = {"watch": "heal"} if name in ("p09", "p10") else {"watch": "heal+stall"} if number > 6 else {}
         specs.append(agent_spec(name, "persistent", wake=wakes.get(name), **extra))
         behaviours[name] = Behaviour(work=default_work,
                                      waiting=waiting_marker if name in ("p07", "p08", "p11") else None)

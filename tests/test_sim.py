@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import re
 import time
 
 import pytest
@@ -791,7 +792,9 @@ def test_agent_started_into_a_limit_gets_its_kickoff_after_the_reset(tmp_path):
     sim.run(16 * HOUR)
     second = sim.runs("a")[1]
     assert not [t for t, _ in sim.tmux.limits["a"].typed if t < START + 15 * HOUR + 120]
-    assert [m.purpose for m in second.received][:1] == ["kickoff"], [(rel(m.t), m.purpose) for m in second.received]
+    # `restart` resumed it: the note it owes (its conversation took the kickoff long ago) waits for the reset too
+    assert [m.purpose for m in second.received][:1] == ["resume-note"], [(rel(m.t), m.purpose) for m in second.received]
+    assert second.received[0].t >= START + 15 * HOUR + 120
 
 
 # =============================================================================================
@@ -832,6 +835,16 @@ def test_long_run_seven_days_twenty_agents_with_faults(tmp_path, monkeypatch):
     assert len(sim.events("config-error")) == 3 and len(sim.events("config-ok")) == 3
     assert len(sim.events("limit-over")) >= faults.applied.get("usage", 0)
     assert [e for e in sim.events("lifecycle") if e["state"].endswith("→failed")]
+    # idle is not stalled: agents on the persistent default (heal) were never rebooted for idling,
+    # and every restart's number in its event agrees with the count `status` shows
+    healers = {agent.name for agent in sim.cfg.agents if agent.watch == "heal"}
+    assert {"p01", "p06", "t1"} <= healers and "l1" not in healers
+    assert not [e for e in sim.events("start") if e["agent"] in healers and e["reason"].startswith("stalled")]
+    assert [e for e in sim.events("start") if e["reason"].startswith("stalled")]  # the others were
+    for agent in sim.cfg.agents:
+        numbers = [int(n) for e in sim.events("start", agent.name) for n in re.findall(r"restart #(\d+)", e["reason"])]
+        assert numbers == list(range(1, len(numbers) + 1)), (agent.name, numbers)
+        assert sim.record(agent.name).restarts == (numbers[-1] if numbers else 0), agent.name
     if DAYS >= 7:
         assert wall < 60, f"the long run took {wall:.0f}s"
 

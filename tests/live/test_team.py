@@ -115,14 +115,18 @@ def test_dead_agent_and_restart(project):
     # tmux 3.3a sometimes misses the child's exit; observe() makes it collect the status (Tmux.reap).
     wait_for(lambda: project.row("builder")["detail"] == "exited with status 3"
              and project.states()["builder"] == "dead", message="builder dead with status 3")
-    restart = project.run("restart", "builder")
+    restart = project.run("restart", "builder")  # back into its conversation
     assert restart.returncode == 0, restart.stdout + restart.stderr
     row = next(r for r in project.status()["agents"] if r["name"] == "builder")
-    assert row["restarts"] == 1
-    assert len(row["session_ids"]) == 2 and row["session_ids"][0] == first[0]
-    # The new session id is the one the simulated agent was started with.
+    assert row["restarts"] == 1 and row["session_ids"] == first and row["resumed_from"] == first[0]
+    fresh = project.run("restart", "builder", "--fresh")  # a new conversation with its kickoff
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    row = next(r for r in project.status()["agents"] if r["name"] == "builder")
+    assert row["restarts"] == 2 and len(row["session_ids"]) == 2 and row["session_ids"][0] == first[0]
+    # Each start used the session id recorded for it.
     starts = [e for e in project.sim_log("builder") if e.get("kind") == "start"]
-    assert starts[-1]["session_id"] == row["session_ids"][-1]
+    assert [e["session_id"] for e in starts] == [first[0], first[0], row["session_ids"][-1]]
+    assert [e["resumed"] for e in starts] == [False, True, False]
 
 
 def test_up_reports_an_agent_that_dies_at_start(project):

@@ -35,7 +35,11 @@ limit_fallback_wait = 30
 
 
 def fast_project(project: Project, stall_idle: float = 600, work: float = 0.3, extra: str = "") -> Project:
-    return project.use_demo(work=work, extra=FAST.format(stall_idle=stall_idle) + extra)
+    """The demo, fast; with a short ``stall_idle`` its (persistent) agents are also judged stalled."""
+    project.use_demo(work=work, extra=FAST.format(stall_idle=stall_idle) + extra)
+    if stall_idle < 600:
+        project.config.write_text(project.config.read_text().replace("[defaults]\n", '[defaults]\nwatch = "heal+stall"\n', 1))
+    return project
 
 
 def up(project: Project) -> None:
@@ -73,14 +77,16 @@ def test_kill_9_agent_is_healed_with_backoff(project):
              and project.states()["builder"] == "idle", timeout=20, message="builder healed")
     row = project.row("builder")
     assert row["restarts"] == 1 and row["lifecycle"] == "running"
-    assert len(row["session_ids"]) == 2  # a fresh session id for the fresh start
+    assert len(row["session_ids"]) == 1  # resumed into the same session
     backoff = project.events("lifecycle", "builder")
     assert any("restart in 1s" in e["reason"] for e in backoff), backoff
     heal = project.events("start", "builder")[-1]
-    assert heal["reason"].startswith("heal: restart #1")
-    # The kickoff went to the new process too.
+    assert heal["reason"].startswith("heal: restart #1") and heal["resumed"] == row["session_ids"][0]
+    # The new process got the one-line note, not the kickoff again.
+    wait_for(lambda: any(m.startswith("You were restarted after") for m in project.messages("builder")),
+             timeout=10, message="the resume note")
     kickoffs = [m for m in project.messages("builder") if m.startswith("You are builder")]
-    assert len(kickoffs) == 2
+    assert len(kickoffs) == 1
 
 
 def test_crash_loop_ends_in_failed_until_restart(project):
@@ -135,7 +141,7 @@ def test_limit_is_waited_out_then_resumed(project):
     wait_for(lambda: project.events("limit-wait", "builder"), timeout=10, message="limit noticed")
     wait = project.events("limit-wait", "builder")[0]
     assert "usage limit; waiting until" in wait["reason"]
-    assert project.states()["builder"].startswith("limited until")
+    assert project.states()["builder"].startswith("limited, resumes in ")  # under two minutes: a countdown
     wait_for(lambda: project.events("resume", "builder"), timeout=25, message="resume")
     resumed_at = event_times(project, "resume", "builder")[0]
     assert resumed_at - limited_at >= 8 + 2 - 1  # reset + margin, never earlier
