@@ -1327,6 +1327,36 @@ class Tmux:
         return subprocess.Popen([*self.base, "wait-for", channel], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
+    def server_running(self) -> bool:
+        """Whether a server answers on our socket (no server is not an error; anything else is)."""
+        result = self.run(["list-sessions"], check=False)
+        if result.returncode == 0:
+            return True
+        error = result.stderr.strip()
+        if any(sign in error for sign in self.NO_SERVER) and "version mismatch" not in error:
+            return False
+        raise RuntimeFailure(f"tmux list-sessions failed: {error or result.returncode}")
+
+    def remove_socket_if_unused(self) -> bool:
+        """Remove the socket file of our private server once no server listens on it (tmux leaves
+        it behind when its last session ends). Checked by connecting just before the unlink."""
+        import socket as sockets
+
+        path = self.socket_path()
+        if path is None or not path.is_socket() or self.server_running():
+            return False
+        with sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(path))
+                return False  # a server came up meanwhile: it is in use
+            except ConnectionRefusedError:
+                pass
+            except OSError:
+                return False
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return True
+
     def socket_path(self) -> Path | None:
         """The socket file of our private server (None on the default server: never ours to remove)."""
         if not self.socket:
@@ -2548,6 +2578,7 @@ def unit_marker(cfg: Config, unit: Agent | Service) -> str:
     return config_marker(cfg) + unit.session
 
 
+RESUME_GRACE = 30.0  # seconds: a resumed CLI that dies sooner, before taking its note, could not resume
 RESUME_NOTE = ("You were restarted after {why} (at {when}); your conversation is as you left it. "
                "Carry on where you left off.")
 
@@ -2613,8 +2644,11 @@ def check_screens(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -
             changes.update(screen=word, screen_since=now)
         if word != "dialog" and record.dialog_answers:
             changes.update(dialog_answers=0)
-        if word != "unknown" and "needs-you" in record.reported:  # readable again: a new spell is news again
-            changes.update(reported={key: value for key, value in record.reported.items() if key != "needs-you"})
+        # A report is made once per spell: readable again (or the dialog gone), the next one is news again.
+        gone = {"needs-you"} if word != "unknown" else set()
+        gone |= {"dialog"} if word != "dialog" else set()
+        if gone & set(record.reported):
+            changes.update(reported={key: value for key, value in record.reported.items() if key not in gone})
         if changes:
             actions.append(note(name, "screen", **changes))
     return actions
@@ -2752,13 +2786,13 @@ class Team:
         import uuid
 
         resumed = resumable_session(self.cfg, unit, record) if resume and not record.fresh_next else ""
-        record.fresh_next = False
         fresh_id = isinstance(unit, Agent) and backend.session_id_flag and not resumed
         session_id = str(uuid.uuid4()) if fresh_id else None
         argv, env = launch_plan(self.cfg, unit, session_id, resumed)
         self.tmux.new_session(unit.session, argv, unit.folder, env, self.cfg.owner, self.cfg.state_dir / "launch",
                               died_channel=died_channel(self.cfg))
         record.started_at = now
+        record.fresh_next = False  # the session is made: a failed resume has had its fresh start
         record.dialog_answered_at, record.dialog_answers = 0.0, 0
         record.kickoff_typed_at, record.kickoff_attempts, record.start_failure = 0.0, 0, ""
         record.pings_in_flight = []  # a new life: its busy screen is not a ping being taken
@@ -2775,8 +2809,10 @@ class Team:
             # for months must not grow the state file without end.
             record.session_ids = [*record.session_ids, session_id][-MAX_SESSION_IDS:]
         if resumed:
-            why = record.reason.split(";")[0] or "a restart"
-            record.kickoff = RESUME_NOTE.format(why=why, when=clock_time(record.since or now, now))
+            # After a death, the death and its time; otherwise what restarted it, now.
+            why, when = (record.reason.split(";")[0], record.since) if record.lifecycle == "backoff" else \
+                (reason.split(" (")[0] if reason.startswith("restart") else reason, now)
+            record.kickoff = RESUME_NOTE.format(why=why or "a restart", when=clock_time(when or now, now))
         else:
             record.kickoff = kickoff_for(self.cfg, unit, state) if isinstance(unit, Agent) else ""
         record.resumed_from = resumed
@@ -2953,7 +2989,9 @@ class Team:
                 units = [unit for unit in units if unit.session not in panes or panes[unit.session].dead]
             processes = ProcessTable.scan(config_marker(self.cfg))
             for unit in units:
-                self.launch(unit, state, reason, now, resume=resume, panes=panes, processes=processes)
+                # `up` brings back a unit that died meanwhile as a heal would: into its conversation.
+                died = keep_running and record_of(state, unit.name).lifecycle in ("running", "starting", "backoff")
+                self.launch(unit, state, reason, now, resume=resume or died, panes=panes, processes=processes)
         agents = [unit for unit in units if isinstance(unit, Agent)]
         limit = timeout or max([self.cfg.backends[a.backend].ready_timeout for a in agents] or [0])
         began = time.monotonic()
@@ -3206,9 +3244,6 @@ def check_dialogs(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -
     actions = []
     for agent in cfg.agents:
         record, look = record_of(state, agent.name), seen.get(agent.name)
-        if look is not None and look.screen.state != "dialog" and "dialog" in record.reported:
-            actions.append(note(agent.name, "dialog gone",
-                                reported={key: value for key, value in record.reported.items() if key != "dialog"}))
         if look is None or look.foreign or record.lifecycle != "running" or look.screen.state != "dialog":
             continue
         actions += dialog_actions(cfg, agent, record, look.screen, now, "dialog")
@@ -3333,15 +3368,16 @@ def check_heal(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> l
         if record.limit.get("until") and now < record.limit["until"]:
             continue  # died while limited: a restart now would meet the same limit
         pane = look.pane
-        if pane is not None and pane.dead_status is None and now - screen_since(record, look.screen, now) < DEAD_SETTLE:
+        if pane is not None and pane.dead_status is None and now - screen_since(record, look.screen, now) < dead_settle(unit):
             continue  # tmux may learn the exit status a moment after the pane dies: judge it a moment later
         if record.lifecycle in ("running", "starting"):
             if isinstance(unit, Agent) and unit.kind == "task" and pane is not None and pane.dead_status == 0:
                 actions.append(Action("mark", unit.name, "task finished cleanly (exit 0)", text="exited"))
                 continue
-            resume_failed = record.lifecycle == "starting" and bool(record.resumed_from)
+            # Died soon after a resume, before taking its note: its old conversation is gone or will not load.
+            resume_failed = record.lifecycle == "starting" and bool(record.resumed_from) and \
+                now - record.started_at < RESUME_GRACE
             if resume_failed:
-                # It died before taking its note: its old conversation may be gone or will not load.
                 actions.append(Action("event", unit.name, f"could not resume session {record.resumed_from} "
                                                           f"({look.screen.detail}); its next start is fresh, with "
                                                           f"its kickoff", purpose="resume-failed"))
@@ -3350,7 +3386,7 @@ def check_heal(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> l
                 actions.append(Action("mark", unit.name, f"crash loop: {look.screen.detail} after {len(recent)} "
                                                          f"restarts within {format_duration(settings.crash_loop_window)};"
                                                          f" waiting for `agents.py restart {unit.name}`", text="failed",
-                                      memory={"restart_times": recent}))
+                                      memory={"restart_times": recent, "fresh_next": resume_failed}))
                 continue
             delay = min(settings.backoff_base * 2 ** len(recent), settings.backoff_max)
             actions.append(Action("mark", unit.name, f"{look.screen.detail}; restart in {format_duration(delay)}",
@@ -3664,6 +3700,11 @@ STARTING_POLL = 0.5  # seconds between looks while an agent waits for its prompt
 DEAD_SETTLE = 1.0  # seconds a dead pane is left for tmux to learn its exit status (a clean exit is no crash)
 
 
+def dead_settle(unit: Agent | Service) -> float:
+    """A task's exit status decides between "finished" and "crashed": give tmux longer to learn it."""
+    return 5.0 if isinstance(unit, Agent) and unit.kind == "task" else DEAD_SETTLE
+
+
 def deadlines(cfg: Config, state: dict, now: float) -> list[float]:
     """The moments at which some check will want to act, read from the state: a backoff's end, a
     limit's reset plus margin, a dialog's settle time, a wake, a stall, a WAITING-UNTIL time. The
@@ -3671,17 +3712,17 @@ def deadlines(cfg: Config, state: dict, now: float) -> list[float]:
     settings, moments = cfg.watchdog, []
     for unit in cfg.units():
         record = record_of(state, unit.name)
-        if record.lifecycle in ("stopped", "failed") or unit.watch == "none" and not getattr(unit, "wake", None):
+        if record.lifecycle in ("stopped", "failed"):
             continue
         if record.lifecycle == "backoff":
             moments.append(record.backoff_until)
         if record.screen == "dead":
-            moments.append(record.screen_since + DEAD_SETTLE)
+            moments.append(record.screen_since + dead_settle(unit))
         if record.limit.get("until"):
             moments.append(record.limit["until"])
         if record.screen == "dialog":
             moments += [record.screen_since + DIALOG_SETTLE, record.dialog_answered_at + 2.0]
-        if record.lifecycle == "starting":
+        if record.lifecycle == "starting" and prompt_expected(cfg, unit, record, now):
             moments += [now + STARTING_POLL, kickoff_next_try(record)]
         if not isinstance(unit, Agent):
             continue
@@ -3694,6 +3735,15 @@ def deadlines(cfg: Config, state: dict, now: float) -> list[float]:
             until = waiting_until(record.waiting["text"], record.waiting.get("seen", now))
             moments.append(until or 0.0)
     return [moment for moment in moments if moment > now]
+
+
+def prompt_expected(cfg: Config, unit: Agent | Service, record: UnitRecord, now: float) -> bool:
+    """Whether a starting unit may show its prompt any moment (then the loop looks often, so its
+    kickoff follows at once) — not one waiting out a limit or a person, nor one long overdue."""
+    if record.screen == "limited" or record.limit or "needs-you" in record.reported or "dialog" in record.reported:
+        return False
+    backend = backend_of(cfg, unit)
+    return now < record.started_at + max(backend.ready_timeout, cfg.watchdog.stall_idle)
 
 
 def next_tick_at(cfg: Config, state: dict, began: float, now: float) -> float:
@@ -3724,6 +3774,8 @@ def resolve(actions: list[Action]) -> list[Action]:
     """
     restarting: set[str] = set()
     kept = []
+    # A fresh start (a phase begins) outranks a heal's resume in the same tick, whatever the check order.
+    actions = sorted(actions, key=lambda action: action.kind == "start" and action.purpose == "heal")
     for action in actions:
         if action.kind == "start":
             if action.unit in restarting:
@@ -3780,6 +3832,7 @@ class Watchdog:
         self.last_clocks: tuple[float, float] | None = None  # (wall, monotonic) at the last tick
         self.stopping = False
         self.died_waiter: subprocess.Popen | None = None  # `tmux wait-for` on our pane-died channel
+        self.repo_read_at = float("-inf")  # when the work repo was last fetched
 
     def _stamp(self) -> tuple:
         with contextlib.suppress(OSError):
@@ -3863,7 +3916,11 @@ class Watchdog:
         # git first, outside the state lock: a slow remote must not hold `status`, `send` or `restart`,
         # nor age the screens the checks decide on. It reads a snapshot of the state; check_phases
         # ignores a status file read for a phase that is no longer current.
-        repo = self.observe_repo(cfg, self.team.store.load(), now)
+        repo = None
+        if now - self.repo_read_at >= cfg.watchdog.signal_interval or now < self.repo_read_at:
+            # Once per interval, even when deadlines bring ticks sooner: a fetch is the costly part.
+            self.repo_read_at = now
+            repo = self.observe_repo(cfg, self.team.store.load(), now)
         with self.team.store.transaction() as state:
             self.notice_clock_jump(state, now)
             try:
@@ -3941,6 +3998,9 @@ class Watchdog:
         started = self.clock.now()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
+        # A watchdog killed with -9 left its `tmux wait-for` behind: signal the channel once to free it.
+        with contextlib.suppress(RuntimeFailure):
+            self.team.tmux.run(["wait-for", "-S", died_channel(self.cfg)], check=False)
         self.events.emit("watchdog-start", "", f"watching {len(self.cfg.agents)} agent(s) and "
                                                f"{len(self.cfg.services)} service(s)", now=started, pid=os.getpid())
         try:
@@ -3968,21 +4028,26 @@ class Watchdog:
     DEATH_POLL = 1.0  # seconds between looks at pane liveness while sleeping
 
     def sleep_until(self, moment: float) -> None:
-        """Sleep until ``moment`` (wall clock), or until a pane dies: the ``pane-died`` hook signals
-        a channel we wait on, and since tmux 3.3 does not always run that hook (about one death in
-        five was missed here), a cheap ``list-panes`` also looks for a new death once a second."""
-        last_look, listening = self.clock.monotonic(), bool(self.cfg.units())
-        while not self.stopping and self.clock.now() < moment:
+        """Sleep until ``moment`` (wall clock, kept on the monotonic clock so a clock stepped back
+        does not stretch the sleep), or until a pane dies: the ``pane-died`` hook signals a channel
+        we wait on, and since tmux 3.3 does not always run that hook (about one death in five was
+        missed here), while units run one ``list-panes`` also looks for a new death each second."""
+        steady = self.clock.monotonic()
+        deadline = steady + min(max(moment - self.clock.now(), 0.0), self.cfg.watchdog.signal_interval)
+        state = self.team.store.load()
+        watching = any(record.lifecycle in ("running", "starting", "backoff") for record in state["units"].values())
+        last_look, listening = steady, watching
+        while not self.stopping and self.clock.monotonic() < deadline:
             if listening and self.died_waiter is None:
                 self.died_waiter = self.team.tmux.wait_for(died_channel(self.cfg))
-            self.clock.sleep(min(0.25, max(moment - self.clock.now(), 0.01)))
+            self.clock.sleep(min(0.25, max(deadline - self.clock.monotonic(), 0.01)))
             waiter = self.died_waiter
             if waiter is not None and waiter.poll() is not None:
                 self.died_waiter = None
                 if waiter.returncode == 0:
                     return  # signalled: a pane died
                 listening = False  # no server yet: the poll below looks instead, until the next tick
-            if self.clock.monotonic() - last_look >= self.DEATH_POLL:
+            if watching and self.clock.monotonic() - last_look >= self.DEATH_POLL:
                 last_look = self.clock.monotonic()
                 if self.new_death():
                     return
@@ -4229,17 +4294,13 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def remove_private_socket(tmux: Tmux) -> None:
     """Once our private server has no session left (it exits then), its socket file goes too."""
-    path = tmux.socket_path()
-    if path is None or not path.is_socket():
+    if tmux.socket_path() is None:
         return
-    for _ in range(20):  # the server exits a moment after its last session
-        if tmux.run(["list-sessions"], check=False).returncode != 0:
-            with contextlib.suppress(OSError):
-                path.unlink()
-            return
-        if tmux.list_panes():
-            return  # someone else's sessions live there: not ours to remove
-        time.sleep(0.1)
+    with contextlib.suppress(RuntimeFailure):
+        for _ in range(20):  # the server exits a moment after its last session
+            if tmux.remove_socket_if_unused() or tmux.list_panes():
+                return  # removed, or someone else's sessions live there: not ours to remove
+            time.sleep(0.1)
 
 
 #: Every word `status` can print in its STATE column (README and `status --help` list them all).
@@ -4256,12 +4317,16 @@ STATE_WORDS = {
     "limited until 07:08": "a usage limit: the watchdog resumes it then (reset plus limit_margin)",
     "limited, resumes in 45s": "the same, under two minutes away",
     "limited (reset time unknown)": "a usage limit whose reset cannot be read (no watchdog yet)",
-    "limited (API rate limit…)": "a rate limit or overload: retried after a minute, doubling",
+    "limited (API rate limit, retry in 45s)": "a rate limit or overload: retried after a minute, doubling",
+    "limited (API rate limit, until 07:11)": "the same, a later retry",
+    "limited (API rate limit)": "a rate limit seen while no watchdog runs",
+    "limited (resume due)": "its resume time has passed: the watchdog resumes it on its next look",
     "limited (CLI retrying by itself)": "the CLI waits or retries on its own: the watchdog stands down",
     "limited (needs you: …)": "a spend, credit or org limit: never automated",
     "… (starting)": "any of these while its kickoff (or resume note) waits for the prompt",
     "backoff 25s": "dead; restarted when its backoff ends",
     "backoff until 07:11": "the same, two minutes or more away",
+    "backoff (restart due)": "its backoff is over: restarted on the watchdog's next look (is it running?)",
     "dead": "its process exited; nothing restarts it yet (no watchdog, or watch = none)",
     "failed": "a crash loop (or never ready): waits for `agents.py restart NAME`",
     "running": "a service that is up",
@@ -4273,7 +4338,7 @@ def until_words(moment: float, now: float, soon: str, later: str) -> str:
     """"backoff 25s" when under two minutes away, else "backoff until 07:11" (``soon``/``later``
     are templates with {}): a countdown is clearer close up, a time of day further out."""
     left = moment - now
-    return soon.format(format_duration(max(left, 0))) if left < 120 else later.format(clock_time(moment, now))
+    return soon.format(format_duration(left)) if left < 120 else later.format(clock_time(moment, now))
 
 
 def limit_words(screen: Screen, record: UnitRecord, now: float) -> str:
@@ -4285,6 +4350,8 @@ def limit_words(screen: Screen, record: UnitRecord, now: float) -> str:
     until = episode.get("until")
     if not until:
         return screen.describe(now)
+    if until <= now:
+        return "limited (resume due)"
     if screen.limit_kind == "rate":
         return until_words(until, now, "limited (API rate limit, retry in {})", "limited (API rate limit, until {})")
     return until_words(until, now, "limited, resumes in {}", "limited until {}")
@@ -4299,7 +4366,7 @@ def status_of(cfg: Config, look: Seen, record: UnitRecord, now: float) -> tuple[
         return "failed", record.reason
     if record.lifecycle == "backoff" and (pane is None or pane.dead):
         until = record.backoff_until
-        word = until_words(until, now, "backoff {}", "backoff until {}") if until else "backoff"
+        word = "backoff (restart due)" if until <= now else until_words(until, now, "backoff {}", "backoff until {}")
         return word, record.reason
     if pane is None:
         if record.lifecycle in ("stopped", "exited"):
@@ -4779,6 +4846,13 @@ Each command has its own help: python3 agents.py COMMAND --help
 """
 
 
+def as_line_count(text: str) -> int:
+    """``-n N``: a whole number, 0 or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a number of lines (0 or more), got {text!r}")
+    return int(text)
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keep the hand-made layout of descriptions and epilogs."""
 
@@ -4903,7 +4977,7 @@ examples:
   agents.py logs builder -n 200
   agents.py logs watchdog --follow""", cmd_logs)
     sub.add_argument("name", metavar="NAME", help="an agent or service, or 'watchdog'")
-    sub.add_argument("-n", "--lines", type=int, default=60, help="how many lines (default 60)")
+    sub.add_argument("-n", "--lines", type=as_line_count, default=60, help="how many lines (default 60)")
     sub.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
 
     sub = command("watchdog", "run the watchdog in the foreground", """\

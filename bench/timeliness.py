@@ -8,8 +8,9 @@ process, and prints per signal_interval the median and max of:
   - heal: an agent's process is killed (SIGKILL, by the pid tmux reports for its
     pane) with backoff_base = 1. Timed from the kill to: the watchdog noticing
     (its running→backoff event), its `start` event, the new agent process up
-    (simagent's own log), the kickoff received by the agent (simagent's log) and
-    the watchdog's `kickoff` event (written once the delivery was verified).
+    (simagent's own log), its first message received by the agent (simagent's
+    log) and the watchdog's event for it (written once the delivery was verified):
+    `resume-note` when the heal resumed the conversation, else `kickoff`.
     Target: start ≤ backoff_base + 1 s.
   - limit: the agent shows a usage-limit banner naming an exact reset instant
     ("Claude AI usage limit reached|<epoch>", which reset_time_from_banner reads
@@ -242,14 +243,16 @@ def heal_trial(box: Sandbox, agent: str, interval: float) -> dict[str, float]:
                        patience, f"the watchdog to notice {agent}'s death")
     started = wait_for(lambda: box.event("start", agent, died), patience, f"{agent}'s heal start")
     process = wait_for(lambda: box.agent_log(agent, "start", died), 30, f"{agent}'s new process")
-    received = wait_for(lambda: box.agent_log(agent, "message", died), patience, f"{agent}'s kickoff to arrive")
-    kickoff = wait_for(lambda: box.event("kickoff", agent, died), patience, f"{agent}'s kickoff event")
+    received = wait_for(lambda: box.agent_log(agent, "message", died), patience, f"{agent}'s first message to arrive")
+    # A heal resumes the conversation where the backend can: its first message is a resume note, else the kickoff.
+    kickoff = wait_for(lambda: box.event("resume-note", agent, died) or box.event("kickoff", agent, died), patience,
+                       f"{agent}'s resume-note or kickoff event")
     return {
         "heal: death → noticed (backoff event)": stamp(noticed["time"]) - died,
         "heal: death → start event": stamp(started["time"]) - died,
         "heal: death → new process up": stamp(process["time"]) - died,
-        "heal: death → kickoff received": stamp(received["time"]) - died,
-        "heal: death → kickoff event": stamp(kickoff["time"]) - died,
+        "heal: death → note/kickoff received": stamp(received["time"]) - died,
+        "heal: death → note/kickoff event": stamp(kickoff["time"]) - died,
     }
 
 
