@@ -320,7 +320,8 @@ def test_multiline_bracketed_paste_is_one_message_with_its_newlines(start_sim):
     sim.wait_records("message")
     assert sim.messages() == [message]
     sim.wait_idle()
-    assert "❯ first line (+2 lines)" in sim.visible()
+    # the echo of the submitted paste, once the turn's redraw has settled
+    wait_for(lambda: "❯ first line (+2 lines)" in sim.visible(), "the paste's echo", describe=sim.describe)
 
 
 def test_messages_submitted_while_busy_are_queued_in_order(start_sim):
