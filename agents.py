@@ -4153,6 +4153,177 @@ def stop_watchdog_process(cfg: Config) -> None:
 
 
 # ============================================================================
+# Tokens
+#   Usage from the agents' own transcripts: Claude Code JSONL and Codex
+#   rollouts, read from a byte offset (complete lines only: a torn last line
+#   waits for the next read), each API response counted once with its largest
+#   figures across every file (a response is written as one line per content
+#   block; a resumed or forked session copies old lines into a new file).
+#   agent-log.py reads with the same rules; tests keep the twins in step.
+# ============================================================================
+
+TOKEN_FIELDS = ("input", "output", "cache_creation", "cache_read")  # input is the uncached part
+
+
+def token_count(value: Any) -> int:
+    """A count as a transcript writes it (a number, now and then a numeric string); 0 if none."""
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+def claude_figures(usage: dict) -> list[int]:
+    return [token_count(usage.get("input_tokens")), token_count(usage.get("output_tokens")),
+            token_count(usage.get("cache_creation_input_tokens")), token_count(usage.get("cache_read_input_tokens"))]
+
+
+def codex_figures(row: dict) -> list[int]:
+    """A Codex TokenUsage: its input_tokens include the cached part, its output_tokens reasoning."""
+    cached, written = token_count(row.get("cached_input_tokens")), token_count(row.get("cache_write_input_tokens"))
+    return [max(0, token_count(row.get("input_tokens")) - cached - written), token_count(row.get("output_tokens")),
+            written, cached]
+
+
+@dataclass
+class TokenCursor:
+    """How far one transcript file has been read."""
+
+    offset: int = 0  # bytes consumed (complete lines only)
+    inode: int = 0  # a replaced file has a new inode: read it again from the start
+    codex_totals: dict[str, int] = field(default_factory=dict)  # a rollout's last cumulative totals
+    session: str = ""  # the session the file belongs to (Claude sessionId, Codex session_meta id)
+    codex: bool | None = None  # the format, decided by the first line
+
+
+class TokenLedger:
+    """Each API response counted once, with its largest figures, whatever file it was read in."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, list[int]] = {}  # response key → the figures counted for it
+        self.totals: dict[str, list[int]] = {}  # group (a session, an agent) → the sum
+
+    def count(self, key: str | None, figures: list[int], group: str) -> list[int]:
+        """Count one line's figures; returns what they added (nothing for a copy already counted)."""
+        if key is None:
+            delta = figures
+        else:
+            before = self.seen.get(key)
+            if before is None:
+                self.seen[key], delta = figures, figures
+            else:
+                grown = [max(old, new) for old, new in zip(before, figures)]
+                delta = [new - old for old, new in zip(before, grown)]
+                self.seen[key] = grown
+        if any(delta):
+            sums = self.totals.setdefault(group, [0, 0, 0, 0])
+            for index, value in enumerate(delta):
+                sums[index] += value
+        return delta
+
+
+def read_transcript(path: Path, cursor: TokenCursor, ledger: TokenLedger, group: str | None = None,
+                    final: bool = False) -> TokenCursor:
+    """Count what was appended to ``path`` since ``cursor``; returns the cursor moved on.
+
+    A file that shrank or was replaced (a new inode) is read again from the start (its responses
+    are known, so nothing counts twice); a deleted or unreadable one is left as it was. Lines
+    that are not JSON, or of a type no reader knows, are skipped. ``group`` defaults to the
+    session the lines belong to. With ``final`` a last line without its newline is read too.
+    """
+    try:
+        with open(path, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if info.st_ino != cursor.inode or info.st_size < cursor.offset:
+                cursor = TokenCursor(inode=info.st_ino)
+            handle.seek(cursor.offset)
+            data = handle.read()
+    except OSError:
+        return cursor
+    end = len(data) if final else data.rfind(b"\n") + 1
+    cursor = dataclasses.replace(cursor, offset=cursor.offset + end)
+    for raw in data[:end].splitlines():
+        if cursor.codex is None and raw.strip():
+            cursor.codex = b'"payload"' in raw[:400] or b'"session_meta"' in raw[:400]
+        if cursor.codex:
+            _codex_line(raw, cursor, ledger, group)
+        elif b'"usage"' in raw:  # only a response's line carries usage: decode no other
+            _claude_line(raw, cursor, ledger, group)
+        elif not cursor.session and b'"sessionId"' in raw:
+            with contextlib.suppress(ValueError, AttributeError):
+                cursor.session = str(json.loads(raw).get("sessionId") or "")
+    return cursor
+
+
+def _claude_line(raw: bytes, cursor: TokenCursor, ledger: TokenLedger, group: str | None) -> None:
+    try:
+        line = json.loads(raw)
+    except ValueError:
+        return
+    if not isinstance(line, dict) or line.get("type") != "assistant":
+        return
+    message = line.get("message")
+    if not isinstance(message, dict) or message.get("model") == "<synthetic>":
+        return
+    usage = message.get("usage")
+    if not isinstance(usage, dict):
+        return
+    cursor.session = cursor.session or str(line.get("sessionId") or "")
+    # Claude Code 2.1.x writes requestRef always and requestId when the server sent one; older, requestId only.
+    request = line.get("requestId") or line.get("requestRef") or ""
+    key = f"claude:{message['id']}:{request}" if message.get("id") else None
+    ledger.count(key, claude_figures(usage), group or cursor.session or "?")
+
+
+def _codex_line(raw: bytes, cursor: TokenCursor, ledger: TokenLedger, group: str | None) -> None:
+    if b'"token_count"' not in raw and b'"session_meta"' not in raw:
+        return
+    try:
+        line = json.loads(raw)
+        payload = line.get("payload")
+    except (ValueError, AttributeError):
+        return
+    if not isinstance(payload, dict):
+        return
+    if line.get("type") == "session_meta":
+        cursor.session = cursor.session or str(payload.get("id") or "")
+        return
+    info = payload.get("info")
+    total = info.get("total_token_usage") if payload.get("type") == "token_count" and isinstance(info, dict) else None
+    if not isinstance(total, dict):
+        return
+    now = {key: token_count(value) for key, value in total.items()}
+    before, cursor.codex_totals = cursor.codex_totals, now
+    if now == before:
+        return  # Codex re-emits unchanged totals
+    if before and all(now.get(key, 0) >= before.get(key, 0) for key in now):
+        figures = codex_figures({key: now.get(key, 0) - before.get(key, 0) for key in now})
+    elif before:  # the totals went back (a new session in the same file): the last response's own
+        last = info.get("last_token_usage")
+        figures = codex_figures(last if isinstance(last, dict) else now)
+    else:
+        figures = codex_figures(now)
+    # A copy of this row in a forked rollout has the same time and totals.
+    key = f"codex:{line.get('timestamp')}:{sorted(now.items())}"
+    ledger.count(key, figures, group or cursor.session or "?")
+
+
+def transcript_files(paths: Iterable[Path]) -> list[Path]:
+    """The transcripts under ``paths``: files as given, folders searched for ``*.jsonl``."""
+    found = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(candidate for candidate in path.rglob("*.jsonl") if candidate.is_file())
+        elif path.is_file():
+            found.append(path)
+    return found
+
+
+def token_row(name: str, figures: list[int], **more: Any) -> dict:
+    return {"name": name, **dict(zip(TOKEN_FIELDS, figures)), "total": sum(figures), **more}
+
+
+# ============================================================================
 # Commands
 #   One function per verb. Each takes the parsed arguments and returns an exit
 #   code: 0 ok, 1 runtime failure, 2 usage or config error.
@@ -4560,6 +4731,59 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_tokens(args: argparse.Namespace) -> int:
+    if args.scan is not None:
+        return tokens_scan([Path(path).expanduser() for path in args.scan], args.json)
+    cfg = load_config(args.config)
+    path = cfg.log_dir / "token-log.jsonl"
+    rows = []
+    with contextlib.suppress(FileNotFoundError):
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                row = json.loads(line)
+                if isinstance(row, dict) and isinstance(row.get("total"), dict):
+                    rows.append(row)
+    total = [sum(token_count(row["total"].get(name)) for row in rows if ":" not in str(row.get("phase_id")))
+             for name in TOKEN_FIELDS]
+    if args.json:
+        print(json.dumps({"rows": rows, "total": token_row("total", total)}, indent=1))
+        return EXIT_OK
+    if not rows:
+        print(f"{path}: no token records yet (one is written as each phase ends)")
+        return EXIT_OK
+    print_token_table([token_row(str(row.get("phase_id")), [token_count(row["total"].get(n)) for n in TOKEN_FIELDS])
+                       for row in rows] + [token_row("total", total)])
+    return EXIT_OK
+
+
+def tokens_scan(paths: list[Path], as_json: bool) -> int:
+    """``tokens --scan PATH…``: totals per session and overall of any transcripts."""
+    missing = [str(path) for path in paths if not path.exists()]
+    if missing:
+        raise ConfigError([f"tokens --scan: no such file or folder: {', '.join(missing)}"])
+    ledger, files = TokenLedger(), transcript_files(paths)
+    sessions: dict[str, int] = {}
+    for path in files:
+        cursor = read_transcript(path, TokenCursor(), ledger)
+        sessions[cursor.session or "?"] = sessions.get(cursor.session or "?", 0) + 1
+    rows = [token_row(session, figures, files=sessions.get(session, 0)) for session, figures in ledger.totals.items()]
+    rows.sort(key=lambda row: -row["total"])
+    total = [sum(figures[index] for figures in ledger.totals.values()) for index in range(len(TOKEN_FIELDS))]
+    if as_json:
+        print(json.dumps({"rows": rows, "total": token_row("total", total, files=len(files))}, indent=1))
+        return EXIT_OK
+    print_token_table([*rows, token_row(f"total ({len(files)} files)", total)])
+    return EXIT_OK
+
+
+def print_token_table(rows: list[dict]) -> None:
+    width = max([8, *(len(row["name"]) + 1 for row in rows)])
+    print(f"{'NAME':<{width}} {'INPUT':>12} {'OUTPUT':>12} {'CACHE_WRITE':>12} {'CACHE_READ':>14} {'TOTAL':>14}")
+    for row in rows:
+        print(f"{row['name']:<{width}} {row['input']:>12,} {row['output']:>12,} {row['cache_creation']:>12,} "
+              f"{row['cache_read']:>14,} {row['total']:>14,}")
+
+
 def phase_rows(cfg: Config, state: dict) -> dict:
     """The phase plan as ``phase show --json`` prints it."""
     loop = loop_of(state)
@@ -4960,6 +5184,25 @@ examples:
   agents.py keys builder Escape""", cmd_keys)
     sub.add_argument("name", metavar="NAME", help="the agent")
     sub.add_argument("keys", nargs="+", metavar="KEY", help="tmux key names, pressed in order")
+
+    sub = command("tokens", "token use per phase and gate, or of any transcripts", """\
+Without --scan: the rows of log_dir/token-log.jsonl (one per phase as it ends,
+and per gate as phase:label) with their totals.
+
+With --scan PATH…: reads Claude Code JSONL and Codex rollouts (files, or
+folders searched for *.jsonl) and totals them per session and overall. Each API
+response counts once, with its largest figures, across all files (a response is
+written as one line per content block; a resumed session copies old lines);
+sub-agent files count; <synthetic> lines and a torn last line do not. INPUT is
+the uncached input; CACHE_WRITE and CACHE_READ are the cached parts.
+
+examples:
+  agents.py tokens
+  agents.py tokens --scan ~/.claude/projects/-home-me-repo
+  agents.py tokens --scan ~/.codex/sessions --json | jq .total""", cmd_tokens)
+    sub.add_argument("--scan", nargs="+", metavar="PATH", help="total these transcript files or folders")
+    sub.add_argument("--json", action="store_true",
+                     help='{"rows": [...], "total": {"input", "output", "cache_creation", "cache_read", "total"}}')
 
     sub = command("attach", "attach your terminal to an agent's session", """\
 Attaches to the agent's tmux session (inside tmux on the same server it switches

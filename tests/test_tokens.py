@@ -1,0 +1,109 @@
+"""Token accounting: the reader in agents.py and its twin in agent-log.py agree on every
+transcript fixture, and the reader's rules hold (dedupe with the largest figures, torn lines,
+files that shrink or are replaced, Codex totals that repeat)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import agents as ag
+
+FIXTURES = ag.Path(__file__).parent / "fixtures" / "transcripts"
+AGENT_LOG = ag.Path(ag.__file__).parent / "agent-log.py"
+TOTAL = re.compile(r"in=(\d+) out=(\d+) cache_write=(\d+) cache_read=(\d+) total=(\d+)")
+
+
+def agent_log_total(path) -> list[int]:
+    out = subprocess.run([sys.executable, str(AGENT_LOG), "--totals", str(path)], capture_output=True, text=True,
+                         timeout=60).stdout
+    return [int(n) for n in TOTAL.findall(out.splitlines()[-1])[0][:4]]
+
+
+def scan_total(*paths) -> list[int]:
+    out = subprocess.run([sys.executable, str(ag.Path(ag.__file__)), "tokens", "--scan", *map(str, paths), "--json"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    total = json.loads(out.stdout)["total"]
+    assert total["total"] == sum(total[name] for name in ag.TOKEN_FIELDS)
+    return [total[name] for name in ag.TOKEN_FIELDS]
+
+
+@pytest.mark.parametrize("path", sorted(p.relative_to(FIXTURES) for p in FIXTURES.rglob("*.jsonl")) + [ag.Path(".")],
+                         ids=str)
+def test_tokens_scan_and_agent_log_agree_on_every_fixture(path):
+    assert scan_total(FIXTURES / path) == agent_log_total(FIXTURES / path)
+
+
+def lines(*objects) -> bytes:
+    return b"".join(json.dumps(obj).encode() + b"\n" for obj in objects)
+
+
+def response(message_id: str, output: int, request: str = "req_1", session: str = "s1", **usage) -> dict:
+    return {"type": "assistant", "sessionId": session, "requestId": request,
+            "message": {"id": message_id, "model": "claude-sonnet-4-5",
+                        "usage": {"input_tokens": 10, "output_tokens": output, **usage}}}
+
+
+def test_one_response_counts_once_with_its_largest_figures_across_files(tmp_path):
+    ledger = ag.TokenLedger()
+    first = tmp_path / "a.jsonl"
+    first.write_bytes(lines(response("msg_1", 5), response("msg_1", 9), response("msg_2", 3)))
+    ag.read_transcript(first, ag.TokenCursor(), ledger)
+    copy = tmp_path / "b.jsonl"  # a resumed session's copy of the history, then one new response
+    copy.write_bytes(lines(response("msg_1", 9, session="s2"), response("msg_3", 1, session="s2")))
+    ag.read_transcript(copy, ag.TokenCursor(), ledger)
+    assert ledger.totals == {"s1": [20, 12, 0, 0], "s2": [10, 1, 0, 0]}
+
+
+def test_a_torn_last_line_waits_for_the_rest_and_counts_once(tmp_path):
+    ledger, path = ag.TokenLedger(), tmp_path / "s.jsonl"
+    whole = lines(response("msg_1", 5), response("msg_2", 7))
+    path.write_bytes(whole[:-20])
+    cursor = ag.read_transcript(path, ag.TokenCursor(), ledger)
+    assert ledger.totals["s1"] == [10, 5, 0, 0] and cursor.offset == whole.index(b"\n") + 1
+    path.write_bytes(whole)
+    cursor = ag.read_transcript(path, cursor, ledger)
+    assert ledger.totals["s1"] == [20, 12, 0, 0] and cursor.offset == len(whole)
+    assert ag.read_transcript(path, cursor, ledger) == cursor  # nothing new: nothing read
+
+
+def test_a_replaced_or_shrunk_file_is_read_again_without_counting_twice(tmp_path):
+    ledger, path = ag.TokenLedger(), tmp_path / "s.jsonl"
+    path.write_bytes(lines(response("msg_1", 5), response("msg_2", 7)))
+    cursor = ag.read_transcript(path, ag.TokenCursor(), ledger)
+    replacement = tmp_path / "new.jsonl"
+    replacement.write_bytes(lines(response("msg_1", 5), response("msg_3", 1)))
+    replacement.replace(path)  # a new inode, a shorter file
+    cursor = ag.read_transcript(path, cursor, ledger)
+    assert ledger.totals["s1"] == [30, 13, 0, 0] and cursor.offset == path.stat().st_size
+    path.unlink()
+    assert ag.read_transcript(path, cursor, ledger) == cursor  # gone: left as it was
+
+
+def test_synthetic_lines_and_garbage_count_nothing(tmp_path):
+    ledger, path = ag.TokenLedger(), tmp_path / "s.jsonl"
+    synthetic = response("msg_x", 50)
+    synthetic["message"]["model"] = "<synthetic>"
+    path.write_bytes(b'not json "usage"\n[1, "usage"]\n' + lines(synthetic, {"type": "user", "usage": 5},
+                                                                     response("msg_1", 2)))
+    ag.read_transcript(path, ag.TokenCursor(), ledger)
+    assert ledger.totals == {"s1": [10, 2, 0, 0]}
+
+
+def test_codex_rows_whose_totals_did_not_advance_are_skipped(tmp_path):
+    def row(when: str, total: dict) -> dict:
+        return {"timestamp": when, "type": "event_msg",
+                "payload": {"type": "token_count", "info": {"total_token_usage": total, "last_token_usage": total}}}
+    path = tmp_path / "rollout.jsonl"
+    path.write_bytes(lines({"timestamp": "t0", "type": "session_meta", "payload": {"id": "cx1", "cwd": "/w"}},
+                           row("t1", {"input_tokens": 100, "cached_input_tokens": 40, "output_tokens": 10}),
+                           row("t2", {"input_tokens": 100, "cached_input_tokens": 40, "output_tokens": 10}),
+                           row("t3", {"input_tokens": 250, "cached_input_tokens": 140, "output_tokens": 30})))
+    ledger = ag.TokenLedger()
+    ag.read_transcript(path, ag.TokenCursor(), ledger)
+    assert ledger.totals == {"cx1": [110, 30, 0, 140]}  # input excludes the cached part
