@@ -154,14 +154,14 @@ class Usage:
 
     input: int = 0  # input tokens not read from or written to the cache
     output: int = 0  # output tokens (thinking / reasoning included)
-    cache_write: int = 0  # input tokens written to the prompt cache
+    cache_creation: int = 0  # input tokens written to the prompt cache
     cache_read: int = 0  # input tokens read from the prompt cache
 
-    FIELDS = ("input", "output", "cache_write", "cache_read")
+    FIELDS = ("input", "output", "cache_creation", "cache_read")
 
     @property
     def total(self) -> int:
-        return self.input + self.output + self.cache_write + self.cache_read
+        return self.input + self.output + self.cache_creation + self.cache_read
 
     def add(self, other: Usage) -> None:
         for name in self.FIELDS:
@@ -175,7 +175,7 @@ class Usage:
         return all(getattr(self, name) >= getattr(other, name) for name in self.FIELDS)
 
     def text(self) -> str:
-        return (f"in={self.input} out={self.output} cache_write={self.cache_write} "
+        return (f"in={self.input} out={self.output} cache_creation={self.cache_creation} "
                 f"cache_read={self.cache_read}")
 
 
@@ -532,7 +532,7 @@ class ClaudeReader:
         usage = message.get("usage")
         if isinstance(usage, dict) and not synthetic:
             figures = Usage(input=as_int(usage.get("input_tokens")), output=as_int(usage.get("output_tokens")),
-                            cache_write=as_int(usage.get("cache_creation_input_tokens")),
+                            cache_creation=as_int(usage.get("cache_creation_input_tokens")),
                             cache_read=as_int(usage.get("cache_read_input_tokens")))
             events.append(Event("USAGE", time=when, response=response, usage=figures, usage_key=key))
         return events
@@ -587,7 +587,7 @@ def codex_usage(row: dict) -> Usage:
     cached = as_int(row.get("cached_input_tokens"))
     written = as_int(row.get("cache_write_input_tokens"))
     return Usage(input=max(0, as_int(row.get("input_tokens")) - cached - written),
-                 output=as_int(row.get("output_tokens")), cache_write=written, cache_read=cached)
+                 output=as_int(row.get("output_tokens")), cache_creation=written, cache_read=cached)
 
 
 class CodexReader:
@@ -951,7 +951,7 @@ def agent_source(config_path: Path, name: str) -> AgentSource:
     def setting(key: str, fallback: Any) -> Any:
         return agent.get(key, defaults.get(key, fallback))
 
-    cwd = (folder / as_text(setting("cwd", "."))).resolve()
+    cwd = (folder / os.path.expanduser(as_text(setting("cwd", ".")))).resolve()  # as agents.py reads it
     backend_name = as_text(setting("backend", "claude"))
     backends = data.get("backend") if isinstance(data.get("backend"), dict) else {}
     backend = backends.get(backend_name) if isinstance(backends.get(backend_name), dict) else {}
@@ -1188,7 +1188,7 @@ as plain, greppable text: one block per event, every line starting with
                      changes, turn times, API errors the CLI gave up on,
                      compaction boundaries, task notifications, command output
             COMPACT  a compaction summary (what the model keeps of the past)
-            USAGE    tokens of one API response: in= out= cache_write= cache_read=
+            USAGE    tokens of one API response: in= out= cache_creation= cache_read=
             TOTAL    per file, after all files: its responses' usage (a response
                      is counted in the first file it appears in), then a grand
                      total when there are several files

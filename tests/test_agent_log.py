@@ -107,7 +107,7 @@ SMALL = """\
 03:04:02 ASSIST  I'll run the tests.
 03:04:03 TOOL>   Bash (toolu_1) $ pytest -q
 03:04:03 TOOL>     description: Run tests
-03:04:03 USAGE   in=100 out=30 cache_write=10 cache_read=1000
+03:04:03 USAGE   in=100 out=30 cache_creation=10 cache_read=1000
 03:04:04 TOOL<   (toolu_1) ERROR FAILED test_parse
 03:04:04 TOOL<     line 2
 03:04:04 TOOL<     line 3
@@ -118,16 +118,16 @@ SMALL = """\
 03:04:05 USER    [image: image/png, 2.0 KB]
 03:04:06 ASSIST  Fixed.
 03:04:06 ASSIST    All tests pass.
-03:04:06 USAGE   in=5 out=20 cache_write=0 cache_read=1200
+03:04:06 USAGE   in=5 out=20 cache_creation=0 cache_read=1200
 03:04:07 ASSIST  [sub:a1b2c3] sub-agent result
-03:04:07 USAGE   [sub:a1b2c3] in=7 out=3 cache_write=0 cache_read=0
+03:04:07 USAGE   [sub:a1b2c3] in=7 out=3 cache_creation=0 cache_read=0
 03:04:08 SYS     API Error: Request rejected (429) · Rate limited
 03:04:09 SYS     conversation compacted (auto, 150000 → 3000 tokens)
 03:04:09 COMPACT This session is being continued from a previous conversation.
 03:04:09 COMPACT{blank}
 03:04:09 COMPACT   Summary: parse() was fixed.
 03:04:10 SYS     turn took 8.5s
-03:04:10 TOTAL   in=112 out=53 cache_write=10 cache_read=2200 total=2375 responses=3 (small.jsonl)"""
+03:04:10 TOTAL   in=112 out=53 cache_creation=10 cache_read=2200 total=2375 responses=3 (small.jsonl)"""
 
 
 def test_small_fixture_renders_line_by_line():
@@ -144,12 +144,12 @@ REAL_OPENING = """\
 22:57:57 SYS     session a5e40b92-f994-4fe2-bda2-46b052396dd4 (claude-code 2.1.330) cwd /home/dev/repo
 22:57:57 USER    hello there
 22:57:58 ASSIST  ack: hello there
-22:57:58 USAGE   in=1001 out=51 cache_write=300 cache_read=2000
+22:57:58 USAGE   in=1001 out=51 cache_creation=300 cache_read=2000
 22:57:58 SYS     turn took 0.4s
 22:57:59 USER    print some lines
 22:57:59 TOOL>   Bash (toolu_mock_2) $ printf '\\033[31mred\\033[0m\\n'; seq 1 30
 22:57:59 TOOL>     description: Print things
-22:57:59 USAGE   in=1002 out=52 cache_write=300 cache_read=4000
+22:57:59 USAGE   in=1002 out=52 cache_creation=300 cache_read=4000
 22:57:59 TOOL<   (toolu_mock_2) red
 22:57:59 TOOL<     1"""
 
@@ -188,14 +188,14 @@ def test_real_thinking_and_two_line_response():
         "22:58:37 ASSIST  Let me run it.",
         "22:58:37 TOOL>   Bash (toolu_mockb_1) $ echo two-blocks",
         "22:58:37 TOOL>     description: Echo",
-        "22:58:37 USAGE   in=1001 out=51 cache_write=300 cache_read=2000",
+        "22:58:37 USAGE   in=1001 out=51 cache_creation=300 cache_read=2000",
     ]
     start = lines.index("22:58:39 THINK   The user wants a greeting.")
     assert lines[start:start + 4] == [
         "22:58:39 THINK   The user wants a greeting.",
         "22:58:39 THINK     Keep it short.",
         "22:58:39 ASSIST  Hello after thinking.",
-        "22:58:39 USAGE   in=1003 out=53 cache_write=300 cache_read=6000",
+        "22:58:39 USAGE   in=1003 out=53 cache_creation=300 cache_read=6000",
     ]
 
 
@@ -214,11 +214,11 @@ REAL_CODEX_TEXT = """\
 22:59:51 TOOL<     Output:
 22:59:51 TOOL<     one
 22:59:51 TOOL<     two
-22:59:51 USAGE   in=511 out=41 cache_write=0 cache_read=500
+22:59:51 USAGE   in=511 out=41 cache_creation=0 cache_read=500
 22:59:51 ASSIST  The command printed two lines.
-22:59:51 USAGE   in=1011 out=42 cache_write=0 cache_read=1000
+22:59:51 USAGE   in=1011 out=42 cache_creation=0 cache_read=1000
 22:59:51 SYS     turn took 0.4s
-22:59:51 TOTAL   in=1522 out=83 cache_write=0 cache_read=1500 total=3105 responses=2 ({name})"""
+22:59:51 TOTAL   in=1522 out=83 cache_creation=0 cache_read=1500 total=3105 responses=2 ({name})"""
 
 
 def test_real_codex_rollout():
@@ -234,7 +234,7 @@ NOISE = """\
 03:04:01 SYS     Set model to opus
 03:04:02 USER    ! ls
 03:04:03 TOOL>   Read (toolu_n1) file_path: /repo/a.py
-03:04:03 USAGE   in=1 out=1 cache_write=0 cache_read=0
+03:04:03 USAGE   in=1 out=1 cache_creation=0 cache_read=0
 03:04:04 TOOL<   (toolu_n1) 1\tprint('hi')
 03:04:05 TOOL<   (toolu_n2) logo: [image: image/png, 2.0 KB] end
 03:04:05 TOOL<     progress 100%
@@ -253,11 +253,11 @@ CODEX_SYNTHETIC = """\
 03:04:02 THINK   **Listing files**
 03:04:02 TOOL>   shell (call_1) $ bash -lc 'ls -1'
 03:04:02 TOOL>     workdir: /home/dev/repo
-03:04:02 USAGE   in=800 out=50 cache_write=0 cache_read=200
+03:04:02 USAGE   in=800 out=50 cache_creation=0 cache_read=200
 03:04:03 TOOL<   (call_1) a.py
 03:04:03 TOOL<     b.py
 03:04:04 ASSIST  Two files: a.py and b.py.
-03:04:04 USAGE   in=500 out=30 cache_write=0 cache_read=1000
+03:04:04 USAGE   in=500 out=30 cache_creation=0 cache_read=1000
 03:04:05 TOOL>   apply_patch (call_2) *** Begin Patch
 03:04:05 TOOL>     *** Add File: c.py
 03:04:05 TOOL>     +print(1)
@@ -266,9 +266,9 @@ CODEX_SYNTHETIC = """\
 03:04:05 TOOL<     A c.py
 03:04:06 COMPACT The user asked for the file list; a.py and b.py exist; c.py was added.
 03:04:06 SYS     conversation compacted
-03:04:07 USAGE   in=300 out=10 cache_write=0 cache_read=1200
+03:04:07 USAGE   in=300 out=10 cache_creation=0 cache_read=1200
 03:04:07 SYS     turn took 6.0s
-03:04:08 TOTAL   in=1600 out=90 cache_write=0 cache_read=2400 total=4090 responses=3 (codex-repeated.jsonl)"""
+03:04:08 TOTAL   in=1600 out=90 cache_creation=0 cache_read=2400 total=4090 responses=3 (codex-repeated.jsonl)"""
 
 
 def test_codex_rollout_with_repeated_token_counts():
@@ -360,37 +360,37 @@ def test_debug_shows_what_is_skipped():
 USAGE_TABLE = [
     # (fixture, what the TOTAL line totals, expected figures)
     ("small.jsonl", "small.jsonl",
-     "in=112 out=53 cache_write=10 cache_read=2200 total=2375 responses=3"),
+     "in=112 out=53 cache_creation=10 cache_read=2200 total=2375 responses=3"),
     ("dedup-growing.jsonl", "dedup-growing.jsonl",  # output 1 then 30 per response: 30 counted
-     "in=240 out=60 cache_write=100 cache_read=400 total=800 responses=2"),
+     "in=240 out=60 cache_creation=100 cache_read=400 total=800 responses=2"),
     ("dedup-requestref.jsonl", "dedup-requestref.jsonl",  # three equal lines once; 8 then 9: 9
-     "in=30 out=14 cache_write=100 cache_read=300 total=444 responses=2"),
+     "in=30 out=14 cache_creation=100 cache_read=300 total=444 responses=2"),
     ("resumed", "99999999-2222-3333-4444-555555555555.jsonl",  # the copied responses are not counted again
-     "in=40 out=4 cache_write=0 cache_read=0 total=44 responses=1"),
+     "in=40 out=4 cache_creation=0 cache_read=0 total=44 responses=1"),
     ("resumed", "all 2 files",
-     "in=70 out=7 cache_write=0 cache_read=0 total=77 responses=3"),
+     "in=70 out=7 cache_creation=0 cache_read=0 total=77 responses=3"),
     ("sidechain-old", "agent-1a2b3c.jsonl",
-     "in=30 out=6 cache_write=0 cache_read=0 total=36 responses=1"),
+     "in=30 out=6 cache_creation=0 cache_read=0 total=36 responses=1"),
     ("malformed.jsonl", "malformed.jsonl",  # "12" as a string counts; usage "lots" does not
-     "in=12 out=0 cache_write=0 cache_read=0 total=12 responses=1"),
+     "in=12 out=0 cache_creation=0 cache_read=0 total=12 responses=1"),
     ("codex-repeated.jsonl", "codex-repeated.jsonl",
-     "in=1600 out=90 cache_write=0 cache_read=2400 total=4090 responses=3"),
+     "in=1600 out=90 cache_creation=0 cache_read=2400 total=4090 responses=3"),
     # Real Claude Code 2.1.330: equal to ccusage 20.0.24 on the same files
-    # (in=10057 out=557 cache_write=3000 cache_read=114000 total=127614 for the
+    # (in=10057 out=557 cache_creation=3000 cache_read=114000 total=127614 for the
     # main session and its sub-agent); the sub-agent's total is the
     # <subagent_tokens>17366</subagent_tokens> Claude Code itself reports.
     ("claude-code-2.1.330/projects/-home-dev-repo/a5e40b92-f994-4fe2-bda2-46b052396dd4.jsonl",
      "a5e40b92-f994-4fe2-bda2-46b052396dd4.jsonl",
-     "in=9049 out=499 cache_write=2700 cache_read=98000 total=110248 responses=9"),
+     "in=9049 out=499 cache_creation=2700 cache_read=98000 total=110248 responses=9"),
     ("claude-code-2.1.330/projects/-home-dev-repo/a5e40b92-f994-4fe2-bda2-46b052396dd4",
      "agent-ae28203a805312fa4.jsonl",
-     "in=1008 out=58 cache_write=300 cache_read=16000 total=17366 responses=1"),
+     "in=1008 out=58 cache_creation=300 cache_read=16000 total=17366 responses=1"),
     ("claude-code-2.1.330", "all 3 files",
-     "in=13063 out=713 cache_write=3900 cache_read=126000 total=143676 responses=13"),
+     "in=13063 out=713 cache_creation=3900 cache_read=126000 total=143676 responses=13"),
     # Real Codex 0.169.0: equal to ccusage 20.0.24 (`ccusage codex session`)
     # and to the rollout's own final total_token_usage (3105).
     ("codex-0.169.0", REAL_CODEX.name,
-     "in=1522 out=83 cache_write=0 cache_read=1500 total=3105 responses=2"),
+     "in=1522 out=83 cache_creation=0 cache_read=1500 total=3105 responses=2"),
 ]
 
 
@@ -401,7 +401,7 @@ def test_usage_totals_after_deduplication(fixture: str, label: str, expected: st
 
 def test_usage_totals_equal_the_sum_of_usage_lines():
     lines = render(FIXTURES)
-    summed = dict.fromkeys(("in", "out", "cache_write", "cache_read"), 0)
+    summed = dict.fromkeys(("in", "out", "cache_creation", "cache_read"), 0)
     for line in with_role(lines, "USAGE"):
         for key, value in re.findall(r"(\w+)=(\d+)", line):
             summed[key] += int(value)
@@ -442,10 +442,10 @@ def test_a_response_read_in_two_goes_is_counted_once():
         return [e.text for e in ledger.offer(event, file_totals, 0)]
 
     assert offer(1) == [] and offer(3) == []  # held back while the response goes on
-    assert [e.text for e in ledger.flush(0, file_totals)] == ["in=10 out=3 cache_write=5 cache_read=100"]
-    assert offer(30) == ["in=0 out=27 cache_write=0 cache_read=0 (more for a response counted above)"]
+    assert [e.text for e in ledger.flush(0, file_totals)] == ["in=10 out=3 cache_creation=5 cache_read=100"]
+    assert offer(30) == ["in=0 out=27 cache_creation=0 cache_read=0 (more for a response counted above)"]
     assert offer(30) == [] and ledger.flush(0, file_totals) == []
-    assert file_totals.text() == "in=10 out=30 cache_write=5 cache_read=100 total=145 responses=1"
+    assert file_totals.text() == "in=10 out=30 cache_creation=5 cache_read=100 total=145 responses=1"
 
 
 def test_a_file_that_shrinks_is_read_again(tmp_path: Path):
@@ -659,9 +659,9 @@ def test_follow_prints_appended_lines_and_new_files(tmp_path: Path):
     assert [line[17:] for line in with_role(seen, "USER")] == ["hello", "again", "to from a new file"]
     assert len(with_role(seen, "USAGE")) == 3  # each response once, however it was read
     assert totals(seen) == {
-        "s.jsonl": "in=240 out=60 cache_write=100 cache_read=400 total=800 responses=2",
-        "later.jsonl": "in=10 out=2 cache_write=0 cache_read=0 total=12 responses=1",
-        "all 2 files": "in=250 out=62 cache_write=100 cache_read=400 total=812 responses=3",
+        "s.jsonl": "in=240 out=60 cache_creation=100 cache_read=400 total=800 responses=2",
+        "later.jsonl": "in=10 out=2 cache_creation=0 cache_read=0 total=12 responses=1",
+        "all 2 files": "in=250 out=62 cache_creation=100 cache_read=400 total=812 responses=3",
     }
 
 
@@ -715,13 +715,13 @@ def test_empty_folder_is_a_runtime_failure(tmp_path: Path):
 
 def test_totals_only():
     assert render("--totals", REAL_CLAUDE) == [
-        "22:58:39 TOTAL   in=3006 out=156 cache_write=900 cache_read=12000 total=16062 responses=3 "
+        "22:58:39 TOTAL   in=3006 out=156 cache_creation=900 cache_read=12000 total=16062 responses=3 "
         "(0c56a509-0a17-4400-ba5d-5b744f456501.jsonl)",
-        "22:58:05 TOTAL   in=9049 out=499 cache_write=2700 cache_read=98000 total=110248 responses=9 "
+        "22:58:05 TOTAL   in=9049 out=499 cache_creation=2700 cache_read=98000 total=110248 responses=9 "
         "(a5e40b92-f994-4fe2-bda2-46b052396dd4.jsonl)",
-        "22:58:00 TOTAL   in=1008 out=58 cache_write=300 cache_read=16000 total=17366 responses=1 "
+        "22:58:00 TOTAL   in=1008 out=58 cache_creation=300 cache_read=16000 total=17366 responses=1 "
         "(agent-ae28203a805312fa4.jsonl)",
-        "22:58:39 TOTAL   in=13063 out=713 cache_write=3900 cache_read=126000 total=143676 responses=13 (all 3 files)",
+        "22:58:39 TOTAL   in=13063 out=713 cache_creation=3900 cache_read=126000 total=143676 responses=13 (all 3 files)",
     ]
 
 

@@ -15,7 +15,7 @@ from conftest import agents as ag
 
 FIXTURES = ag.Path(__file__).parent / "fixtures" / "transcripts"
 AGENT_LOG = ag.Path(ag.__file__).parent / "agent-log.py"
-TOTAL = re.compile(r"in=(\d+) out=(\d+) cache_write=(\d+) cache_read=(\d+) total=(\d+)")
+TOTAL = re.compile(r"in=(\d+) out=(\d+) cache_creation=(\d+) cache_read=(\d+) total=(\d+)")
 
 
 def agent_log_total(path) -> list[int]:

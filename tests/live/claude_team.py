@@ -238,7 +238,7 @@ class ClaudeTeam:
         assert result.returncode == 0, result.stdout + result.stderr
         lines = [line for line in result.stdout.splitlines() if " TOTAL " in line]
         assert lines, result.stdout + result.stderr
-        found = re.search(r"in=(\d+) out=(\d+) cache_write=(\d+) cache_read=(\d+) total=\d+ responses=(\d+)",
+        found = re.search(r"in=(\d+) out=(\d+) cache_creation=(\d+) cache_read=(\d+) total=\d+ responses=(\d+)",
                           lines[-1])
         assert found, lines[-1]
         keys = ("input", "output", "cache_creation", "cache_read", "messages")
