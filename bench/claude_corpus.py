@@ -65,9 +65,11 @@ one by one against the 20.0.24 binary on small probes:
    one session (by the line's ``sessionId``) are one response, copies in another
    session count again (#1661, for gateways that reuse one message id everywhere).
    A line without ``message.id`` is never de-duplicated.
-6. Sidechain replays: a line whose message.id matches a kept one, where either is
-   ``isSidechain: true``, is the same response even with another requestId (the /btw
-   aside logs under ``subagents/`` replay parent messages, #913).
+6. Sidechain replays: a line whose message.id and ``timestamp`` equal those of a kept
+   line, where either is ``isSidechain: true``, is the same response even with another
+   requestId (the /btw aside logs under ``subagents/`` replay parent messages, #913).
+   The timestamp must match the kept line's: a replay of another block of the same
+   response counts again (#1661: the regular loader "still requires them"; probed).
 7. Of two lines of one response the kept one is: the non-sidechain one; else the one
    with the larger total (input + output + cache creation + cache read); on a tie the
    one with a ``speed``; else the first read. The whole line's usage is kept, not the
@@ -315,7 +317,7 @@ class Generator:
             size = self.rng.randint(60000, 400000)
         else:
             size = self.rng.randint(400000, 2000000)
-        return min(size, max(2000, self.size_bytes // 40))  # a small corpus still has many sessions
+        return min(size, max(2000, self.size_bytes // 100))  # a small corpus still has many sessions
 
     # -- lines --
 
@@ -484,7 +486,7 @@ class Generator:
             if self.rng.random() < 0.3:
                 self.attachment(out, ctx)
             for _ in range(self.rng.randint(1, 6)):  # tool round trips within the turn
-                if self.rng.random() < 0.02:
+                if self.rng.random() < 0.03:
                     self.synthetic(out, ctx)
                     break
                 tool_ids = self.response(out, ctx, with_tool=self.rng.random() < 0.7)
@@ -553,7 +555,7 @@ class Generator:
             fork = self.rng.random() < 0.4
             self.features["forked sessions" if fork else "resumed sessions"] += 1
             self.copy_history(source, out, ctx, fork)
-        self.turns(out, ctx, self.rng.randint(2, 25), subagents=True)
+        self.turns(out, ctx, self.rng.randint(2, max(3, min(25, self.size_bytes // 200_000))), subagents=True)
         if self.btw_replays and era != "gateway" and self.rng.random() < 0.15:
             self.btw_aside(out, ctx)
         if self.rng.random() < 0.15:
@@ -602,6 +604,26 @@ class Generator:
     def run(self) -> None:
         while self.written < self.size_bytes:
             self.session()
+
+
+def append_responses(path: Path, size: int, seed: int) -> tuple[str, dict]:
+    """Append about ``size`` bytes of new turns (new message and request ids) to the
+    session file ``path``, which must end with a newline. Returns the session ccusage
+    files them under and the totals they add (all new responses: nothing de-duplicates)."""
+    session = path.parent.parent.name if path.parent.name == "subagents" else path.stem
+    first = next((json.loads(line) for line in path.open(encoding="utf-8") if '"cwd":' in line), {})
+    gen = Generator(seed, size, btw_replays=False, requestless_copies=False)
+    gen.clock = BASE_TIME_MS + 400 * 86400_000  # after everything the corpus holds
+    out = FileOut(path, session)
+    ctx = {"era": "api", "cwd": first.get("cwd", PROJECTS[0]), "model": MAIN_MODELS[2], "version": "2.1.330",
+           "session": first.get("sessionId", session), "parent": None, "sidechain": bool(first.get("isSidechain")),
+           "agent_id": first.get("agentId"), "context": 0}
+    while out.size < size:
+        gen.turns(out, ctx, 1, subagents=False)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write("\n".join(out.lines) + "\n")
+    added, _, _ = ccusage_totals([out])
+    return session, added
 
 
 def write(out_dir: Path, gen: Generator) -> int:
