@@ -259,7 +259,10 @@ def spec_totals(files: list[FileOut]) -> tuple[dict, int]:
 class Generator:
     """Builds sessions until the corpus reaches its size; everything from one seeded RNG."""
 
-    def __init__(self, seed: int, size_bytes: int, btw_replays: bool, requestless_copies: bool) -> None:
+    def __init__(self, seed: int, size_bytes: int, btw_replays: bool, requestless_copies: bool,
+                 out_dir: Path | None = None) -> None:
+        self.out_dir = out_dir  # files are written there as they are finished (None: kept in memory)
+        self.bytes_written = 0
         self.rng = random.Random(seed)
         self.size_bytes = size_bytes
         self.btw_replays = btw_replays
@@ -534,6 +537,8 @@ class Generator:
     def finish(self, out: FileOut) -> None:
         self.files.append(out)
         self.written += out.size + len(out.torn)
+        if self.out_dir is not None:
+            self.bytes_written += write_file(self.out_dir, out)
 
     # -- sessions --
 
@@ -565,6 +570,11 @@ class Generator:
         self.finish(out)
         if era != "gateway" or self.requestless_copies:
             self.recent = (self.recent + [(out, era, cwd, model)])[-6:]
+        if self.out_dir is not None:  # keep in memory only the lines a later session may copy
+            keep = {id(f) for f, *_ in self.recent}
+            for f in self.files[-50:]:
+                if id(f) not in keep and f.lines:
+                    f.lines = []
 
     def copy_history(self, source: FileOut, out: FileOut, ctx: dict, fork: bool) -> None:
         """Copy the source session's complete lines (all, or a prefix for a fork) with new
@@ -626,16 +636,12 @@ def append_responses(path: Path, size: int, seed: int) -> tuple[str, dict]:
     return session, added
 
 
-def write(out_dir: Path, gen: Generator) -> int:
-    written = 0
-    for f in gen.files:
-        path = out_dir / f.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = ("\n".join(f.lines) + "\n" if f.lines else "") + f.torn
-        raw = data.encode("utf-8")
-        path.write_bytes(raw)
-        written += len(raw)
-    return written
+def write_file(out_dir: Path, f: FileOut) -> int:
+    path = out_dir / f.path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = (("\n".join(f.lines) + "\n" if f.lines else "") + f.torn).encode("utf-8")
+    path.write_bytes(raw)
+    return len(raw)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -655,9 +661,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         shutil.rmtree(projects)
     started = time.perf_counter()
-    gen = Generator(args.seed, int(args.size * 1_000_000), args.btw_replays, args.requestless_copies)
+    gen = Generator(args.seed, int(args.size * 1_000_000), args.btw_replays, args.requestless_copies, args.out)
     gen.run()
-    size = write(args.out, gen)
+    size = gen.bytes_written
     overall, sessions, responses = ccusage_totals(gen.files)
     spec, spec_responses = spec_totals(gen.files)
     elapsed = time.perf_counter() - started
