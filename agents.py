@@ -412,6 +412,9 @@ class WatchdogConfig:
     backoff_max: float = setting(600.0, doc="longest restart delay in seconds", check=as_number())
     crash_loop_restarts: int = setting(5, doc="restarts within crash_loop_window that mean 'failed'", check=as_count(1))
     crash_loop_window: float = setting(1800.0, doc="seconds over which restarts are counted", check=as_number(1))
+    daily_budget: int = setting(0, doc="tokens a day (input + output + cache creation) before the loop agents are "
+                                       "paused (0: no budget)", check=as_count())
+    budget_counts_cache_reads: bool = setting(False, doc="count cache reads towards the budgets too", check=as_bool)
 
 
 @dataclass
@@ -453,6 +456,8 @@ class Backend:
     manual_limit: list[str] = setting(doc="limits never automated (spend, org, credits): reported only",
                                       check=as_regex_list, factory=list)
     resume: str = setting("continue", doc="message sent once a limit has reset", check=as_text)
+    interrupt_key: str = setting("Escape", doc="tmux key that interrupts a turn (a budget pause presses it)",
+                                 check=as_key)
     transcripts: str = setting("none", doc="transcript format: 'claude', 'codex' or 'none'",
                                check=as_choice(*TRANSCRIPT_FORMATS))
     session_id_flag: str = setting("", doc="flag that starts the CLI with a session id of ours (Claude: --session-id)",
@@ -555,6 +560,8 @@ class LoopConfig:
     done_marker: str = setting("## DONE", doc="text in a status file that marks its phase done", check=as_text)
     done_nudge: bool = setting(True, doc="nudge a stalled loop agent once per phase to finish", check=as_bool)
     token_granularity: str = setting("", doc="same as [watchdog] token_granularity", check=as_choice("", *TOKEN_GRANULARITIES))
+    phase_budget: int = setting(0, doc="tokens a phase may use before its loop agents are paused (0: no budget)",
+                                check=as_count())
     phases: list[Phase] = setting(doc="[{ id, status, kickoff }]", factory=list)
     handoff: Handoff = setting(doc="[loop.handoff]", factory=Handoff)
     folder: Path = Path(".")  # repo made absolute
@@ -1528,6 +1535,8 @@ class UnitRecord:
     resumed_from: str = ""  # the session id this life resumed ("": started fresh)
     fresh_next: bool = False  # its last resume failed: the next heal starts it fresh
     conversing: bool = False  # its current session took a message, so there is a conversation to resume
+    first_started: float = 0.0  # its first start ever (Codex rollouts from before it are not its own)
+    budget_waived: str = ""  # the budget pause (paused_key) `restart` lifted for this agent
     kickoff_typed_at: float = 0.0  # when the kickoff was last typed (set before typing, so a restart knows)
     kickoff_attempts: int = 0  # kickoff deliveries that were not seen to land (retries back off)
     start_failure: str = ""  # why the last start attempt failed (heal decides the backoff from it)
@@ -1576,6 +1585,15 @@ class LoopRecord:
     git_failures: int = 0  # fetches or reads that failed in a row
     git_retry_at: float = 0.0  # no git before this (backing off after failures)
     git_error: str = ""  # the last git failure reported (reported once until it changes)
+    token_phase: str = ""  # the phase the token base belongs to ("": none yet)
+    token_base: dict[str, list[int]] = field(default_factory=dict)  # agent → its cumulative usage at phase start
+    gate: str = ""  # the gate in flight: the label of the latest claim(<label>) ("": none yet this phase)
+    gate_started: float = 0.0
+    gate_base: dict[str, list[int]] = field(default_factory=dict)  # agent → cumulative usage at the gate's start
+    day: str = ""  # the local date the daily base belongs to
+    day_base: dict[str, list[int]] = field(default_factory=dict)  # agent → cumulative usage at the day's start
+    paused: str = ""  # why the loop agents are paused ("": not paused): over a budget
+    paused_key: str = ""  # which budget: "phase:<id>" or "day:<date>" (a `restart` waives it for its agent)
 
     @classmethod
     def from_dict(cls, data: dict) -> LoopRecord:
@@ -2367,9 +2385,9 @@ class Sender:
             self.tmux.send_keys(pane.pane_id, keys[-1])
             return f"pressed {' '.join(keys)}"
 
-    def press(self, session: str, backend: Backend, keys: list[str]) -> tuple[Screen, Screen]:
-        """Press ``keys`` (tmux key names) for a person, one by one, under the session's send lock;
-        returns the screen before and a moment after."""
+    def press(self, session: str, backend: Backend, keys: list[str], settle: float = 1.0) -> tuple[Screen, Screen]:
+        """Press ``keys`` (tmux key names) one by one, under the session's send lock; returns the
+        screen before and ``settle`` seconds after (a person wants to see the result)."""
         with file_lock(self.lock_dir / f"{session}.send.lock", timeout=60):
             pane, before = self.look(session, backend)
             if pane is None or pane.dead:
@@ -2379,7 +2397,9 @@ class Sender:
             for key in keys:
                 self.tmux.send_keys(pane.pane_id, key)
                 self.clock.sleep(self.KEY_GAP)
-            self.clock.sleep(1.0)  # let the CLI redraw
+            if not settle:
+                return before, before
+            self.clock.sleep(settle)  # let the CLI redraw
             return before, self.look(session, backend)[1]
 
     def _watch_landing(self, session: str, backend: Backend, typed: Screen, was: str) -> str:
@@ -2441,6 +2461,7 @@ class Action:
     keys: list[str] = field(default_factory=list)  # keys: what to press
     purpose: str = ""  # send: kickoff, wake, nudge, ping, resume; event: its kind
     memory: dict[str, Any] = field(default_factory=dict)  # record updates once carried out (not if held)
+    records: list[dict] = field(default_factory=list)  # loop: token-log lines to append
 
 
 def backend_of(cfg: Config, unit: Agent | Service) -> Backend:
@@ -2491,9 +2512,11 @@ class RepoView:
 
 
 class World(dict):
-    """Everything one tick observed: each unit's pane and screen (name → ``Seen``) and the repo."""
+    """Everything one tick observed: each unit's pane and screen (name → ``Seen``), the repo, and
+    each agent's cumulative token usage from its transcripts."""
 
     repo: RepoView | None = None  # None: no [loop], nothing to read
+    tokens: dict[str, list[int]] | None = None  # None: not read this tick
 
 
 def observe_repo(cfg: Config, git: Git, state: dict, now: float) -> RepoView | None:
@@ -2701,7 +2724,7 @@ def check_startup(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -
     settings = cfg.watchdog
     for agent in cfg.agents:
         record, look = record_of(state, agent.name), seen.get(agent.name)
-        if record.lifecycle != "starting" or look is None or look.foreign:
+        if record.lifecycle != "starting" or look is None or look.foreign or paused_by_budget(cfg, state, agent):
             continue
         screen, backend = look.screen, cfg.backends[agent.backend]
         waited = now - record.started_at
@@ -2792,6 +2815,7 @@ class Team:
         self.tmux.new_session(unit.session, argv, unit.folder, env, self.cfg.owner, self.cfg.state_dir / "launch",
                               died_channel=died_channel(self.cfg))
         record.started_at = now
+        record.first_started = record.first_started or now
         record.fresh_next = False  # the session is made: a failed resume has had its fresh start
         record.dialog_answered_at, record.dialog_answers = 0.0, 0
         record.kickoff_typed_at, record.kickoff_attempts, record.start_failure = 0.0, 0, ""
@@ -2905,7 +2929,9 @@ class Team:
             record.start_failure = str(error)[:300] or type(error).__name__
 
     def _act_team(self, action: Action, state: dict, now: float) -> None:
-        """A team-wide action: the loop's memory, SEQUENCE-COMPLETE, and its event."""
+        """A team-wide action: the loop's memory, token records, SEQUENCE-COMPLETE, and its event."""
+        for record in action.records:
+            append_token_record(self.cfg.log_dir / "token-log.jsonl", record)
         loop = loop_of(state)
         for key, value in action.memory.items():
             setattr(loop, key, value)
@@ -2922,7 +2948,10 @@ class Team:
         unit = self.cfg.unit(action.unit)
         record = record_of(state, action.unit)
         remember(record, action.memory)
-        if action.kind == "keys" and unit is not None:
+        if action.kind == "keys" and unit is not None and action.purpose == "interrupt":
+            self.sender.press(unit.session, backend_of(self.cfg, unit), action.keys, settle=0.0)
+            self.events.emit("interrupt", action.unit, action.reason, now=now, keys=" ".join(action.keys))
+        elif action.kind == "keys" and unit is not None:
             outcome = self.sender.answer_dialog(unit.session, backend_of(self.cfg, unit))
             record.dialog_answered_at = now
             self.events.emit("dialog", action.unit, f"{action.reason}: {outcome}", now=now,
@@ -3270,6 +3299,8 @@ def check_limits(cfg: Config, state: dict, seen: dict[str, Seen], now: float) ->
         record, look = record_of(state, agent.name), seen.get(agent.name)
         if look is None or not looked_after(cfg, record, look) or record.lifecycle == "exited":
             continue
+        if paused_by_budget(cfg, state, agent):
+            continue
         screen, episode = look.screen, record.limit
         if screen.state in ("busy", "idle") and episode:
             actions.append(Action("event", agent.name, f"{episode['kind']} limit over after "
@@ -3351,7 +3382,7 @@ def check_heal(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> l
             continue
         if unit.watch not in ("heal", "heal+stall"):
             continue
-        if isinstance(unit, Agent) and unit.kind == "loop" and complete:
+        if isinstance(unit, Agent) and (unit.kind == "loop" and complete or paused_by_budget(cfg, state, unit)):
             continue
         if record.start_failure:  # the act step could not start it: back off as after a death
             recent = recent_restarts(record, settings, now)
@@ -3426,7 +3457,7 @@ def check_stall(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> 
         record, look = record_of(state, agent.name), seen.get(agent.name)
         if look is None or agent.watch != "heal+stall" or record.lifecycle != "running" or look.foreign:
             continue
-        if record.limit or (agent.kind == "loop" and complete) or look.pane is None:
+        if record.limit or (agent.kind == "loop" and complete) or look.pane is None or paused_by_budget(cfg, state, agent):
             continue
         screen = look.screen
         if now - record.started_at < settings.stall_grace:
@@ -3500,7 +3531,7 @@ def check_wakes(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> 
         record, look = record_of(state, agent.name), seen.get(agent.name)
         if agent.wake is None or look is None or look.foreign or record.lifecycle in ("stopped", "failed"):
             continue
-        if complete and agent.kind != "persistent":
+        if complete and agent.kind != "persistent" or paused_by_budget(cfg, state, agent):
             continue
         if not record.next_wake:
             actions.append(note(agent.name, "wake scheduled", next_wake=now + agent.wake.interval))
@@ -3626,6 +3657,8 @@ def check_handoff(cfg: Config, state: dict, world: World, now: float) -> list[Ac
             actions.append(note(agent.name, f"{len(fresh)} hand-off ping(s) queued", pings=pending))
         if not pending or look is None or look.foreign or record.lifecycle != "running" or record.limit:
             continue
+        if paused_by_budget(cfg, state, agent):
+            continue  # queued, not typed: they go out once the budget allows
         if look.screen.state != "idle" or look.screen.input_text:
             continue  # busy, in a dialog or limited: the pings wait for the first moment it can take them
         actions.append(Action("send", agent.name, f"hand-off: {len(pending)} new on {where}",
@@ -3686,14 +3719,131 @@ def check_phases(cfg: Config, state: dict, world: World, now: float) -> list[Act
             *restarts_for(cfg, state, loop_agents, f"phase {begin.id} begins: restarted fresh with its kickoff")]
 
 
+def phase_finished(cfg: Config, state: dict, world: World) -> Phase | None:
+    """The current phase, if the repo as read this tick says it is done (check_phases acts on it)."""
+    repo, loop_cfg, loop = world.repo, cfg.loop, loop_of(state)
+    if repo is None or loop_cfg is None or not loop_cfg.phases or repo.error or repo.resting or loop.complete:
+        return None
+    phase = current_phase(cfg, state)
+    if not loop.current or not loop.phase_started or phase is None or phase.id in loop.done:
+        return None
+    if repo.status_phase != phase.id or repo.status is None or loop_cfg.done_marker not in repo.status:
+        return None
+    return phase
+
+
+GATE_LABEL = re.compile(r"claim\(([^)]+)\)", re.I)
+
+
+def latest_gate(cfg: Config, state: dict, world: World) -> str:
+    """The label of the newest claim(<label>) among the commits new this tick ("": none)."""
+    repo, loop = world.repo, loop_of(state)
+    if repo is None or repo.error or repo.resting or not loop.baseline or cfg.loop is None:
+        return ""
+    seen, claim = set(loop.seen), re.compile(cfg.loop.handoff.claim_pattern, re.I | re.M)
+    labels = [GATE_LABEL.search(commit.subject) for commit in repo.commits
+              if commit.key not in seen and claim.search(commit.subject)]
+    labels = [match.group(1).strip() for match in labels if match]
+    return re.sub(r"^feat:\s*", "", labels[-1]) if labels else ""
+
+
+def check_tokens(cfg: Config, state: dict, world: World, now: float) -> list[Action]:
+    """Close out token records: a phase's usage when it ends, and a gate's when the next claim's
+    label replaces it (``token_granularity = "gate"``), each agent's delta since the start.
+
+    The bases are cumulative figures kept in the state, and a record is appended only if the log
+    does not already hold it, so a watchdog restarted any number of times writes the same log.
+    """
+    tokens, loop_cfg, loop = world.tokens, cfg.loop, loop_of(state)
+    if tokens is None or loop_cfg is None or not loop_cfg.phases or not cfg.watchdog.log_tokens or loop.complete:
+        return []
+    phase = current_phase(cfg, state)
+    if phase is None or not loop.current or not loop.phase_started:
+        return []
+    fresh = {"gate": "", "gate_base": tokens, "gate_started": now}
+    if loop.token_phase != phase.id:  # a phase begins (or is set by hand): its usage counts from here
+        return [Action("loop", "", f"token accounting for phase {phase.id} begins", memory={
+            "token_phase": phase.id, "token_base": tokens, **fresh})]
+    by_gate = (loop_cfg.token_granularity or cfg.watchdog.token_granularity) == "gate"
+    gate_record = [token_record(f"{phase.id}:{loop.gate}", loop.gate_started, now, usage_since(tokens, loop.gate_base))
+                   ] if by_gate and loop.gate else []
+    finished = phase_finished(cfg, state, world)
+    if finished is not None:
+        used = usage_since(tokens, loop.token_base)
+        following = [p for p in loop_cfg.phases if p.id not in (*loop.done, finished.id)]
+        record = token_record(finished.id, loop.phase_started, now, used)
+        return [Action("loop", "", f"phase {finished.id} used {record['total']['total']:,} tokens", purpose="tokens",
+                       records=[*gate_record, record],
+                       memory={"token_phase": following[0].id if following else "", "token_base": tokens, **fresh})]
+    label = latest_gate(cfg, state, world) if by_gate else ""
+    if label and label != loop.gate:
+        closed = f"; gate {loop.gate} used {gate_record[0]['total']['total']:,} tokens" if gate_record else ""
+        return [Action("loop", "", f"gate {label} begins{closed}", purpose="tokens", records=gate_record,
+                       memory={"gate": label, "gate_base": tokens, "gate_started": now})]
+    return []
+
+
+def budget_tokens(cfg: Config, figures: list[int]) -> int:
+    """What a budget counts: input + output + cache creation (+ cache reads if configured)."""
+    return sum(figures[:3]) + (figures[3] if cfg.watchdog.budget_counts_cache_reads else 0)
+
+
+def paused_by_budget(cfg: Config, state: dict, agent: Agent) -> bool:
+    """A loop agent paused over a budget (unless `restart` lifted the pause for it)."""
+    loop = loop_of(state)
+    return agent.kind == "loop" and bool(loop.paused) and record_of(state, agent.name).budget_waived != loop.paused_key
+
+
+def check_budget(cfg: Config, state: dict, world: World, now: float) -> list[Action]:
+    """Pause the loop agents when a phase or a day has used its budget: one interrupt key each,
+    then nothing is typed at them and they are neither nudged, woken nor healed. Raising the
+    budget (or a new phase, or a new day) resumes them; `restart NAME` resumes one."""
+    tokens, settings, loop = world.tokens, cfg.watchdog, loop_of(state)
+    if tokens is None:
+        return []
+    actions: list[Action] = []
+    today = datetime.fromtimestamp(now).strftime("%Y-%m-%d")
+    day_base = loop.day_base if loop.day == today else tokens
+    if loop.day != today:
+        actions.append(Action("loop", "", f"the token day {today} begins", memory={"day": today, "day_base": tokens}))
+    over = []
+    if settings.daily_budget:
+        used = sum(budget_tokens(cfg, figures) for figures in usage_since(tokens, day_base).values())
+        if used > settings.daily_budget:
+            over.append((f"day:{today}", f"{used:,} tokens today, over the daily_budget of {settings.daily_budget:,}"))
+    budget = cfg.loop.phase_budget if cfg.loop is not None else 0
+    if budget and loop.token_phase and loop.token_phase == loop.current:
+        used = sum(budget_tokens(cfg, figures) for figures in usage_since(tokens, loop.token_base).values())
+        if used > budget:
+            over.append((f"phase:{loop.current}", f"phase {loop.current} has used {used:,} tokens, over its "
+                                                  f"phase_budget of {budget:,}"))
+    if over and loop.paused_key != over[0][0]:
+        key, why = over[0]
+        actions.append(Action("loop", "", f"paused: over budget: {why}; the loop agents are interrupted and left "
+                                          f"alone until the budget is raised (or `agents.py restart NAME`)",
+                              purpose="budget-pause", memory={"paused": why, "paused_key": key}))
+        for agent in cfg.agents:
+            look = world.get(agent.name)
+            if agent.kind == "loop" and look is not None and look.pane is not None and not look.pane.dead \
+                    and record_of(state, agent.name).budget_waived != key:
+                backend = cfg.backends[agent.backend]
+                actions.append(Action("keys", agent.name, f"interrupted: over budget ({why})",
+                                      keys=[backend.interrupt_key], purpose="interrupt"))
+    elif not over and loop.paused:
+        actions.append(Action("loop", "", f"under budget again ({loop.paused.split(',')[0]} no longer holds): the "
+                                          f"loop agents are looked after again", purpose="budget-ok",
+                              memory={"paused": "", "paused_key": ""}))
+    return actions
+
+
 def restarts_for(cfg: Config, state: dict, agents: list[Agent], reason: str) -> list[Action]:
     """Fresh starts of the loop agents for a new phase (those stopped or failed are left as they are)."""
     return [Action("start", agent.name, reason, memory={"pings": []})
             for agent in agents if record_of(state, agent.name).lifecycle not in ("stopped",)]
 
 
-WATCHDOG_CHECKS = (check_repo, check_phases, check_screens, check_startup, check_dialogs, check_limits, check_heal,
-                   check_stall, check_wakes, check_handoff)
+WATCHDOG_CHECKS = (check_repo, check_tokens, check_budget, check_phases, check_screens, check_startup, check_dialogs,
+                   check_limits, check_heal, check_stall, check_wakes, check_handoff)
 
 
 STARTING_POLL = 0.5  # seconds between looks while an agent waits for its prompt (its kickoff follows at once)
@@ -3833,6 +3983,8 @@ class Watchdog:
         self.stopping = False
         self.died_waiter: subprocess.Popen | None = None  # `tmux wait-for` on our pane-died channel
         self.repo_read_at = float("-inf")  # when the work repo was last fetched
+        self.book: TokenBook | None = None  # the agents' transcripts as read so far
+        self.tokens_read_at = float("-inf")
 
     def _stamp(self) -> tuple:
         with contextlib.suppress(OSError):
@@ -3921,6 +4073,7 @@ class Watchdog:
             # Once per interval, even when deadlines bring ticks sooner: a fetch is the costly part.
             self.repo_read_at = now
             repo = self.observe_repo(cfg, self.team.store.load(), now)
+        tokens = self.observe_tokens(cfg, now, repo)
         with self.team.store.transaction() as state:
             self.notice_clock_jump(state, now)
             try:
@@ -3930,7 +4083,7 @@ class Watchdog:
                 return []
             if self.server_unreachable(cfg, state, seen):
                 return []
-            seen.repo = repo
+            seen.repo, seen.tokens = repo, tokens
             actions: list[Action] = []
             for check in WATCHDOG_CHECKS:
                 try:
@@ -3942,7 +4095,30 @@ class Watchdog:
             decided = {action.unit: generation(record_of(state, action.unit)) for action in actions if action.unit}
         if actions:
             self.team.carry_out(actions, decided, now)
+        if self.book is not None:
+            with contextlib.suppress(OSError):
+                self.book.save(now, force=any(action.records for action in actions))
         return actions
+
+    def observe_tokens(self, cfg: Config, now: float, repo: RepoView | None) -> dict[str, list[int]] | None:
+        """Each agent's cumulative usage, read from what its transcripts gained since the last look:
+        every ``heavy_interval``, and in any tick whose repo read may close a phase or a gate (new
+        commits, a status file with the done marker), so records are exact to the tick. Not read
+        without token logging or a budget."""
+        wanted = cfg.watchdog.log_tokens and cfg.loop is not None and cfg.loop.phases or cfg.watchdog.daily_budget \
+            or cfg.loop is not None and cfg.loop.phase_budget
+        closing = repo is not None and (bool(repo.commits) or cfg.loop is not None and repo.status is not None
+                                        and cfg.loop.done_marker in repo.status)
+        if not wanted or not closing and now - self.tokens_read_at < cfg.watchdog.heavy_interval:
+            return None
+        self.tokens_read_at = now
+        if self.book is None or self.book.path.parent != cfg.state_dir:
+            self.book = TokenBook(cfg.state_dir / "tokens.json")
+        try:
+            return self.book.read(cfg, self.team.store.load())
+        except Exception as error:  # a transcript we cannot read must not stop the tick
+            self.report_failure("tokens-failed", f"reading transcripts: {error!r}", now, traceback_text())
+            return None
 
     def observe_repo(self, cfg: Config, state: dict, now: float) -> RepoView | None:
         """The work repo's remote branch, through a ``Git`` kept per repo folder."""
@@ -4323,6 +4499,148 @@ def token_row(name: str, figures: list[int], **more: Any) -> dict:
     return {"name": name, **dict(zip(TOKEN_FIELDS, figures)), "total": sum(figures), **more}
 
 
+def token_figures(row: dict) -> dict:
+    """Four figures as the token log writes them: ``{input, output, cache_creation, cache_read, total}``."""
+    return {**dict(zip(TOKEN_FIELDS, row)), "total": sum(row)}
+
+
+def project_slug(folder: Path) -> str:
+    """Claude Code's folder name for a project: the absolute cwd, every non-alphanumeric as ``-``."""
+    return re.sub(r"[^A-Za-z0-9]", "-", str(folder))
+
+
+def cli_home(cfg: Config, agent: Agent, variable: str, default: str) -> Path:
+    """The CLI's data folder as the agent's process sees it: ``variable`` from its environment
+    (relative to its cwd, ``~`` expanded), else ``$HOME/default``."""
+    _, env = launch_plan(cfg, agent, None)
+    home = Path(env.get("HOME") or Path.home())
+    configured = env.get(variable, "")
+    if not configured:
+        return home / default
+    if configured == "~" or configured.startswith("~/"):
+        configured = str(home) + configured[1:]
+    return (agent.folder / configured).resolve()
+
+
+def agent_transcripts(cfg: Config, agent: Agent, record: UnitRecord) -> list[Path]:
+    """An agent's transcript files that exist now. Claude Code: the session ids it was started
+    with, and their sub-agents. Codex: the rollouts whose session_meta names the agent's cwd and
+    that began after its first start. (agent-log.py --agent finds the same files.)"""
+    backend = cfg.backends[agent.backend]
+    if backend.transcripts == "claude":
+        projects = cli_home(cfg, agent, "CLAUDE_CONFIG_DIR", ".claude") / "projects"
+        folder, files = projects / project_slug(agent.folder), []
+        for session in record.session_ids:
+            main = folder / f"{session}.jsonl"
+            if main.exists():
+                files.append(main)
+            files += sorted((folder / session / "subagents").glob("agent-*.jsonl"))
+        return files
+    if backend.transcripts == "codex":
+        sessions = cli_home(cfg, agent, "CODEX_HOME", ".codex") / "sessions"
+        found = []
+        for path in sorted(sessions.rglob("rollout-*.jsonl")) if sessions.is_dir() else []:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                if path.stat().st_mtime < record.first_started - 60:
+                    continue
+                with open(path, "rb") as handle:
+                    meta = json.loads(handle.readline()).get("payload") or {}
+                if meta.get("cwd") == str(agent.folder):
+                    found.append(path)
+        return found
+    return []
+
+
+class TokenBook:
+    """The watchdog's reading of every agent's transcripts: cursors, the responses counted, and
+    each agent's cumulative usage — ``state_dir/tokens.json``, saved atomically.
+
+    Cumulative usage is a function of the files alone, so a book lost or damaged is rebuilt by
+    reading them again from the start, and the phase and gate bases kept in state.json still hold.
+    """
+
+    SAVE_EVERY = 120.0  # seconds between saves while only reading (a record written saves at once)
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.cursors: dict[str, TokenCursor] = {}
+        self.ledger = TokenLedger()
+        self.saved_at = 0.0
+        self.dirty = False
+        self.load()
+
+    def load(self) -> None:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            cursors = {path: TokenCursor(**cursor) for path, cursor in data["cursors"].items()}
+            seen = {str(key): [token_count(n) for n in value][:4] for key, value in data["seen"].items()}
+            totals = {str(key): [token_count(n) for n in value][:4] for key, value in data["totals"].items()}
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+            print(f"warning: {self.path}: unreadable ({error}); reading every transcript again", file=sys.stderr)
+            return
+        self.cursors, self.ledger.seen, self.ledger.totals = cursors, seen, totals
+
+    def read(self, cfg: Config, state: dict) -> dict[str, list[int]]:
+        """Read what every agent's transcripts gained; returns each agent's cumulative usage."""
+        for agent in cfg.agents:
+            for path in agent_transcripts(cfg, agent, record_of(state, agent.name)):
+                key = str(path)
+                cursor = self.cursors.get(key, TokenCursor())
+                with contextlib.suppress(OSError):
+                    info = path.stat()
+                    if info.st_size == cursor.offset and info.st_ino == cursor.inode:
+                        continue  # nothing new: not even opened
+                moved = read_transcript(path, cursor, self.ledger, group=agent.name)
+                if moved != cursor:
+                    self.cursors[key], self.dirty = moved, True
+        return {agent.name: list(self.ledger.totals.get(agent.name, [0, 0, 0, 0])) for agent in cfg.agents}
+
+    def save(self, now: float, force: bool = False) -> None:
+        if not self.dirty or (not force and now - self.saved_at < self.SAVE_EVERY):
+            return
+        data = {"cursors": {key: dataclasses.asdict(cursor) for key, cursor in self.cursors.items()},
+                "seen": self.ledger.seen, "totals": self.ledger.totals}
+        write_atomically(self.path, json.dumps(data, separators=(",", ":")))
+        self.saved_at, self.dirty = now, False
+
+
+def usage_since(now: dict[str, list[int]], base: dict[str, list[int]]) -> dict[str, list[int]]:
+    """Each agent's usage since ``base`` (an agent new since then counts from zero)."""
+    return {name: [max(0, a - b) for a, b in zip(figures, base.get(name, [0, 0, 0, 0]))]
+            for name, figures in now.items()}
+
+
+def token_record(phase_id: str, started: float, now: float, used: dict[str, list[int]]) -> dict:
+    """One line of token-log.jsonl."""
+    agents = {name: token_figures(figures) for name, figures in used.items() if any(figures)}
+    total = [sum(figures[index] for figures in used.values()) for index in range(len(TOKEN_FIELDS))]
+    return {"phase_id": phase_id, "started": iso(started), "ended": iso(now), "duration_s": round(now - started),
+            "agents": agents, "total": token_figures(total)}
+
+
+def append_token_record(path: Path, record: dict) -> bool:
+    """Append a record unless the log already holds it (a watchdog killed after writing it but
+    before saving its state decides the same record again)."""
+    with contextlib.suppress(FileNotFoundError):
+        with open(path, "rb") as handle:
+            handle.seek(max(0, os.fstat(handle.fileno()).st_size - 65536))
+            for line in handle.read().splitlines():
+                with contextlib.suppress(ValueError, AttributeError):
+                    old = json.loads(line)
+                    if old.get("phase_id") == record["phase_id"] and old.get("started") == record["started"]:
+                        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(descriptor, (json.dumps(record) + "\n").encode("utf-8"))
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    return True
+
+
 # ============================================================================
 # Commands
 #   One function per verb. Each takes the parsed arguments and returns an exit
@@ -4500,6 +4818,7 @@ STATE_WORDS = {
     "backoff (restart due)": "its backoff is over: restarted on the watchdog's next look (is it running?)",
     "dead": "its process exited; nothing restarts it yet (no watchdog, or watch = none)",
     "failed": "a crash loop (or never ready): waits for `agents.py restart NAME`",
+    "paused: over budget": "a loop agent whose phase or day used its budget: raise it, or `agents.py restart NAME`",
     "running": "a service that is up",
     "stopped": "not started, `down`, or a task that finished cleanly",
 }
@@ -4528,13 +4847,15 @@ def limit_words(screen: Screen, record: UnitRecord, now: float) -> str:
     return until_words(until, now, "limited, resumes in {}", "limited until {}")
 
 
-def status_of(cfg: Config, look: Seen, record: UnitRecord, now: float) -> tuple[str, str]:
+def status_of(cfg: Config, look: Seen, record: UnitRecord, now: float, state: dict | None = None) -> tuple[str, str]:
     """(state, detail) for ``status``: the lifecycle where it says more than the screen does."""
     pane, screen = look.pane, look.screen
     if look.foreign:
         return "stopped", "a session with this name belongs to another config"
     if record.lifecycle == "failed":
         return "failed", record.reason
+    if state is not None and isinstance(look.unit, Agent) and paused_by_budget(cfg, state, look.unit):
+        return "paused: over budget", loop_of(state).paused
     if record.lifecycle == "backoff" and (pane is None or pane.dead):
         until = record.backoff_until
         word = "backoff (restart due)" if until <= now else until_words(until, now, "backoff {}", "backoff until {}")
@@ -4574,7 +4895,7 @@ def status_rows(cfg: Config, team: Team, now: float) -> tuple[list[dict], list[d
     for unit in cfg.units():
         look = seen[unit.name]
         record = record_of(state, unit.name)
-        word, detail = status_of(cfg, look, record, now)
+        word, detail = status_of(cfg, look, record, now, state)
         since = record.screen_since if record.screen and record.screen == word.split()[0] else None
         if since is None:
             since = record.since or None

@@ -50,7 +50,7 @@ CLAUDE_CODE_LOG = "claude-code-log==1.7.0"
 FIELDS = claude_corpus.FIELDS
 CCUSAGE_FIELDS = dict(zip(("inputTokens", "outputTokens", "cacheCreationTokens", "cacheReadTokens"), FIELDS))
 SPEC_FIELDS = dict(zip(("input", "output", "cache_creation", "cache_read"), FIELDS))
-AGENT_LOG_FIELDS = dict(zip(("in", "out", "cache_write", "cache_read"), FIELDS))
+AGENT_LOG_FIELDS = dict(zip(("in", "out", "cache_creation", "cache_read"), FIELDS))
 
 # Runs argv in a child, times it there and reports its process tree's peak memory:
 # the wrapper's own start-up is outside the timing, and RUSAGE_CHILDREN of a fresh
