@@ -4418,22 +4418,44 @@ def read_transcript(path: Path, cursor: TokenCursor, ledger: TokenLedger, group:
         return cursor
     end = len(data) if final else data.rfind(b"\n") + 1
     cursor = dataclasses.replace(cursor, offset=cursor.offset + end)
-    for raw in data[:end].splitlines():
-        if cursor.codex is None and raw.strip():
-            cursor.codex = b'"payload"' in raw[:400] or b'"session_meta"' in raw[:400]
-        if cursor.codex:
+    if cursor.codex is None and end:
+        first = data[:min(end, 400)]
+        cursor.codex = b'"payload"' in first or b'"session_meta"' in first
+    if cursor.codex:
+        for raw in data[:end].splitlines():
             _codex_line(raw, cursor, ledger, group)
-        elif b'"usage"' in raw:  # only a response's line carries usage: decode no other
-            _claude_line(raw, cursor, ledger, group)
-        elif not cursor.session and b'"sessionId"' in raw:
-            with contextlib.suppress(ValueError, AttributeError):
-                cursor.session = str(json.loads(raw).get("sessionId") or "")
+        return cursor
+    # Only a response's line carries usage: find those in the buffer and read nothing else (the
+    # big tool results in between are never split out or decoded).
+    at = data.find(b'"usage"', 0, end)
+    while at != -1:
+        start, stop = data.rfind(b"\n", 0, at) + 1, data.find(b"\n", at, end)
+        stop = end if stop == -1 else stop
+        _claude_line(data, start, stop, cursor, ledger, group)
+        at = data.find(b'"usage"', stop, end)
     return cursor
 
 
-def _claude_line(raw: bytes, cursor: TokenCursor, ledger: TokenLedger, group: str | None) -> None:
+USAGE_AT = re.compile(rb'"usage": ?\{')
+FIELD_AT = {name: re.compile(rb'"' + name.encode() + rb'": ?"((?:[^"\\]|\\.)*)"')
+            for name in ("id", "model", "requestId", "requestRef", "sessionId")}
+USAGE_DECODER = json.JSONDecoder()
+
+
+def _claude_line(data: bytes, start: int, stop: int, cursor: TokenCursor, ledger: TokenLedger,
+                 group: str | None) -> None:
+    """Count one line that mentions usage. The common shape (an assistant line whose message's
+    id and model precede its content) is read without decoding the line: the usage object alone
+    is decoded. Any other shape is decoded whole."""
+    fast = _claude_usage_fast(data, start, stop)
+    if fast is not None:
+        session, key, usage = fast
+        if usage is not None:
+            cursor.session = cursor.session or session
+            ledger.count(key, claude_figures(usage), group or cursor.session or "?")
+        return
     try:
-        line = json.loads(raw)
+        line = json.loads(data[start:stop])
     except ValueError:
         return
     if not isinstance(line, dict) or line.get("type") != "assistant":
@@ -4449,6 +4471,45 @@ def _claude_line(raw: bytes, cursor: TokenCursor, ledger: TokenLedger, group: st
     request = line.get("requestId") or line.get("requestRef") or ""
     key = f"claude:{message['id']}:{request}" if message.get("id") else None
     ledger.count(key, claude_figures(usage), group or cursor.session or "?")
+
+
+def _claude_usage_fast(data: bytes, start: int, stop: int) -> tuple[str, str | None, dict | None] | None:
+    """(session, response key, usage) of the line ``data[start:stop]`` when it has the usual
+    layout of an assistant line — top-level fields (type among them, before or after the message),
+    the message (its id and model before its content, its usage after), then requestId … — read
+    by position, only the usage object
+    decoded; (…, None) for a <synthetic> line, which counts nothing; None for any other layout,
+    which the caller decodes whole. Positions are searched in the short stretches between the
+    fields, never across the content."""
+    message = data.find(b'"message":{', start, stop)
+    if message < 0:
+        return None
+    content = data.find(b'"content"', message, stop)
+    usage_at = data.rfind(b'"usage"', max(content, start), stop)
+    if content < 0 or usage_at < 0 or b"\\u" in data[start:content]:
+        return None
+    usage_match = USAGE_AT.match(data, usage_at)
+    if usage_match is None:
+        return None
+    if data.find(b'"type":"assistant"', start, message) < 0 and data.find(b'"type":"assistant"', usage_at, stop) < 0:
+        return None
+    found_id = FIELD_AT["id"].search(data, message, content)
+    model = FIELD_AT["model"].search(data, message, content)
+    if found_id is None or model is None or FIELD_AT["requestId"].search(data, start, message):
+        return None
+    if model.group(1) == b"<synthetic>":
+        return "", None, None
+    begin = usage_match.end() - 1
+    try:
+        usage, length = USAGE_DECODER.raw_decode(data[begin:min(begin + 4096, stop)].decode("utf-8", "replace"))
+    except ValueError:
+        return None
+    if not isinstance(usage, dict):
+        return None
+    request = FIELD_AT["requestId"].search(data, begin, stop) or FIELD_AT["requestRef"].search(data, begin, stop)
+    session = FIELD_AT["sessionId"].search(data, start, message) or FIELD_AT["sessionId"].search(data, begin, stop)
+    key = f"claude:{found_id.group(1).decode()}:{request.group(1).decode() if request else ''}"
+    return (session.group(1).decode() if session else ""), key, usage
 
 
 def _codex_line(raw: bytes, cursor: TokenCursor, ledger: TokenLedger, group: str | None) -> None:
