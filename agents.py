@@ -4350,8 +4350,9 @@ def token_count(value: Any) -> int:
 
 
 def claude_figures(usage: dict) -> list[int]:
-    return [token_count(usage.get("input_tokens")), token_count(usage.get("output_tokens")),
-            token_count(usage.get("cache_creation_input_tokens")), token_count(usage.get("cache_read_input_tokens"))]
+    figures = [usage.get("input_tokens"), usage.get("output_tokens"), usage.get("cache_creation_input_tokens"),
+               usage.get("cache_read_input_tokens")]
+    return [value if type(value) is int and value >= 0 else token_count(value) for value in figures]
 
 
 def codex_figures(row: dict) -> list[int]:
@@ -4447,7 +4448,7 @@ def _claude_line(data: bytes, start: int, stop: int, cursor: TokenCursor, ledger
     """Count one line that mentions usage. The common shape (an assistant line whose message's
     id and model precede its content) is read without decoding the line: the usage object alone
     is decoded. Any other shape is decoded whole."""
-    fast = _claude_usage_fast(data, start, stop)
+    fast = _claude_usage_fast(data, start, stop, known_session=bool(cursor.session))
     if fast is not None:
         session, key, usage = fast
         if usage is not None:
@@ -4473,7 +4474,8 @@ def _claude_line(data: bytes, start: int, stop: int, cursor: TokenCursor, ledger
     ledger.count(key, claude_figures(usage), group or cursor.session or "?")
 
 
-def _claude_usage_fast(data: bytes, start: int, stop: int) -> tuple[str, str | None, dict | None] | None:
+def _claude_usage_fast(data: bytes, start: int, stop: int,
+                       known_session: bool = False) -> tuple[str, str | None, dict | None] | None:
     """(session, response key, usage) of the line ``data[start:stop]`` when it has the usual
     layout of an assistant line — top-level fields (type among them, before or after the message),
     the message (its id and model before its content, its usage after), then requestId … — read
@@ -4507,7 +4509,8 @@ def _claude_usage_fast(data: bytes, start: int, stop: int) -> tuple[str, str | N
     if not isinstance(usage, dict):
         return None
     request = FIELD_AT["requestId"].search(data, begin, stop) or FIELD_AT["requestRef"].search(data, begin, stop)
-    session = FIELD_AT["sessionId"].search(data, start, message) or FIELD_AT["sessionId"].search(data, begin, stop)
+    session = None if known_session else \
+        FIELD_AT["sessionId"].search(data, start, message) or FIELD_AT["sessionId"].search(data, begin, stop)
     key = f"claude:{found_id.group(1).decode()}:{request.group(1).decode() if request else ''}"
     return (session.group(1).decode() if session else ""), key, usage
 
@@ -5145,9 +5148,10 @@ def tokens_scan(paths: list[Path], as_json: bool) -> int:
         raise ConfigError([f"tokens --scan: no such file or folder: {', '.join(missing)}"])
     ledger, files = TokenLedger(), transcript_files(paths)
     sessions: dict[str, int] = {}
-    for path in files:
-        cursor = read_transcript(path, TokenCursor(), ledger)
-        sessions[cursor.session or "?"] = sessions.get(cursor.session or "?", 0) + 1
+    for session, counted in scan_in_parallel(files):
+        sessions[session or "?"] = sessions.get(session or "?", 0) + 1
+        for key, figures, group in counted:  # replayed in file order: the same totals as one reader's
+            ledger.count(key, figures, group)
     rows = [token_row(session, figures, files=sessions.get(session, 0)) for session, figures in ledger.totals.items()]
     rows.sort(key=lambda row: -row["total"])
     total = [sum(figures[index] for figures in ledger.totals.values()) for index in range(len(TOKEN_FIELDS))]
@@ -5156,6 +5160,48 @@ def tokens_scan(paths: list[Path], as_json: bool) -> int:
         return EXIT_OK
     print_token_table([*rows, token_row(f"total ({len(files)} files)", total)])
     return EXIT_OK
+
+
+class TokenTape:
+    """A ledger that only records what it is asked to count (a worker's reading, replayed later)."""
+
+    def __init__(self) -> None:
+        self.counted: list[tuple[str | None, list[int], str]] = []
+
+    def count(self, key: str | None, figures: list[int], group: str) -> None:
+        self.counted.append((key, figures, group))
+
+
+def scan_files(paths: list[Path]) -> list[tuple[str, list]]:
+    """Each file's session and the counts its lines ask for, in order (run in a worker process)."""
+    out = []
+    for path in paths:
+        tape = TokenTape()
+        cursor = read_transcript(path, TokenCursor(), tape, final=False)  # type: ignore[arg-type]
+        out.append((cursor.session, tape.counted))
+    return out
+
+
+PARALLEL_SCAN_BYTES = 32 << 20  # below this a second process costs more than it saves
+
+
+def scan_in_parallel(files: list[Path]) -> list[tuple[str, list]]:
+    """``scan_files`` over every file, split across the machine's cores for a big corpus; the
+    results come back in file order."""
+    sizes = []
+    for path in files:
+        with contextlib.suppress(OSError):
+            sizes.append(path.stat().st_size)
+    workers = min(os.cpu_count() or 1, 8)
+    if workers < 2 or sum(sizes) < PARALLEL_SCAN_BYTES or len(files) < 2:
+        return scan_files(files)
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunks = [files[index::workers * 4] for index in range(workers * 4)]  # interleaved: similar sizes
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(scan_files, chunks))
+    by_file = {str(path): result for chunk, found in zip(chunks, results) for path, result in zip(chunk, found)}
+    return [by_file[str(path)] for path in files]
 
 
 def print_token_table(rows: list[dict]) -> None:
