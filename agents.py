@@ -4573,6 +4573,13 @@ def project_slug(folder: Path) -> str:
     return re.sub(r"[^A-Za-z0-9]", "-", str(folder))
 
 
+def transcript_home(cfg: Config, agent: Agent) -> Path:
+    """Where the agent's CLI keeps its transcripts: Claude's config folder, Codex's home."""
+    if cfg.backends[agent.backend].transcripts == "codex":
+        return cli_home(cfg, agent, "CODEX_HOME", ".codex")
+    return cli_home(cfg, agent, "CLAUDE_CONFIG_DIR", ".claude")
+
+
 def cli_home(cfg: Config, agent: Agent, variable: str, default: str) -> Path:
     """The CLI's data folder as the agent's process sees it: ``variable`` from its environment
     (relative to its cwd, ``~`` expanded), else ``$HOME/default``."""
@@ -4586,22 +4593,28 @@ def cli_home(cfg: Config, agent: Agent, variable: str, default: str) -> Path:
     return (agent.folder / configured).resolve()
 
 
-def agent_transcripts(cfg: Config, agent: Agent, record: UnitRecord) -> list[Path]:
+def agent_transcripts(cfg: Config, agent: Agent, record: UnitRecord, home: Path | None = None) -> list[Path]:
     """An agent's transcript files that exist now. Claude Code: the session ids it was started
     with, and their sub-agents. Codex: the rollouts whose session_meta names the agent's cwd and
-    that began after its first start. (agent-log.py --agent finds the same files.)"""
+    that began after its first start. (agent-log.py --agent finds the same files.) ``home`` is
+    the CLI's data folder when already known (``transcript_home``)."""
     backend = cfg.backends[agent.backend]
+    home = home or transcript_home(cfg, agent)
     if backend.transcripts == "claude":
-        projects = cli_home(cfg, agent, "CLAUDE_CONFIG_DIR", ".claude") / "projects"
-        folder, files = projects / project_slug(agent.folder), []
+        folder = home / "projects" / project_slug(agent.folder)
+        try:
+            names = set(os.listdir(folder))  # one listing, not a look per session id
+        except OSError:
+            return []
+        files = []
         for session in record.session_ids:
-            main = folder / f"{session}.jsonl"
-            if main.exists():
-                files.append(main)
-            files += sorted((folder / session / "subagents").glob("agent-*.jsonl"))
+            if f"{session}.jsonl" in names:
+                files.append(folder / f"{session}.jsonl")
+            if session in names:
+                files += sorted((folder / session / "subagents").glob("agent-*.jsonl"))
         return files
     if backend.transcripts == "codex":
-        sessions = cli_home(cfg, agent, "CODEX_HOME", ".codex") / "sessions"
+        sessions = home / "sessions"
         found = []
         for path in sorted(sessions.rglob("rollout-*.jsonl")) if sessions.is_dir() else []:
             with contextlib.suppress(OSError, ValueError, AttributeError):
@@ -4631,6 +4644,7 @@ class TokenBook:
         self.ledger = TokenLedger()
         self.saved_at = 0.0
         self.dirty = False
+        self.homes: dict[tuple[int, str], Path] = {}  # (config, agent) → its CLI's data folder
         self.load()
 
     def load(self) -> None:
@@ -4649,7 +4663,12 @@ class TokenBook:
     def read(self, cfg: Config, state: dict) -> dict[str, list[int]]:
         """Read what every agent's transcripts gained; returns each agent's cumulative usage."""
         for agent in cfg.agents:
-            for path in agent_transcripts(cfg, agent, record_of(state, agent.name)):
+            if cfg.backends[agent.backend].transcripts == "none":
+                continue
+            home = self.homes.get((id(cfg), agent.name))
+            if home is None:
+                home = self.homes[(id(cfg), agent.name)] = transcript_home(cfg, agent)
+            for path in agent_transcripts(cfg, agent, record_of(state, agent.name), home):
                 key = str(path)
                 cursor = self.cursors.get(key, TokenCursor())
                 with contextlib.suppress(OSError):
@@ -5084,6 +5103,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
         record.restarts += 1
         record.restart_times = []  # a manual restart clears the crash-loop count
         record.backoff_until = 0.0
+        record.budget_waived = loop_of(state).paused_key  # and lifts a budget pause, for this agent
     how = "fresh, with its kickoff" if args.fresh else "resumed into its conversation where it can be"
     ok = team.bring_up([unit], f"restart (command line, {how}; restart #{record.restarts})", resume=not args.fresh)
     return EXIT_OK if ok else EXIT_RUNTIME
@@ -5399,6 +5419,9 @@ EVENT_KINDS = {
     "check-failed": "a check that raised (the others went on)", "observe-failed": "tmux could not be read",
     "tick-failed": "a tick that raised", "server-unreachable": "sessions gone but processes alive: not healing",
     "bug": "an illegal lifecycle move, refused",
+    "tokens": "a phase's or gate's token record written", "tokens-failed": "transcripts that could not be read",
+    "budget-pause": "a budget passed: the loop agents are paused", "budget-ok": "under budget again: resumed",
+    "interrupt": "a paused agent's turn interrupted (its interrupt_key)",
 }
 
 

@@ -1,0 +1,141 @@
+"""Token records and the budget breaker in simulation: a loop team on a fake tmux, clock and remote,
+whose Claude-format transcripts the test writes as it goes; the watchdog's token log must hold
+exactly what the transcripts gained between the phase's (or gate's) start and end, however often
+the watchdog is killed in between."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from conftest import agents as ag
+from sim import HOUR, Behaviour, Sim, agent_spec, config_text
+
+MINUTE = 60.0
+HANDOFF = {"claim_pings": ["rev"], "review_pings": "builder"}
+
+pytestmark = pytest.mark.usefixtures("pinned_utc")
+
+
+def quick(purpose: str, text: str, rng: random.Random) -> float:
+    return 60.0
+
+
+def team(tmp_path, loop_extra: str = "", **watchdog) -> Sim:
+    env = {"CLAUDE_CONFIG_DIR": ".claude-sim"}
+    specs = [agent_spec("builder", kind="loop", env=env), agent_spec("rev", kind="loop", env=env)]
+    settings = {"signal_interval": 15, "stall_idle": 6 * HOUR, "heavy_interval": 120, **watchdog}
+    text = config_text(specs, watchdog=settings, phases=("p1", "p2"), handoff=HANDOFF)
+    text = text.replace("[loop]\n", f"[loop]\n{loop_extra}\n", 1)
+    sim = Sim(tmp_path, text, behaviours={spec["name"]: Behaviour(work=quick) for spec in specs})
+    sim.up()
+    sim.run(5 * MINUTE)
+    return sim
+
+
+class Transcripts:
+    """Writes usage into each agent's current session file, as Claude Code would."""
+
+    def __init__(self, sim: Sim):
+        self.sim, self.count = sim, 0
+
+    def use(self, name: str, input_tokens: int, output_tokens: int, cache_read: int = 0) -> None:
+        record = self.sim.record(name)
+        folder = self.sim.root / ".claude-sim" / "projects" / ag.project_slug(self.sim.root.resolve())
+        folder.mkdir(parents=True, exist_ok=True)
+        self.count += 1
+        line = {"type": "assistant", "sessionId": record.session_ids[-1], "requestId": f"req_{self.count}",
+                "message": {"id": f"msg_{self.count}", "model": "claude-sonnet-4-5", "content": [],
+                            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                                      "cache_read_input_tokens": cache_read}}}
+        with open(folder / f"{record.session_ids[-1]}.jsonl", "a") as handle:
+            for _ in range(2):  # one response is written once per content block: it counts once
+                handle.write(json.dumps(line) + "\n")
+
+
+def records(sim: Sim) -> list[dict]:
+    path = sim.root / ".agents" / "logs" / "token-log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def totals(record: dict) -> dict[str, int]:
+    return {name: figures["total"] for name, figures in record["agents"].items()}
+
+
+@pytest.mark.parametrize("restarts", [0, 10])
+def test_phase_and_gate_records_hold_what_the_transcripts_gained_across_watchdog_kills(tmp_path, restarts):
+    sim = team(tmp_path)
+    write = Transcripts(sim)
+
+    def kill_now_and_then(count: int) -> None:
+        for moment in range(count):
+            sim.after(30 + moment * 37, sim.restart_watchdog, "watchdog kill -9")
+
+    write.use("builder", 100, 10)  # before any claim: the phase's, in no gate
+    sim.run(3 * MINUTE)
+    sim.git.push("claim(g1): the parser")
+    sim.run(2 * MINUTE)
+    write.use("rev", 200, 20)
+    write.use("builder", 300, 30)
+    kill_now_and_then(restarts // 2)
+    sim.run(10 * MINUTE)
+    sim.git.push("claim(feat: g2): the writer")  # a leading feat: in the label is dropped
+    sim.run(2 * MINUTE)
+    write.use("builder", 50, 5, cache_read=1000)
+    kill_now_and_then(restarts - restarts // 2)
+    sim.run(10 * MINUTE)
+    sim.git.push("status(p1): done", {"STATUS-p1.md": "## DONE\n"})
+    sim.run(5 * MINUTE)
+    write.use("builder", 7, 1)  # the next phase's
+    sim.run(5 * MINUTE)
+    rows = records(sim)
+    assert [row["phase_id"] for row in rows] == ["p1:g1", "p1:g2", "p1"]
+    gate1, gate2, phase = rows
+    assert totals(gate1) == {"rev": 220, "builder": 330}
+    assert totals(gate2) == {"builder": 1055}
+    assert totals(phase) == {"builder": 110 + 330 + 1055, "rev": 220}
+    assert phase["total"] == {"input": 650, "output": 65, "cache_creation": 0, "cache_read": 1000, "total": 1715}
+    assert phase["duration_s"] > 0 and phase["started"] < phase["ended"]
+    assert len(sim.watchdog_restarts) == restarts
+
+
+def test_tokens_command_lists_the_records_with_totals(tmp_path, capsys):
+    sim = team(tmp_path)
+    Transcripts(sim).use("builder", 100, 10)
+    sim.run(3 * MINUTE)
+    sim.git.push("status(p1): done", {"STATUS-p1.md": "## DONE\n"})
+    sim.run(3 * MINUTE)
+    assert ag.main(["--config", str(sim.config_path), "tokens", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [row["phase_id"] for row in out["rows"]] == ["p1"] and out["total"]["total"] == 110
+
+
+def test_a_phase_over_budget_pauses_its_loop_agents_until_the_budget_is_raised(tmp_path):
+    sim = team(tmp_path, loop_extra="phase_budget = 1000")
+    write = Transcripts(sim)
+    write.use("builder", 900, 50)
+    sim.run(5 * MINUTE)
+    assert not sim.events("budget-pause")
+    write.use("builder", 100, 10, cache_read=50000)  # 1060 counted (cache reads are not, by default)
+    sim.run(3 * MINUTE)
+    (pause,) = sim.events("budget-pause")
+    assert "phase p1 has used 1,060 tokens, over its phase_budget of 1,000" in pause["reason"]
+    interrupted = {e["agent"] for e in sim.events("interrupt")}
+    assert interrupted == {"builder", "rev"}
+    assert [k for t, k, _ in sim.agent("builder").keys if k == "Escape"]
+    agents, _ = ag.status_rows(sim.cfg, sim.watchdog.team, sim.now)
+    assert {row["state"] for row in agents} == {"paused: over budget"}
+    paused_at = sim.now
+    sim.git.push("claim(g1): more work")  # would ping the reviewer
+    sim.crash("rev")  # would be healed
+    sim.run(HOUR)
+    assert not [m for name in ("builder", "rev") for m in sim.received(name) if m.t > paused_at]
+    assert [e for e in sim.events("start", "rev")] == sim.events("start", "rev")[:1]  # not healed
+    assert len(sim.events("budget-pause")) == 1  # said once
+    sim.write_config(sim.config_path.read_text().replace("phase_budget = 1000", "phase_budget = 5000"))
+    sim.run(15 * MINUTE)
+    assert sim.events("budget-ok")
+    assert len(sim.events("start", "rev")) == 2  # the dead reviewer is healed
+    assert sim.received("rev", "ping")  # and gets the ping that waited
