@@ -3761,10 +3761,14 @@ def check_tokens(cfg: Config, state: dict, world: World, now: float) -> list[Act
     if phase is None or not loop.current or not loop.phase_started:
         return []
     fresh = {"gate": "", "gate_base": tokens, "gate_started": now}
-    if loop.token_phase != phase.id:  # a phase begins (or is set by hand): its usage counts from here
-        return [Action("loop", "", f"token accounting for phase {phase.id} begins", memory={
-            "token_phase": phase.id, "token_base": tokens, **fresh})]
     by_gate = (loop_cfg.token_granularity or cfg.watchdog.token_granularity) == "gate"
+    if loop.token_phase != phase.id:
+        # A phase set by hand counts from here. The team's first phase counts everything its
+        # agents' sessions used (the kickoffs `up` delivered before the first look included).
+        base = {} if not loop.done and not loop.token_base else tokens
+        label = latest_gate(cfg, state, world) if by_gate else ""
+        return [Action("loop", "", f"token accounting for phase {phase.id} begins", memory={
+            "token_phase": phase.id, "token_base": base, **fresh, "gate": label})]
     gate_record = [token_record(f"{phase.id}:{loop.gate}", loop.gate_started, now, usage_since(tokens, loop.gate_base))
                    ] if by_gate and loop.gate else []
     finished = phase_finished(cfg, state, world)
@@ -4109,7 +4113,9 @@ class Watchdog:
             or cfg.loop is not None and cfg.loop.phase_budget
         closing = repo is not None and (bool(repo.commits) or cfg.loop is not None and repo.status is not None
                                         and cfg.loop.done_marker in repo.status)
-        if not wanted or not closing and now - self.tokens_read_at < cfg.watchdog.heavy_interval:
+        loop = loop_of(self.team.store.load())
+        unbased = cfg.loop is not None and cfg.loop.phases and not loop.token_phase and not loop.complete
+        if not wanted or not closing and not unbased and now - self.tokens_read_at < cfg.watchdog.heavy_interval:
             return None
         self.tokens_read_at = now
         if self.book is None or self.book.path.parent != cfg.state_dir:

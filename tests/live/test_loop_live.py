@@ -362,3 +362,42 @@ def test_latency_of_a_ping_and_of_the_next_kickoff(team):
           f"{ping_latency:.2f} s; DONE push → last p2 kickoff received {kickoff_latency:.2f} s")
     assert ping_latency <= LATENCY_MAX, ping_latency
     assert kickoff_latency <= LATENCY_MAX, kickoff_latency
+
+
+def usage_of(project: Project, name: str, before: float = float("inf")) -> int:
+    """What the simulated agent's turns used (its own log of the usage it wrote), before a moment."""
+    return sum(sum(entry["usage"].values()) for entry in project.sim_log(name)
+               if entry.get("kind") == "usage" and at(entry) < before)
+
+
+def test_token_records_equal_the_transcripts_usage_across_a_watchdog_kill(project):
+    team = Team(project, phases=("p1", "p2"))
+    team.up()
+    claim = team.push("claim(g1): the parser")
+    team.handoff_event(claim)
+    for name in ("rev1", "rev2"):
+        team.wait_received(name, "claim(g1)")
+    team.wait_idle()
+    first = project.watchdog_pid()
+    os.kill(first, signal.SIGKILL)  # mid-phase, mid-gate
+    wait_for(lambda: not ag.pid_alive(first), message="the watchdog gone")
+    again = project.run("up")
+    assert "watchdog: started" in again.stdout, again.stdout
+    assert project.run("send", "builder", "one more turn in p1").returncode == 0
+    team.wait_received("builder", "one more turn in p1")
+    team.wait_idle()
+    team.push("status(p1): done", {"STATUS-p1.md": "## DONE\n"})
+    log = project.root / ".agents" / "logs" / "token-log.jsonl"
+    wait_for(lambda: log.exists() and '"phase_id": "p1"' in log.read_text(), timeout=30, message="the p1 record")
+    advanced = at(project.events("tokens")[-1])
+    rows = {row["phase_id"]: row for row in map(json.loads, log.read_text().splitlines())}
+    assert set(rows) == {"p1:g1", "p1"}
+    phase = {name: figures["total"] for name, figures in rows["p1"]["agents"].items()}
+    assert phase == {name: usage_of(project, name, advanced) for name in ("builder", "rev1", "rev2")}
+    claimed = at(team.handoff_event(claim))
+    gate = {name: figures["total"] for name, figures in rows["p1:g1"]["agents"].items()}
+    assert gate == {name: usage_of(project, name, advanced) - usage_of(project, name, claimed)
+                    for name in ("builder", "rev1", "rev2") if usage_of(project, name, advanced) > usage_of(project, name, claimed)}
+    assert rows["p1"]["total"]["total"] == sum(phase.values()) and all(phase.values())
+    out = project.run("tokens", "--json")
+    assert json.loads(out.stdout)["total"]["total"] == sum(phase.values())
