@@ -4107,15 +4107,16 @@ class Watchdog:
     def observe_tokens(self, cfg: Config, now: float, repo: RepoView | None) -> dict[str, list[int]] | None:
         """Each agent's cumulative usage, read from what its transcripts gained since the last look:
         every ``heavy_interval``, and in any tick whose repo read may close a phase or a gate (new
-        commits, a status file with the done marker), so records are exact to the tick. Not read
-        without token logging or a budget."""
+        commits, a status file with the done marker), so records are exact to the tick; every tick
+        while a budget is set. Not read without token logging or a budget."""
         wanted = cfg.watchdog.log_tokens and cfg.loop is not None and cfg.loop.phases or cfg.watchdog.daily_budget \
             or cfg.loop is not None and cfg.loop.phase_budget
         closing = repo is not None and (bool(repo.commits) or cfg.loop is not None and repo.status is not None
                                         and cfg.loop.done_marker in repo.status)
         loop = loop_of(self.team.store.load())
         unbased = cfg.loop is not None and cfg.loop.phases and not loop.token_phase and not loop.complete
-        if not wanted or not closing and not unbased and now - self.tokens_read_at < cfg.watchdog.heavy_interval:
+        budget = cfg.watchdog.daily_budget or cfg.loop is not None and cfg.loop.phase_budget  # checked every tick
+        if not wanted or not (closing or unbased or budget) and now - self.tokens_read_at < cfg.watchdog.heavy_interval:
             return None
         self.tokens_read_at = now
         if self.book is None or self.book.path.parent != cfg.state_dir:

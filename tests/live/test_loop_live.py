@@ -364,10 +364,10 @@ def test_latency_of_a_ping_and_of_the_next_kickoff(team):
     assert kickoff_latency <= LATENCY_MAX, kickoff_latency
 
 
-def usage_of(project: Project, name: str, before: float = float("inf")) -> int:
+def usage_of(project: Project, name: str, before: float = float("inf"), cache_reads: bool = True) -> int:
     """What the simulated agent's turns used (its own log of the usage it wrote), before a moment."""
-    return sum(sum(entry["usage"].values()) for entry in project.sim_log(name)
-               if entry.get("kind") == "usage" and at(entry) < before)
+    return sum(sum(value for key, value in entry["usage"].items() if cache_reads or key != "cache_read_input_tokens")
+               for entry in project.sim_log(name) if entry.get("kind") == "usage" and at(entry) < before)
 
 
 def test_token_records_equal_the_transcripts_usage_across_a_watchdog_kill(project):
@@ -401,3 +401,38 @@ def test_token_records_equal_the_transcripts_usage_across_a_watchdog_kill(projec
     assert rows["p1"]["total"]["total"] == sum(phase.values()) and all(phase.values())
     out = project.run("tokens", "--json")
     assert json.loads(out.stdout)["total"]["total"] == sum(phase.values())
+
+
+def test_a_phase_over_its_budget_pauses_the_loop_agents_until_the_budget_is_raised(project):
+    team = Team(project, phases=("p1", "p2"))
+    project.config.write_text(project.config.read_text().replace('[loop]\nrepo = "watch"',
+                                                                 '[loop]\nrepo = "watch"\nphase_budget = 100000'))
+    team.up()
+    used = sum(usage_of(project, name, cache_reads=False) for name in ("builder", "rev1", "rev2"))  # as budgets count
+    assert 0 < used < 100000
+    config = project.config.read_text()
+    project.config.write_text(config.replace("phase_budget = 100000", f"phase_budget = {used + 300}"))
+    for turn in range(4):  # each turn of the simulated agent uses a few hundred tokens
+        if project.events("budget-pause"):
+            break
+        turns = len([e for e in project.sim_log("builder") if e.get("kind") == "usage"])
+        assert project.run("send", "builder", f"turn {turn}").returncode == 0
+        wait_for(lambda: len([e for e in project.sim_log("builder") if e.get("kind") == "usage"]) > turns
+                 or project.events("budget-pause"), message="the turn's usage written (or the pause)")
+    pause = wait_for(lambda: project.events("budget-pause"), timeout=30, message="the budget pause")[0]
+    assert "over its phase_budget" in pause["reason"]
+    paused_at = at(pause)
+    wait_for(lambda: {e["agent"] for e in project.events("interrupt")} == {"builder", "rev1", "rev2"},
+             timeout=15, message="each loop agent interrupted once")
+    assert set(project.states().values()) == {"paused: over budget"}
+    claim = team.push("claim(g1): while paused")
+    team.handoff_event(claim)
+    team.wait_ticks(3)
+    typed = [m for name in ("builder", "rev1", "rev2") for m in project.sim_log(name)
+             if m.get("kind") == "message" and at(m) > paused_at and not m["text"].startswith("turn ")]
+    assert typed == []  # the watchdog typed nothing at a paused agent (the test's own turns aside): pings wait
+    project.config.write_text(project.config.read_text().replace(f"phase_budget = {used + 300}",
+                                                                 "phase_budget = 10000000"))
+    wait_for(lambda: project.events("budget-ok"), timeout=30, message="resumed once the budget is raised")
+    team.wait_received("rev1", "claim(g1)")
+    assert len(project.events("budget-pause")) == 1
