@@ -5155,17 +5155,51 @@ def cmd_tokens(args: argparse.Namespace) -> int:
                 row = json.loads(line)
                 if isinstance(row, dict) and isinstance(row.get("total"), dict):
                     rows.append(row)
-    total = [sum(token_count(row["total"].get(name)) for row in rows if ":" not in str(row.get("phase_id")))
-             for name in TOKEN_FIELDS]
+    rows += in_flight_rows(cfg, StateStore(cfg.state_dir).load(), time.time())
+    phases = [row for row in rows if ":" not in str(row.get("phase_id"))]
+    if args.by == "gate":
+        rows = [row for row in rows if ":" in str(row.get("phase_id"))]
+    elif args.by == "phase":
+        rows = phases
+    elif args.by == "agent":
+        per_agent: dict[str, list[int]] = {}
+        for row in phases:
+            for name, figures in (row.get("agents") or {}).items():
+                sums = per_agent.setdefault(name, [0, 0, 0, 0])
+                for index, field_name in enumerate(TOKEN_FIELDS):
+                    sums[index] += token_count(figures.get(field_name))
+        rows = [{"agent": name, **token_figures(figures)} for name, figures in per_agent.items()]
+    total = [sum(token_count(row["total"].get(name)) for row in phases) for name in TOKEN_FIELDS]
     if args.json:
         print(json.dumps({"rows": rows, "total": token_row("total", total)}, indent=1))
         return EXIT_OK
     if not rows:
         print(f"{path}: no token records yet (one is written as each phase ends)")
         return EXIT_OK
-    print_token_table([token_row(str(row.get("phase_id")), [token_count(row["total"].get(n)) for n in TOKEN_FIELDS])
-                       for row in rows] + [token_row("total", total)])
+    table = []
+    for row in rows:
+        name = row.get("agent") or str(row.get("phase_id")) + (" (in flight)" if row.get("in_flight") else "")
+        figures = row if "agent" in row else row["total"]
+        table.append(token_row(name, [token_count(figures.get(n)) for n in TOKEN_FIELDS]))
+    print_token_table([*table, token_row("total", total)])
     return EXIT_OK
+
+
+def in_flight_rows(cfg: Config, state: dict, now: float) -> list[dict]:
+    """The phase (and gate) under way, as the watchdog's bases and the transcripts say now."""
+    if cfg.loop is None or not cfg.loop.phases:
+        return []
+    loop = loop_of(state)
+    if not loop.token_phase or loop.complete:
+        return []
+    book = TokenBook(cfg.state_dir / "tokens.json")  # read here, never saved: the watchdog's own stays as it is
+    tokens = book.read(cfg, state)
+    rows = [{**token_record(loop.token_phase, loop.phase_started or now, now, usage_since(tokens, loop.token_base)),
+             "in_flight": True}]
+    if loop.gate:
+        rows.insert(0, {**token_record(f"{loop.token_phase}:{loop.gate}", loop.gate_started, now,
+                                       usage_since(tokens, loop.gate_base)), "in_flight": True})
+    return rows
 
 
 def tokens_scan(paths: list[Path], as_json: bool) -> int:
@@ -5645,7 +5679,9 @@ examples:
 
     sub = command("tokens", "token use per phase and gate, or of any transcripts", """\
 Without --scan: the rows of log_dir/token-log.jsonl (one per phase as it ends,
-and per gate as phase:label) with their totals.
+and per gate as phase:label), then the phase and gate in flight (read from the
+transcripts now), and the total of the phases. --by phase|gate|agent narrows
+or regroups the rows.
 
 With --scan PATH…: reads Claude Code JSONL and Codex rollouts (files, or
 folders searched for *.jsonl) and totals them per session and overall. Each API
@@ -5656,9 +5692,11 @@ the uncached input; CACHE_WRITE and CACHE_READ are the cached parts.
 
 examples:
   agents.py tokens
+  agents.py tokens --by agent --json
   agents.py tokens --scan ~/.claude/projects/-home-me-repo
   agents.py tokens --scan ~/.codex/sessions --json | jq .total""", cmd_tokens)
     sub.add_argument("--scan", nargs="+", metavar="PATH", help="total these transcript files or folders")
+    sub.add_argument("--by", choices=("phase", "gate", "agent"), help="only phase rows, only gate rows, or per agent")
     sub.add_argument("--json", action="store_true",
                      help='{"rows": [...], "total": {"input", "output", "cache_creation", "cache_read", "total"}}')
 

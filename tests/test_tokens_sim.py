@@ -139,3 +139,17 @@ def test_a_phase_over_budget_pauses_its_loop_agents_until_the_budget_is_raised(t
     assert sim.events("budget-ok")
     assert len(sim.events("start", "rev")) == 2  # the dead reviewer is healed
     assert sim.received("rev", "ping")  # and gets the ping that waited
+
+
+def test_tokens_shows_the_phase_and_gate_in_flight(tmp_path):
+    sim = team(tmp_path)
+    write = Transcripts(sim)
+    write.use("builder", 100, 10)
+    sim.git.push("claim(g1): the parser")
+    sim.run(2 * MINUTE)
+    write.use("rev", 40, 4)
+    sim.run(3 * MINUTE)
+    rows = ag.in_flight_rows(sim.cfg, sim.store.load(), sim.now)  # what `tokens` adds to the log's rows
+    assert [(row["phase_id"], row["total"]["total"], row.get("in_flight")) for row in rows] == \
+        [("p1:g1", 44, True), ("p1", 154, True)]
+    assert {name: figures["total"] for name, figures in rows[1]["agents"].items()} == {"builder": 110, "rev": 44}

@@ -399,8 +399,12 @@ def test_token_records_equal_the_transcripts_usage_across_a_watchdog_kill(projec
     assert gate == {name: usage_of(project, name, advanced) - usage_of(project, name, claimed)
                     for name in ("builder", "rev1", "rev2") if usage_of(project, name, advanced) > usage_of(project, name, claimed)}
     assert rows["p1"]["total"]["total"] == sum(phase.values()) and all(phase.values())
-    out = project.run("tokens", "--json")
-    assert json.loads(out.stdout)["total"]["total"] == sum(phase.values())
+    listed = json.loads(project.run("tokens", "--json").stdout)
+    flying = [row for row in listed["rows"] if row.get("in_flight")]
+    assert [row["phase_id"] for row in flying] == ["p2"]  # p2's kickoffs, read from the transcripts now
+    assert listed["total"]["total"] == sum(phase.values()) + flying[0]["total"]["total"]
+    by_agent = json.loads(project.run("tokens", "--by", "agent", "--json").stdout)["rows"]
+    assert sum(row["total"] for row in by_agent) == listed["total"]["total"]
 
 
 def test_a_phase_over_its_budget_pauses_the_loop_agents_until_the_budget_is_raised(project):
