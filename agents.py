@@ -3850,6 +3850,53 @@ WATCHDOG_CHECKS = (check_repo, check_tokens, check_budget, check_phases, check_s
                    check_limits, check_heal, check_stall, check_wakes, check_handoff)
 
 
+SEND_PRIORITY = ("kickoff", "resume-note", "resume", "ping", "nudge", "waiting-over", "wake")  # which message goes first
+
+
+def apply_notes(state: dict, actions: list[Action]) -> list[Action]:
+    """Apply the checks' notes (record changes that need no acting) to the state; return the rest."""
+    for action in actions:
+        if action.kind == "note":
+            remember(record_of(state, action.unit), action.memory)
+    return [action for action in actions if action.kind != "note"]
+
+
+def resolve(actions: list[Action]) -> list[Action]:
+    """At most one restart and one message per unit per tick; nothing typed at a unit being restarted.
+
+    A message that loses (a wake due in the tick a nudge goes out) stays due:
+    its memory was never applied, so the next tick decides it again — and by
+    then the agent is busy, and the wake waits.
+    """
+    restarting: set[str] = set()
+    kept = []
+    # A fresh start (a phase begins) outranks a heal's resume in the same tick, whatever the check order.
+    actions = sorted(actions, key=lambda action: action.kind == "start" and action.purpose == "heal")
+    for action in actions:
+        if action.kind == "start":
+            if action.unit in restarting:
+                continue
+            restarting.add(action.unit)
+        kept.append(action)
+    kept = [a for a in kept if not (a.kind in ("send", "keys") and a.unit in restarting)]
+
+    def rank(action: Action) -> int:
+        return SEND_PRIORITY.index(action.purpose) if action.purpose in SEND_PRIORITY else len(SEND_PRIORITY)
+
+    first_send: dict[str, Action] = {}
+    for action in kept:
+        if action.kind == "send" and (action.unit not in first_send or rank(action) < rank(first_send[action.unit])):
+            first_send[action.unit] = action
+    return [a for a in kept if a.kind != "send" or first_send[a.unit] is a]
+
+
+# ============================================================================
+# The watchdog loop
+#   observe → classify → decide → act, every signal_interval or sooner when
+#   something falls due (a deadline, a pane death), for days. One
+#   per config (a lock in state_dir); SIGTERM ends it cleanly.
+# ============================================================================
+
 STARTING_POLL = 0.5  # seconds between looks while an agent waits for its prompt (its kickoff follows at once)
 DEAD_SETTLE = 1.0  # seconds a dead pane is left for tmux to learn its exit status (a clean exit is no crash)
 
@@ -3906,53 +3953,6 @@ def next_tick_at(cfg: Config, state: dict, began: float, now: float) -> float:
     regular = began + cfg.watchdog.signal_interval
     due = [moment + 0.05 for moment in deadlines(cfg, state, now)]
     return min([regular, *due])
-
-
-SEND_PRIORITY = ("kickoff", "resume-note", "resume", "ping", "nudge", "waiting-over", "wake")  # which message goes first
-
-
-def apply_notes(state: dict, actions: list[Action]) -> list[Action]:
-    """Apply the checks' notes (record changes that need no acting) to the state; return the rest."""
-    for action in actions:
-        if action.kind == "note":
-            remember(record_of(state, action.unit), action.memory)
-    return [action for action in actions if action.kind != "note"]
-
-
-def resolve(actions: list[Action]) -> list[Action]:
-    """At most one restart and one message per unit per tick; nothing typed at a unit being restarted.
-
-    A message that loses (a wake due in the tick a nudge goes out) stays due:
-    its memory was never applied, so the next tick decides it again — and by
-    then the agent is busy, and the wake waits.
-    """
-    restarting: set[str] = set()
-    kept = []
-    # A fresh start (a phase begins) outranks a heal's resume in the same tick, whatever the check order.
-    actions = sorted(actions, key=lambda action: action.kind == "start" and action.purpose == "heal")
-    for action in actions:
-        if action.kind == "start":
-            if action.unit in restarting:
-                continue
-            restarting.add(action.unit)
-        kept.append(action)
-    kept = [a for a in kept if not (a.kind in ("send", "keys") and a.unit in restarting)]
-
-    def rank(action: Action) -> int:
-        return SEND_PRIORITY.index(action.purpose) if action.purpose in SEND_PRIORITY else len(SEND_PRIORITY)
-
-    first_send: dict[str, Action] = {}
-    for action in kept:
-        if action.kind == "send" and (action.unit not in first_send or rank(action) < rank(first_send[action.unit])):
-            first_send[action.unit] = action
-    return [a for a in kept if a.kind != "send" or first_send[a.unit] is a]
-
-
-# ============================================================================
-# The watchdog loop
-#   observe → classify → decide → act, every signal_interval, for days. One
-#   per config (a lock in state_dir); SIGTERM ends it cleanly.
-# ============================================================================
 
 
 class Watchdog:
