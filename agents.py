@@ -1594,6 +1594,7 @@ class LoopRecord:
     day_base: dict[str, list[int]] = field(default_factory=dict)  # agent → cumulative usage at the day's start
     paused: str = ""  # why the loop agents are paused ("": not paused): over a budget
     paused_key: str = ""  # which budget: "phase:<id>" or "day:<date>" (a `restart` waives it for its agent)
+    pending_records: list[dict] = field(default_factory=list)  # token records decided, not yet in the log
 
     @classmethod
     def from_dict(cls, data: dict) -> LoopRecord:
@@ -2872,15 +2873,18 @@ class Team:
         since the decision (a `restart` or `down` from the shell got in between:
         its generation moved) is dropped, not carried out on stale grounds.
         """
-        for action in [a for a in actions if a.kind != "send"]:
+        team = [action for action in actions if not action.unit]
+        if team:  # the team's own memory (phase, tokens, hand-off): all of it in one transaction
             with self.store.transaction() as state:
-                if not action.unit:  # the team's own memory (phase, hand-off): no life to be stale against
+                for action in team:
                     try:
                         self._act_team(action, state, now)
                     except Exception as error:
                         self.events.emit("act-failed", "", f"{action.kind} ({action.reason}): {error}", now=now,
                                          traceback=traceback_text())
-                    continue
+            self.flush_token_records()
+        for action in [a for a in actions if a.kind != "send" and a.unit]:
+            with self.store.transaction() as state:
                 record = record_of(state, action.unit)
                 if generation(record) != decided.get(action.unit):
                     self.events.emit("skipped", action.unit, f"{action.kind} ({action.reason}): the unit changed "
@@ -2928,11 +2932,20 @@ class Team:
         if action.kind == "start":
             record.start_failure = str(error)[:300] or type(error).__name__
 
+    def flush_token_records(self) -> None:
+        """Append the token records waiting in the state to the log (each once), then forget them."""
+        with self.store.transaction() as state:
+            loop = loop_of(state)
+            for record in loop.pending_records:
+                append_token_record(self.cfg.log_dir / "token-log.jsonl", record)
+            loop.pending_records = []
+
     def _act_team(self, action: Action, state: dict, now: float) -> None:
         """A team-wide action: the loop's memory, token records, SEQUENCE-COMPLETE, and its event."""
-        for record in action.records:
-            append_token_record(self.cfg.log_dir / "token-log.jsonl", record)
         loop = loop_of(state)
+        # Saved with the new bases first, appended by flush_token_records: a kill in between loses
+        # nothing (the records wait in the state) and repeats nothing (the log is checked).
+        loop.pending_records = [*loop.pending_records, *action.records]
         for key, value in action.memory.items():
             setattr(loop, key, value)
         marker = self.cfg.log_dir / "SEQUENCE-COMPLETE"
@@ -3755,8 +3768,8 @@ def check_tokens(cfg: Config, state: dict, world: World, now: float) -> list[Act
     does not already hold it, so a watchdog restarted any number of times writes the same log.
     """
     tokens, loop_cfg, loop = world.tokens, cfg.loop, loop_of(state)
-    if tokens is None or loop_cfg is None or not loop_cfg.phases or not cfg.watchdog.log_tokens or loop.complete:
-        return []
+    if tokens is None or loop_cfg is None or not loop_cfg.phases or loop.complete:
+        return []  # (the bases are kept without log_tokens too: a phase_budget counts from them)
     phase = current_phase(cfg, state)
     if phase is None or not loop.current or not loop.phase_started:
         return []
@@ -3765,7 +3778,8 @@ def check_tokens(cfg: Config, state: dict, world: World, now: float) -> list[Act
     if loop.token_phase != phase.id:
         # A phase set by hand counts from here. The team's first phase counts everything its
         # agents' sessions used (the kickoffs `up` delivered before the first look included).
-        base = {} if not loop.done and not loop.token_base else tokens
+        never_based = not loop.done and not loop.gate_base  # (every begin sets gate_base to the figures then)
+        base = {} if never_based else tokens
         label = latest_gate(cfg, state, world) if by_gate else ""
         return [Action("loop", "", f"token accounting for phase {phase.id} begins", memory={
             "token_phase": phase.id, "token_base": base, **fresh, "gate": label})]
@@ -3777,12 +3791,13 @@ def check_tokens(cfg: Config, state: dict, world: World, now: float) -> list[Act
         following = [p for p in loop_cfg.phases if p.id not in (*loop.done, finished.id)]
         record = token_record(finished.id, loop.phase_started, now, used)
         return [Action("loop", "", f"phase {finished.id} used {record['total']['total']:,} tokens", purpose="tokens",
-                       records=[*gate_record, record],
+                       records=[*gate_record, record] if cfg.watchdog.log_tokens else [],
                        memory={"token_phase": following[0].id if following else "", "token_base": tokens, **fresh})]
     label = latest_gate(cfg, state, world) if by_gate else ""
     if label and label != loop.gate:
         closed = f"; gate {loop.gate} used {gate_record[0]['total']['total']:,} tokens" if gate_record else ""
-        return [Action("loop", "", f"gate {label} begins{closed}", purpose="tokens", records=gate_record,
+        return [Action("loop", "", f"gate {label} begins{closed}", purpose="tokens",
+                       records=gate_record if cfg.watchdog.log_tokens else [],
                        memory={"gate": label, "gate_base": tokens, "gate_started": now})]
     return []
 
@@ -3803,6 +3818,9 @@ def check_budget(cfg: Config, state: dict, world: World, now: float) -> list[Act
     then nothing is typed at them and they are neither nudged, woken nor healed. Raising the
     budget (or a new phase, or a new day) resumes them; `restart NAME` resumes one."""
     tokens, settings, loop = world.tokens, cfg.watchdog, loop_of(state)
+    budget = cfg.loop.phase_budget if cfg.loop is not None else 0
+    if loop.paused and not settings.daily_budget and not budget:
+        return budget_ok(cfg, state, "no budget is set any more")
     if tokens is None:
         return []
     actions: list[Action] = []
@@ -3815,7 +3833,6 @@ def check_budget(cfg: Config, state: dict, world: World, now: float) -> list[Act
         used = sum(budget_tokens(cfg, figures) for figures in usage_since(tokens, day_base).values())
         if used > settings.daily_budget:
             over.append((f"day:{today}", f"{used:,} tokens today, over the daily_budget of {settings.daily_budget:,}"))
-    budget = cfg.loop.phase_budget if cfg.loop is not None else 0
     if budget and loop.token_phase and loop.token_phase == loop.current:
         used = sum(budget_tokens(cfg, figures) for figures in usage_since(tokens, loop.token_base).values())
         if used > budget:
@@ -3834,10 +3851,16 @@ def check_budget(cfg: Config, state: dict, world: World, now: float) -> list[Act
                 actions.append(Action("keys", agent.name, f"interrupted: over budget ({why})",
                                       keys=[backend.interrupt_key], purpose="interrupt"))
     elif not over and loop.paused:
-        actions.append(Action("loop", "", f"under budget again ({loop.paused.split(',')[0]} no longer holds): the "
-                                          f"loop agents are looked after again", purpose="budget-ok",
-                              memory={"paused": "", "paused_key": ""}))
+        actions += budget_ok(cfg, state, f"under budget again ({loop.paused_key} no longer over)")
     return actions
+
+
+def budget_ok(cfg: Config, state: dict, reason: str) -> list[Action]:
+    """Lift a budget pause (and the waivers `restart` gave for it: the next pause is a new one)."""
+    return [Action("loop", "", f"{reason}: the loop agents are looked after again", purpose="budget-ok",
+                   memory={"paused": "", "paused_key": ""}),
+            *(note(agent.name, "budget waiver over", budget_waived="") for agent in cfg.agents
+              if record_of(state, agent.name).budget_waived)]
 
 
 def restarts_for(cfg: Config, state: dict, agents: list[Agent], reason: str) -> list[Action]:
@@ -3879,6 +3902,9 @@ def resolve(actions: list[Action]) -> list[Action]:
             restarting.add(action.unit)
         kept.append(action)
     kept = [a for a in kept if not (a.kind in ("send", "keys") and a.unit in restarting)]
+    interrupted = {a.unit for a in kept if a.kind == "keys" and a.purpose == "interrupt"}
+    kept = [a for a in kept if not (a.unit in interrupted and (a.kind == "send" or a.kind == "keys"
+                                                              and a.purpose != "interrupt"))]
 
     def rank(action: Action) -> int:
         return SEND_PRIORITY.index(action.purpose) if action.purpose in SEND_PRIORITY else len(SEND_PRIORITY)
@@ -4181,6 +4207,8 @@ class Watchdog:
         started = self.clock.now()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
+        with contextlib.suppress(Exception):  # records decided before a kill -9, not yet in the log
+            self.team.flush_token_records()
         # A watchdog killed with -9 left its `tmux wait-for` behind: signal the channel once to free it.
         with contextlib.suppress(RuntimeFailure):
             self.team.tmux.run(["wait-for", "-S", died_channel(self.cfg)], check=False)
@@ -4483,41 +4511,49 @@ def _claude_line(data: bytes, start: int, stop: int, cursor: TokenCursor, ledger
 
 def _claude_usage_fast(data: bytes, start: int, stop: int,
                        known_session: bool = False) -> tuple[str, str | None, dict | None] | None:
-    """(session, response key, usage) of the line ``data[start:stop]`` when it has the usual
-    layout of an assistant line — top-level fields (type among them, before or after the message),
-    the message (its id and model before its content, its usage after), then requestId … — read
-    by position, only the usage object
-    decoded; (…, None) for a <synthetic> line, which counts nothing; None for any other layout,
-    which the caller decodes whole. Positions are searched in the short stretches between the
-    fields, never across the content."""
+    """(session, response key, usage) of the line ``data[start:stop]`` when it has the plain layout
+    of an assistant line, read by position with only the usage object decoded; (…, None) for a
+    <synthetic> line, which counts nothing; None for any other layout, which the caller decodes
+    whole. The plain layout: top-level fields, the first ``"type"`` of them "assistant"; then the
+    message — its id and model before its content with no object in between, its usage last, closing
+    it, and the only "usage" after the content; then the request id. Positions are searched in the short stretches between these fields,
+    never across the content."""
     message = data.find(b'"message":{', start, stop)
     if message < 0:
         return None
     content = data.find(b'"content"', message, stop)
     usage_at = data.rfind(b'"usage"', max(content, start), stop)
-    if content < 0 or usage_at < 0 or b"\\u" in data[start:content]:
+    if content < 0 or usage_at < 0 or b"\\u" in data[start:content] or b"{" in data[message + 11:content]:
         return None
+    if data.count(b'"usage"', content, stop) != 1:
+        return None  # another "usage" in the line: which one is the message's takes a real decode
     usage_match = USAGE_AT.match(data, usage_at)
     if usage_match is None:
-        return None
-    if data.find(b'"type":"assistant"', start, message) < 0 and data.find(b'"type":"assistant"', usage_at, stop) < 0:
         return None
     found_id = FIELD_AT["id"].search(data, message, content)
     model = FIELD_AT["model"].search(data, message, content)
     if found_id is None or model is None or FIELD_AT["requestId"].search(data, start, message):
         return None
-    if model.group(1) == b"<synthetic>":
-        return "", None, None
     begin = usage_match.end() - 1
     try:
         usage, length = USAGE_DECODER.raw_decode(data[begin:min(begin + 4096, stop)].decode("utf-8", "replace"))
     except ValueError:
         return None
-    if not isinstance(usage, dict):
+    closed = begin + len(data[begin:min(begin + 4096, stop)].decode("utf-8", "replace")[:length].encode())
+    if not isinstance(usage, dict) or data[closed:closed + 1] != b"}":
+        return None  # the usage found is not the one that closes the message
+    kind = data.find(b'"type":"', start, message)
+    if kind < 0:
+        kind = data.find(b'"type":"', closed, stop)
+    if kind < 0 or not data.startswith(b'"type":"assistant"', kind):
         return None
-    request = FIELD_AT["requestId"].search(data, begin, stop) or FIELD_AT["requestRef"].search(data, begin, stop)
+    if model.group(1) == b"<synthetic>":
+        return "", None, None
+    request = FIELD_AT["requestId"].search(data, closed, stop)
+    if request is None or not request.group(1):
+        request = FIELD_AT["requestRef"].search(data, closed, stop)
     session = None if known_session else \
-        FIELD_AT["sessionId"].search(data, start, message) or FIELD_AT["sessionId"].search(data, begin, stop)
+        FIELD_AT["sessionId"].search(data, start, message) or FIELD_AT["sessionId"].search(data, closed, stop)
     key = f"claude:{found_id.group(1).decode()}:{request.group(1).decode() if request else ''}"
     return (session.group(1).decode() if session else ""), key, usage
 
@@ -4651,7 +4687,8 @@ class TokenBook:
         self.ledger = TokenLedger()
         self.saved_at = 0.0
         self.dirty = False
-        self.homes: dict[tuple[int, str], Path] = {}  # (config, agent) → its CLI's data folder
+        self.homes: dict[str, Path] = {}  # agent → its CLI's data folder, for the config in homes_of
+        self.homes_of: Config | None = None
         self.load()
 
     def load(self) -> None:
@@ -4672,9 +4709,11 @@ class TokenBook:
         for agent in cfg.agents:
             if cfg.backends[agent.backend].transcripts == "none":
                 continue
-            home = self.homes.get((id(cfg), agent.name))
+            if self.homes_of is not cfg:  # a reloaded config may point an agent elsewhere
+                self.homes, self.homes_of = {}, cfg
+            home = self.homes.get(agent.name)
             if home is None:
-                home = self.homes[(id(cfg), agent.name)] = transcript_home(cfg, agent)
+                home = self.homes[agent.name] = transcript_home(cfg, agent)
             for path in agent_transcripts(cfg, agent, record_of(state, agent.name), home):
                 key = str(path)
                 cursor = self.cursors.get(key, TokenCursor())
@@ -5267,9 +5306,9 @@ def scan_in_parallel(files: list[Path]) -> list[tuple[str, list]]:
 
 def print_token_table(rows: list[dict]) -> None:
     width = max([8, *(len(row["name"]) + 1 for row in rows)])
-    print(f"{'NAME':<{width}} {'INPUT':>12} {'OUTPUT':>12} {'CACHE_WRITE':>12} {'CACHE_READ':>14} {'TOTAL':>14}")
+    print(f"{'NAME':<{width}} {'INPUT':>12} {'OUTPUT':>12} {'CACHE_CREATION':>14} {'CACHE_READ':>14} {'TOTAL':>14}")
     for row in rows:
-        print(f"{row['name']:<{width}} {row['input']:>12,} {row['output']:>12,} {row['cache_creation']:>12,} "
+        print(f"{row['name']:<{width}} {row['input']:>12,} {row['output']:>12,} {row['cache_creation']:>14,} "
               f"{row['cache_read']:>14,} {row['total']:>14,}")
 
 
@@ -5335,6 +5374,7 @@ def phase_set(cfg: Config, store: StateStore, wanted: str) -> int:
     with store.transaction() as state:
         loop = loop_of(state)
         loop.current, loop.phase_started = wanted, now
+        loop.token_phase = ""  # its tokens count from the next look
         loop.done = [done for done in loop.done if done not in later]
         loop.complete, loop.completed_at = False, 0.0
         running = [agent for agent in cfg.agents
