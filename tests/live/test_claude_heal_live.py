@@ -208,7 +208,8 @@ def test_killed_agent_is_resumed_into_the_same_conversation(team):
     # (3) The events say it was resumed, with the session id; the CLI got --resume, not --session-id.
     assert start.get("resumed") == session_id, start
     assert "resumed" in start["reason"], start
-    assert start["argv"].startswith(f"{team.binary} --resume {session_id} "), start["argv"]
+    # the backend's command, then the resume arguments (where --session-id would go), no new id
+    assert start["argv"] == f"{team.binary} --dangerously-skip-permissions --resume {session_id}", start["argv"]
     words = start["argv"].split()
     assert "--session-id" not in words or "--fork-session" in words, start["argv"]  # else the CLI exits 1 at once
     assert not team.project.events("resume-failed", "main"), team.project.events("resume-failed")
