@@ -35,11 +35,13 @@ from datetime import date, datetime, timedelta, timezone, tzinfo
 import fcntl
 import hashlib
 import json
+import math
 import os
 import re
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -236,22 +238,36 @@ def setting(default: Any = None, *, doc: str, check: Callable | None = None, fac
 
 # -- validators: (value, complain) → converted value; ``complain(msg)`` raises --
 
-def as_number(minimum: float = 0.0) -> Callable:
+DAY = 86400.0
+YEAR = 365 * DAY
+MAX_NAME = 64  # characters in a name or session_prefix: a session, lock and log file name must fit
+MAX_PATTERN = 1000  # characters in one regex
+MAX_PROMPT_FILE = 1024 * 1024  # bytes an @file kickoff may hold
+MAX_ERROR_LINE = 300  # characters of one error line: a value quoted in it is cut
+
+
+def as_number(minimum: float = 0.0, maximum: float = YEAR) -> Callable:
+    """A finite number in [minimum, maximum]: NaN and infinities never pass (a NaN compares
+    false with everything, so ``backoff_base = nan`` would never restart; 1e300 never ticks)."""
     def check(value: Any, complain: Callable) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             complain(f"expected a number, got {type_name(value)}")
+        if not math.isfinite(value):
+            complain(f"must be a finite number, got {value}")
         if value < minimum:
-            complain(f"must be at least {minimum:g}, got {value}")
+            complain(f"must be at least {minimum:g}, got {value:g}")
+        if value > maximum:
+            complain(f"must be at most {maximum:g}, got {value:g}")
         return float(value)
     return check
 
 
-def as_count(minimum: int = 0) -> Callable:
+def as_count(minimum: int = 0, maximum: int = 10_000) -> Callable:
     def check(value: Any, complain: Callable) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             complain(f"expected a whole number, got {type_name(value)}")
-        if value < minimum:
-            complain(f"must be at least {minimum}, got {value}")
+        if not minimum <= value <= maximum:
+            complain(f"must be from {minimum} to {maximum}, got {value:g}")
         return value
     return check
 
@@ -263,8 +279,11 @@ def as_bool(value: Any, complain: Callable) -> bool:
 
 
 def as_text(value: Any, complain: Callable) -> str:
+    """A string without NUL bytes (no path, argument or environment value can carry one)."""
     if not isinstance(value, str):
         complain(f"expected a string, got {type_name(value)}")
+    if "\0" in value:
+        complain("holds a NUL byte (\\u0000)")
     return value
 
 
@@ -281,6 +300,8 @@ def as_name(value: Any, complain: Callable) -> str:
     as_text(value, complain)
     if not NAME_PATTERN.match(value):
         complain(f"{value!r} may hold only letters, digits, '_' and '-'")
+    if len(value) > MAX_NAME:
+        complain(f"is {len(value)} characters long; at most {MAX_NAME}")
     return value
 
 
@@ -295,6 +316,8 @@ def as_names(value: Any, complain: Callable) -> list[str]:
 def as_text_list(value: Any, complain: Callable) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         complain(f"expected a list of strings, got {type_name(value)}")
+    for item in value:
+        as_text(item, complain)
     return list(value)
 
 
@@ -311,6 +334,8 @@ def as_command(value: Any, complain: Callable) -> list[str]:
         complain(f"expected a string or a list of strings, got {type_name(value)}")
     if not argv:
         complain("is empty")
+    for item in argv:
+        as_text(item, complain)
     return argv
 
 
@@ -328,6 +353,8 @@ def as_env(value: Any, complain: Callable) -> dict[str, str]:
             item = str(item)
         elif not isinstance(item, str):
             complain(f"{name}: expected a string, got {type_name(item)}")
+        if "\0" in item:
+            complain(f"{name}: holds a NUL byte (\\u0000)")
         env[name] = item
     return env
 
@@ -343,12 +370,60 @@ def as_regex_list(value: Any, complain: Callable) -> list[str]:
 
 
 def as_regex(value: Any, complain: Callable) -> str:
+    """A regex that compiles and cannot backtrack without end (see ``runaway_repeat``)."""
     as_text(value, complain)
+    if len(value) > MAX_PATTERN:
+        complain(f"is a regex of {len(value)} characters; at most {MAX_PATTERN}")
     try:
         re.compile(value, re.MULTILINE)  # the flags they are used with: the compiled pattern is cached
-    except re.error as error:
+    except (re.error, RecursionError, OverflowError) as error:
         complain(f"invalid regex {value!r}: {error}")
+    runaway = runaway_repeat(value)
+    if runaway:
+        complain(f"regex {value!r} has {runaway}: it can take forever on one line; "
+                 f"make the inner repeat bounded ({{0,50}}) or the groups exclusive")
     return value
+
+
+def runaway_repeat(pattern: str) -> str:
+    """``"a repeat inside a repeat"`` if ``pattern`` nests repeats so that a near-miss takes forever.
+
+    ``(a+)+$``, ``(a{1,3})*b``, ``(\\w+\\s?)+$``, ``(a+){1,9}``: on a line that almost
+    matches, Python's regex engine tries every way of splitting it between the repeats —
+    exponential (or high-polynomial) time, a watchdog stuck at 100% CPU on one line of
+    ``a``s. Refused: a variable-width repeat inside an unbounded one, and an unbounded
+    repeat inside one of more than three rounds. Allowed: ``([\\w-]+ ){0,3}`` (the presets'
+    shape), possessive and atomic repeats. Ambiguous alternations (``(a|aa)+``) are not
+    caught; the classifier's lines are bounded (``MAX_SCREEN_LINE``) as a second net.
+    """
+    try:
+        from re import _parser as parser  # the stdlib's own regex parser (sre_parse)
+
+        tree = parser.parse(pattern)
+    except (re.error, RecursionError, OverflowError, ImportError):
+        return ""  # re.compile has judged the pattern; without the parser there is nothing to look at
+
+    def walk(items: Any, rounds: int) -> bool:
+        """True if a risky repeat sits within ``rounds`` repetitions of an outer repeat."""
+        for op, argument in items:
+            if op in (parser.MAX_REPEAT, parser.MIN_REPEAT):  # possessive repeats never backtrack
+                low, high, inner = argument
+                unbounded = high == parser.MAXREPEAT
+                if rounds == parser.MAXREPEAT and low != high:
+                    return True
+                if rounds > 3 and unbounded:
+                    return True
+                if walk(inner, max(rounds, high if high > 1 else rounds)):
+                    return True
+            elif op == parser.SUBPATTERN and walk(argument[-1], rounds):
+                return True
+            elif op == parser.BRANCH and any(walk(branch, rounds) for branch in argument[1]):
+                return True
+            elif op in (parser.ASSERT, parser.ASSERT_NOT) and walk(argument[1], rounds):
+                return True
+        return False
+
+    return "a repeat inside a repeat" if walk(tree, 1) else ""
 
 
 def as_keys(value: Any, complain: Callable) -> list[str]:
@@ -397,8 +472,8 @@ def type_name(value: Any) -> str:
 class WatchdogConfig:
     """``[watchdog]``: how often the watchdog looks and how patient it is."""
 
-    signal_interval: float = setting(15.0, doc="seconds between ticks (screens, hand-off, phases)", check=as_number(0.05))
-    heavy_interval: float = setting(120.0, doc="seconds between heavy ticks (token accounting)", check=as_number(0.05))
+    signal_interval: float = setting(15.0, doc="seconds between ticks (screens, hand-off, phases)", check=as_number(0.05, 3600))
+    heavy_interval: float = setting(120.0, doc="seconds between heavy ticks (token accounting)", check=as_number(0.05, DAY))
     stall_idle: float = setting(900.0, doc="idle seconds after which an agent counts as stalled", check=as_number(1))
     stall_grace: float = setting(180.0, doc="seconds after a start in which no stall is judged", check=as_number())
     hung_busy: float = setting(2700.0, doc="seconds a busy screen may stay frozen before it counts as hung and is "
@@ -407,9 +482,10 @@ class WatchdogConfig:
     token_granularity: str = setting("gate", doc="'gate' (per claim label) or 'phase'", check=as_choice(*TOKEN_GRANULARITIES))
     limit_fallback_wait: float = setting(3600.0, doc="seconds to wait when a limit's reset time cannot be read", check=as_number(1))
     limit_margin: float = setting(120.0, doc="seconds past a parsed reset before resuming", check=as_number())
-    backoff_base: float = setting(30.0, doc="first restart delay in seconds; doubles per crash", check=as_number())
-    backoff_max: float = setting(600.0, doc="longest restart delay in seconds", check=as_number())
-    crash_loop_restarts: int = setting(5, doc="restarts within crash_loop_window that mean 'failed'", check=as_count(1))
+    backoff_base: float = setting(30.0, doc="first restart delay in seconds; doubles per crash", check=as_number(0, DAY))
+    backoff_max: float = setting(600.0, doc="longest restart delay in seconds", check=as_number(0, 7 * DAY))
+    crash_loop_restarts: int = setting(5, doc="restarts within crash_loop_window that mean 'failed'",
+                                       check=as_count(1, 100))
     crash_loop_window: float = setting(1800.0, doc="seconds over which restarts are counted", check=as_number(1))
 
 
@@ -428,7 +504,7 @@ class Backend:
                                  check=as_command, factory=list)
     env: dict[str, str] = setting(doc="environment for every agent on this backend", check=as_env, factory=dict)
     submit_key: str = setting("Enter", doc="tmux key that submits typed input", check=as_key)
-    submit_delay: float = setting(0.3, doc="seconds between typing and the submit key", check=as_number())
+    submit_delay: float = setting(0.3, doc="seconds between typing and the submit key", check=as_number(0, 10))
     busy: list[str] = setting(doc="patterns that mean the agent is working", check=as_regex_list, factory=list)
     idle: list[str] = setting(doc="patterns of the input prompt line; a group named 'input' holds typed text",
                               check=as_regex_list, factory=list)
@@ -457,8 +533,8 @@ class Backend:
     session_id_flag: str = setting("", doc="flag that starts the CLI with a session id of ours (Claude: --session-id)",
                                    check=as_text)
     ready_timeout: float = setting(90.0, doc="seconds to wait for the prompt before giving up on a kickoff",
-                                   check=as_number(1))
-    screen_lines: int = setting(12, doc="bottom non-blank screen lines the classifier reads", check=as_count(1))
+                                   check=as_number(1, DAY))
+    screen_lines: int = setting(12, doc="bottom non-blank screen lines the classifier reads", check=as_count(1, 200))
     preset: str = setting("", doc="built-in preset this backend starts from (default: its own name, else 'shell')",
                           check=as_text)
 
@@ -772,7 +848,9 @@ class Loader:
 
     def complain(self, section: str, key: str, message: str) -> None:
         where = f"{section} {key}".strip()
-        self.errors.append(f"{self.label}: {where}: {message}")
+        line = f"{self.label}: {where}: {message}".replace("\n", " ")
+        # A value quoted in a message may be huge (a 1 MB string, 3000 brackets): the line stays readable.
+        self.errors.append(line if len(line) <= MAX_ERROR_LINE else line[:MAX_ERROR_LINE - 1] + "…")
 
     def build(self, cls: type, table: Any, section: str, skip: Iterable[str] = (), prefix: str = "") -> Any:
         """A dataclass from a TOML table: unknown keys, wrong types and bad values reported.
@@ -805,28 +883,60 @@ class Loader:
 
     # -- the file --
 
-    def load(self) -> Config:
+    MAX_CONFIG = 4 * 1024 * 1024  # bytes: a bigger agents.toml is a mistake (a log named by accident)
+
+    def read_toml(self) -> dict:
+        """The parsed file; a file that cannot be one (a FIFO, a loop of symlinks, bytes that are not
+        UTF-8, nesting deeper than Python recurses) is one error line, never a hang or a traceback."""
         try:
-            with open(self.path, "rb") as handle:
-                raw = tomllib.load(handle)
+            info = os.stat(self.path)  # before opening: opening a FIFO would wait for a writer forever
         except FileNotFoundError:
             raise ConfigError([f"{self.label}: no such file (use --config PATH or $AGENTS_CONFIG)"])
-        except IsADirectoryError:
+        except (OSError, ValueError) as error:
+            raise ConfigError([f"{self.label}: cannot read: {getattr(error, 'strerror', None) or error}"])
+        if stat.S_ISDIR(info.st_mode):
             raise ConfigError([f"{self.label}: is a folder, not a config file"])
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError([f"{self.label}: is not a regular file (a FIFO or a device?)"])
+        if info.st_size > self.MAX_CONFIG:
+            raise ConfigError([f"{self.label}: is {info.st_size} bytes; a config is at most {self.MAX_CONFIG}"])
+        try:
+            with open(self.path, "rb") as handle:
+                data = handle.read(self.MAX_CONFIG + 1)
+        except OSError as error:
+            raise ConfigError([f"{self.label}: cannot read: {error.strerror or error}"])
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            line = data[:error.start].count(b"\n") + 1
+            raise ConfigError([f"{self.label}: not UTF-8 text (byte {data[error.start]:#04x} at line {line})"])
+        try:
+            return tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
             raise ConfigError([f"{self.label}: {self.where_in_text(str(error))}TOML syntax error: {error}"])
+        except RecursionError:
+            raise ConfigError([f"{self.label}: nested too deeply to read (tables or lists inside each other)"])
+
+    def load(self, need_units: bool = False) -> Config:
+        """The validated config; ``need_units`` (every command does): a file with nothing to run is an
+        error too (an emptied or comments-only agents.toml must not start a watchdog for nobody)."""
+        raw = self.read_toml()
 
         for key in raw:
             if key not in TOP_LEVEL_KEYS:
                 self.complain("(top level)", key, "unknown key" + did_you_mean(key, sorted(TOP_LEVEL_KEYS)))
 
         prefix = self.top_text(raw, "session_prefix", default_session_prefix(self.folder))
-        state_dir = self.folder / self.top_text(raw, "state_dir", ".agents/state")
-        log_dir = self.folder / self.top_text(raw, "log_dir", ".agents/logs")
+        if len(prefix) > MAX_NAME:
+            self.complain("(top level)", "session_prefix", f"is {len(prefix)} characters long; at most {MAX_NAME}")
+        state_dir = self.writable_folder(raw, "state_dir", ".agents/state")
+        log_dir = self.writable_folder(raw, "log_dir", ".agents/logs")
         socket = raw.get("tmux_socket")
         if socket is not None and (not isinstance(socket, str) or not NAME_PATTERN.match(socket)):
             self.complain("(top level)", "tmux_socket", "must be a name of letters, digits, '_' and '-'")
             socket = None
+        elif socket is not None:
+            self.check_socket_path(socket)
 
         watchdog = self.build(WatchdogConfig, raw.get("watchdog", {}), "[watchdog]")
         backends = self.load_backends(raw.get("backend", {}))
@@ -836,6 +946,8 @@ class Loader:
         if loop and loop.token_granularity:
             watchdog.token_granularity = loop.token_granularity
         self.check_unique_sessions(prefix, agents, services)
+        if need_units and not agents and not services and not self.errors:
+            self.complain("(top level)", "agent", "nothing to run: no [[agent]] and no [[service]] in the file")
 
         if self.errors:
             raise ConfigError(self.errors)
@@ -863,7 +975,36 @@ class Loader:
         if not isinstance(value, str):
             self.complain("(top level)", key, f"expected a string, got {type_name(value)}")
             return default
+        if "\0" in value:
+            self.complain("(top level)", key, "holds a NUL byte (\\u0000)")
+            return default
         return value
+
+    def writable_folder(self, raw: dict, key: str, default: str) -> Path:
+        """``state_dir`` or ``log_dir``: a folder we can write (or create), checked now, not at the first save."""
+        relative = self.top_text(raw, key, default)
+        folder = self.folder / os.path.expanduser(relative)
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            if existing.is_symlink():
+                break  # a dangling symlink: reported below as "not a folder"
+            existing = existing.parent
+        if not existing.is_dir():
+            self.complain("(top level)", key, f"{relative!r} is not a folder ({existing} is a file)")
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            what = "is" if existing == folder else f"would be made in {existing}, which is"
+            self.complain("(top level)", key, f"{relative!r} {what} not writable")
+        return folder
+
+    MAX_SOCKET_PATH = 104  # bytes in a Unix socket path (sun_path is 104 on macOS, 108 on Linux)
+
+    def check_socket_path(self, socket: str) -> None:
+        """tmux makes its socket at ``$TMUX_TMPDIR/tmux-UID/NAME``; a path too long fails only at `up`."""
+        folder = os.environ.get("TMUX_TMPDIR") or "/tmp"
+        path = os.path.join(folder, f"tmux-{os.getuid()}", socket)
+        if len(path.encode()) > self.MAX_SOCKET_PATH:
+            self.complain("(top level)", "tmux_socket", f"the socket path {path!r} is {len(path.encode())} bytes; "
+                                                        f"at most {self.MAX_SOCKET_PATH} (a shorter name)")
 
     def load_backends(self, tables: Any) -> dict[str, Backend]:
         if not isinstance(tables, dict):
@@ -877,7 +1018,10 @@ class Loader:
                 self.complain(section, "", f"backend name {name!r} may hold only letters, digits, '_' and '-'")
                 continue
             base = table.get("preset", name if name in BACKEND_PRESETS else "shell") if isinstance(table, dict) else name
-            if base not in BACKEND_PRESETS:
+            if not isinstance(base, str):
+                self.complain(section, "preset", f"expected a preset name, got {type_name(base)}")
+                base = "shell"
+            elif base not in BACKEND_PRESETS:
                 self.complain(section, "preset", f"unknown preset {base!r}" + did_you_mean(base, BACKEND_PRESETS))
                 base = "shell"
             # Presets are trusted (tests cover them): only what the user wrote is validated.
@@ -1013,21 +1157,45 @@ class Loader:
 
     def folder_of(self, relative: str, section: str, key: str = "cwd") -> Path:
         """A configured folder made absolute; it must exist (tmux silently falls back to $HOME)."""
-        folder = (self.folder / os.path.expanduser(relative)).resolve()
+        if not isinstance(relative, str) or "\0" in relative:
+            return self.folder  # as_text has reported it
+        try:
+            folder = (self.folder / os.path.expanduser(relative)).resolve()
+        except (OSError, RuntimeError) as error:  # a symlink loop
+            self.complain(section, key, f"folder {relative!r}: {getattr(error, 'strerror', None) or error}")
+            return self.folder
         if not folder.is_dir():
             self.complain(section, key, f"folder {relative!r} does not exist ({folder})")
         return folder
 
     def text_or_file(self, value: str, section: str, key: str) -> str:
-        """A kickoff: the text itself, or ``@path`` read from a file beside the config."""
-        if not value.startswith("@"):
-            return value
+        """A kickoff: the text itself, or ``@path`` read from a file beside the config.
+
+        The file must be a regular file of UTF-8 text, at most ``MAX_PROMPT_FILE`` bytes: a FIFO
+        would hang every command, ``/dev/zero`` would fill the memory, a binary would be typed.
+        """
+        if not isinstance(value, str) or not value.startswith("@"):
+            return value if isinstance(value, str) else ""
         path = self.folder / os.path.expanduser(value[1:])
         try:
-            return path.read_text(encoding="utf-8")
-        except OSError as error:
-            self.complain(section, key, f"cannot read {value!r}: {error.strerror or error}")
-            return ""
+            info = os.stat(path)
+            if not stat.S_ISREG(info.st_mode):
+                raise _Invalid("is not a regular file")
+            if info.st_size > MAX_PROMPT_FILE:
+                raise _Invalid(f"is {info.st_size} bytes; at most {MAX_PROMPT_FILE}")
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_PROMPT_FILE + 1)
+            text = data.decode("utf-8")
+            if "\0" in text:
+                raise _Invalid("holds NUL bytes (a binary file?)")
+            return text
+        except UnicodeDecodeError:
+            self.complain(section, key, f"cannot read {value!r}: not UTF-8 text (a binary file?)")
+        except (OSError, ValueError) as error:
+            self.complain(section, key, f"cannot read {value!r}: {getattr(error, 'strerror', None) or error}")
+        except _Invalid as invalid:
+            self.complain(section, key, f"cannot use {value!r}: {invalid}")
+        return ""
 
     def check_unique_sessions(self, prefix: str, agents: list[Agent], services: list[Service]) -> None:
         seen: dict[str, str] = {}
@@ -1057,12 +1225,17 @@ def default_session_prefix(folder: Path) -> str:
 def find_config_path(given: str | None) -> Path:
     """``--config PATH``, else ``$AGENTS_CONFIG``, else ``./agents.toml``."""
     chosen = given or os.environ.get("AGENTS_CONFIG") or "agents.toml"
+    if "\0" in chosen:
+        raise ConfigError([f"{chosen[:80]!r}: a config path cannot hold a NUL byte"])
     # resolve(): "../agents.toml" and a symlinked folder must name the same config (it tags our sessions).
-    return Path(chosen).expanduser().resolve()
+    try:
+        return Path(chosen).expanduser().resolve()
+    except (OSError, RuntimeError) as error:  # a loop of symlinks
+        raise ConfigError([f"{chosen}: cannot read: {getattr(error, 'strerror', None) or error}"])
 
 
 def load_config(given: str | None) -> Config:
-    return Loader(find_config_path(given)).load()
+    return Loader(find_config_path(given)).load(need_units=True)
 
 
 def render_kickoff(template: str, values: dict[str, str]) -> str:
@@ -1771,9 +1944,12 @@ def read_screen(backend: Backend, pane: Pane | None, screen: list[str] | None, n
     return Screen("unknown", lines=lines)
 
 
+MAX_SCREEN_LINE = 500  # characters of a screen line the classifier reads: a pattern's cost stays bounded
+
+
 def bottom_lines(screen: list[str], count: int) -> list[str]:
     """The screen from its ``count``-th last non-blank line down (blank lines inside kept, trailing ones dropped)."""
-    lines = [line.rstrip() for line in screen]
+    lines = [line[:MAX_SCREEN_LINE].rstrip() for line in screen]
     while lines and not lines[-1].strip():
         lines.pop()
     filled = [index for index, line in enumerate(lines) if line.strip()]
@@ -3564,7 +3740,7 @@ class Watchdog:
         self.config_path = config_path
         self.make_git = make_git  # the simulation passes a fake git
         self.git: Git | None = None
-        self.cfg = Loader(config_path).load()
+        self.cfg = Loader(config_path).load(need_units=True)
         self.clock = clock or Clock()
         events = EventLog(self.cfg.log_dir, echo=echo)
         self.team = Team(self.cfg, tmux, events, self.clock, reaper, store)
@@ -3588,7 +3764,7 @@ class Watchdog:
             return
         self.config_stamp, self.config_read_at = stamp, now
         try:
-            cfg = Loader(self.config_path).load()
+            cfg = Loader(self.config_path).load(need_units=True)
             self.check_live_edit(cfg)
         except ConfigError as error:
             text = " | ".join(error.lines)
@@ -4580,14 +4756,15 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeFailure as failure:
         print(f"error: {failure}", file=sys.stderr)
         return EXIT_RUNTIME
+    except BrokenPipeError:  # `agents.py events | head`: the reader left, that is fine (before OSError: it is one)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
+        return EXIT_OK
     except OSError as error:  # a full disk, a file we may not read: say so, no traceback
-        print(f"error: {error.filename + ': ' if error.filename else ''}{error.strerror or error}", file=sys.stderr)
+        name = f"{error.filename}: " if error.filename else ""
+        print(f"error: {name}{error.strerror or error}", file=sys.stderr)
         return EXIT_RUNTIME
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # `agents.py events | head`: the reader left, that is fine
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
 
 
 if __name__ == "__main__":
