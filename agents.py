@@ -1679,42 +1679,159 @@ class LoopRecord:
         return cls(**{key: value for key, value in data.items() if key in names})
 
 
+MAX_STAMP = 253402300799.0  # 9999-12-31: the latest time `iso` and `datetime` can show
+
+
+def _is_time(value: Any) -> bool:
+    """A time or a duration as the records keep them: a finite number from 0 to ``MAX_STAMP``."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and 0 <= value <= MAX_STAMP)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 10 ** 9
+
+
+def _is_strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+# A record field's annotation → what its saved value must be. Every field of UnitRecord and
+# LoopRecord has one of these (``test_every_record_field_is_validated`` checks).
+FIELD_SHAPES: dict[str, Callable[[Any], bool]] = {
+    "str": lambda value: isinstance(value, str),
+    "float": _is_time,
+    "int": _is_count,
+    "bool": lambda value: isinstance(value, bool),
+    "list[float]": lambda value: isinstance(value, list) and all(_is_time(item) for item in value),
+    "list[str]": _is_strings,
+    "dict[str, str]": lambda value: isinstance(value, dict) and all(isinstance(item, str) for item in value.values()),
+    "dict[str, float]": lambda value: isinstance(value, dict) and all(_is_time(item) for item in value.values()),
+    "list[dict[str, str]]": lambda value: isinstance(value, list) and all(
+        isinstance(item, dict) and isinstance(item.get("key"), str) and isinstance(item.get("line"), str)
+        for item in value),
+    "dict[str, Any]": lambda value: isinstance(value, dict),
+}
+# Fields whose dict is read key by key: the keys that must hold numbers (or null, for "until").
+FIELD_KEYS: dict[str, Callable[[dict], bool]] = {
+    "limit": lambda value: (value.get("until") is None or _is_time(value["until"]))
+    and _is_time(value.get("since", 0)) and _is_count(value.get("resumes", 0)),
+    "waiting": lambda value: not value or (isinstance(value.get("text"), str) and _is_time(value.get("seen"))),
+}
+STATE_REBUILT = "state record lost; rebuilt from tmux"  # the reason of a record reset by a repair
+
+
+def checked_record(cls: type, data: Any, where: str, problems: list[str]) -> Any:
+    """A ``UnitRecord`` or ``LoopRecord`` from saved JSON, field by field: a field of the wrong shape
+    is reset to its default and named in ``problems``; unknown fields (a newer version's) are dropped."""
+    if not isinstance(data, dict):
+        problems.append(f"{where}: {type_name(data)} instead of a record; reset")
+        record = cls()
+        if isinstance(record, UnitRecord):
+            record.reason = STATE_REBUILT
+        return record
+    values = {}
+    for spec in dataclasses.fields(cls):
+        if spec.name not in data:
+            continue
+        value = data[spec.name]
+        shape, keys = FIELD_SHAPES[str(spec.type)], FIELD_KEYS.get(spec.name)
+        if shape(value) and (keys is None or keys(value)):
+            values[spec.name] = value
+        else:
+            shown = json.dumps(value, allow_nan=True, default=str)
+            problems.append(f"{where}.{spec.name}: {shown[:60]} is not a {spec.type}; reset")
+    record = cls(**values)
+    if isinstance(record, UnitRecord) and record.lifecycle not in LIFECYCLE:
+        problems.append(f"{where}.lifecycle: {record.lifecycle[:40]!r} is no lifecycle state; reset")
+        record.lifecycle, record.reason = "stopped", STATE_REBUILT
+    return record
+
+
 class StateStore:
     """``state_dir/state.json``: ``{"units": {name: UnitRecord}, ...}``.
 
     Readers (``status``) just load: a rename makes every save atomic. Writers
     go through ``transaction()``, which holds ``state.lock`` across
     load-modify-save so the watchdog and a command never overwrite each other.
+
+    Damage is repaired and reported, never silently reset. A file that does not
+    parse (garbage, truncated, ``\\xff``, nested too deep, not an object) is moved
+    aside to ``state.broken-TIME`` and the last good copy (``state.last-good.json``,
+    the file each save replaced, kept by a hard link) is used instead. Then every
+    record is checked field by field (``checked_record``): a wrong one is reset to
+    its default, a record that cannot be read at all starts over as ``stopped``
+    with the reason ``STATE_REBUILT``, and the watchdog adopts it again from what
+    tmux shows (``check_rebuilt``). Each repair is one ``state-repaired`` event
+    naming the file and the field; readers only warn on stderr. NaN and infinities
+    are neither read (they count as damage) nor written (strict JSON).
     """
 
-    def __init__(self, state_dir: Path):
+    def __init__(self, state_dir: Path, events: EventLog | None = None):
         self.dir = state_dir
         self.path = state_dir / "state.json"
+        self.good_path = state_dir / "state.last-good.json"
         self.lock_path = state_dir / "state.lock"
+        self.events = events  # where a writer reports repairs (None: stderr)
+        self.existed = False  # this process has seen the file: its disappearance is news
+        self.clean = False  # the last load read the file without repairs (so a save may keep it as last good)
+        self.repaired = False  # the last load repaired something: the transaction saves even if nothing else changed
+
+    def read(self, path: Path) -> tuple[Any, str]:
+        """The parsed JSON of ``path`` and "" — or None and why it cannot be read."""
+        try:
+            text = path.read_bytes().decode("utf-8")
+            # NaN and Infinity are not JSON: read as null, so the field holding one is reset.
+            return json.loads(text, parse_constant=lambda name: None), ""
+        except FileNotFoundError:
+            return None, "missing"
+        except (OSError, ValueError, RecursionError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            return None, (getattr(error, "strerror", None) or str(error) or type(error).__name__)[:120]
 
     def load(self, repair: bool = False) -> dict:
-        """The state; a damaged file reads as empty. Only a writer (``repair``) moves it aside."""
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            data = {}
-        except (OSError, json.JSONDecodeError) as error:
-            # A damaged file must not stop the team: keep a copy, start from empty.
-            if repair:
-                backup = self.path.with_suffix(f".broken-{int(time.time())}")
+        """The state, repaired where it is damaged. Only a writer (``repair``) moves a broken file aside
+        and reports the repair as an event; a reader warns on stderr."""
+        problems: list[str] = []
+        raw, why = self.read(self.path)
+        seen_before, self.existed = self.existed, self.existed or why != "missing"
+        if why == "missing" and not seen_before:
+            raw = {}  # never written yet: a first start, nothing to repair
+        elif why == "missing":
+            why = "it vanished: state_dir deleted?"
+        elif raw is not None and not (isinstance(raw, dict) and isinstance(raw.get("units", {}), dict)):
+            why = f"{type_name(raw)} instead of {{\"units\": {{…}}}}"
+            raw = None
+        if raw is None:
+            problems.append(f"{self.path}: unreadable ({why})")
+            if repair and self.path.exists():
+                backup = self.path.with_name(f"state.broken-{int(time.time())}")
                 with contextlib.suppress(OSError):
                     os.replace(self.path, backup)
-                print(f"warning: {self.path}: unreadable ({error}); moved to {backup.name}", file=sys.stderr)
+                    problems[-1] += f"; moved to {backup.name}"
+            raw, why = self.read(self.good_path)
+            if isinstance(raw, dict) and isinstance(raw.get("units", {}), dict):
+                problems[-1] += f"; using the last good copy {self.good_path.name}"
             else:
-                print(f"warning: {self.path}: unreadable ({error})", file=sys.stderr)
-            data = {}
-        if not isinstance(data, dict) or not isinstance(data.get("units", {}), dict):
-            data = {}
-        data.setdefault("units", {})
-        data["units"] = {name: UnitRecord.from_dict(record) for name, record in data["units"].items()}
-        loop = data.get("loop")
-        data["loop"] = LoopRecord.from_dict(loop) if isinstance(loop, dict) else LoopRecord()
+                raw = {}
+                problems[-1] += "; no good copy: every unit is rebuilt from tmux"
+        data = {key: value for key, value in raw.items() if key not in ("units", "loop")}
+        data["units"] = {name: checked_record(UnitRecord, record, f"units.{name}", problems)
+                         for name, record in raw.get("units", {}).items()}
+        loop = raw.get("loop")
+        data["loop"] = checked_record(LoopRecord, loop, "loop", problems) if loop is not None else LoopRecord()
+        self.clean, self.repaired = not problems, bool(problems)
+        for problem in problems:
+            self.report(problem, repair)
         return data
+
+    def report(self, problem: str, writer: bool) -> None:
+        """One repair: an event from a writer, a stderr line from a reader (the writer will repair it)."""
+        unit = problem.split(".")[1].split(":")[0] if problem.startswith("units.") else ""
+        line = problem if problem.startswith(str(self.dir)) else f"{self.path}: {problem}"
+        if writer and self.events is not None:
+            self.events.emit("state-repaired", unit, line)
+        else:
+            print(f"warning: {line}", file=sys.stderr)
 
     @staticmethod
     def plain(data: dict) -> dict:
@@ -1725,16 +1842,36 @@ class StateStore:
                 "loop": dataclasses.asdict(loop) if isinstance(loop, LoopRecord) else LoopRecord().__dict__}
 
     def save(self, data: dict) -> None:
-        write_atomically(self.path, json.dumps(self.plain(data), indent=1, sort_keys=True))
+        text = json.dumps(self.plain(data), indent=1, sort_keys=True, allow_nan=False)  # strict JSON: no NaN
+        if self.clean:
+            self.keep_last_good()
+        write_atomically(self.path, text)
+        self.existed = True
+
+    def keep_last_good(self) -> None:
+        """The file about to be replaced, read cleanly by this transaction, becomes the last good copy
+        (a hard link: no copying; the save writes a new file, so the link keeps the old one)."""
+        temp = self.good_path.with_name(f".{self.good_path.name}.{os.getpid()}.tmp")
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            os.link(self.path, temp)
+            os.replace(temp, self.good_path)
+        except FileNotFoundError:
+            pass  # no file yet: nothing to keep
+        except OSError as error:  # a file system without hard links: the save goes on without a copy
+            print(f"warning: {self.good_path}: cannot keep the last good state ({error.strerror or error})",
+                  file=sys.stderr)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[dict]:
-        """Load, let the block change the state, save — skipping the write when nothing changed."""
+        """Load, let the block change the state, save — skipping the write when nothing changed
+        (a repaired state is always written, so the repair is made once)."""
         with file_lock(self.lock_path):
             data = self.load(repair=True)
-            before = self.plain(data)
+            before = None if self.repaired else self.plain(data)
             yield data
-            if self.plain(data) != before:
+            if before is None or self.plain(data) != before:
                 self.save(data)
 
 
@@ -2808,8 +2945,10 @@ class Team:
         self.tmux = tmux or Tmux(cfg.tmux_socket)
         self.clock = clock or Clock()
         self.reaper = reaper or Reaper()
-        self.store = store or StateStore(cfg.state_dir)
         self.events = events or EventLog(cfg.log_dir)
+        self.store = store or StateStore(cfg.state_dir, self.events)
+        if getattr(self.store, "events", None) is None:
+            self.store.events = self.events  # a store passed in reports its repairs here too
         self.sender = Sender(self.tmux, cfg.state_dir / "locks", self.clock)
         self.parallel = True  # deliver to several agents at once (the simulation turns it off)
 
@@ -3231,6 +3370,24 @@ def looked_after(cfg: Config, record: UnitRecord, look: Seen) -> bool:
     """Whether the watchdog looks after this unit at all right now."""
     unit = look.unit
     return not look.foreign and unit.watch != "none" and record.lifecycle not in ("stopped", "failed")
+
+
+def check_rebuilt(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> list[Action]:
+    """Adopt again a unit whose record was lost (a damaged or deleted state file) while its session,
+    one of ours, is still there: watched as ``running``, so heal restarts it if it is dead.
+
+    A lost record reads as ``stopped``, and a stopped unit is left alone: without this a dead
+    agent would stay dead after a repair. A unit with no session is left stopped (`down` ends
+    sessions, so none may mean it was stopped on purpose).
+    """
+    actions = []
+    for name, look in seen.items():
+        record = state["units"].get(name)
+        lost = record is None or (record.lifecycle == "stopped" and record.reason == STATE_REBUILT)
+        if lost and look.pane is not None and not look.foreign:
+            actions.append(Action("mark", name, f"{STATE_REBUILT}: its session {look.unit.session} is there, "
+                                                f"so it is watched again", text="running"))
+    return actions
 
 
 def check_dialogs(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> list[Action]:
@@ -3672,8 +3829,8 @@ def restarts_for(cfg: Config, state: dict, agents: list[Agent], reason: str) -> 
             for agent in agents if record_of(state, agent.name).lifecycle not in ("stopped",)]
 
 
-WATCHDOG_CHECKS = (check_repo, check_phases, check_screens, check_startup, check_dialogs, check_limits, check_heal,
-                   check_stall, check_wakes, check_handoff)
+WATCHDOG_CHECKS = (check_repo, check_phases, check_screens, check_rebuilt, check_startup, check_dialogs, check_limits,
+                   check_heal, check_stall, check_wakes, check_handoff)
 
 
 SEND_PRIORITY = ("kickoff", "resume", "ping", "nudge", "waiting-over", "wake")  # which message goes first
