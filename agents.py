@@ -2958,7 +2958,13 @@ class Team:
     # -- starting and stopping --
 
     def launch(self, unit: Agent | Service, state: dict, reason: str, now: float) -> None:
-        """Start a unit's session (ending what is left of an old one) and note that it is starting."""
+        """Start a unit's session (ending what is left of an old one) and note that it is starting.
+
+        A transaction: the new life (its kickoff, its lifecycle) is saved before the session is
+        made, so a process killed in between leaves a record that says what is still to do — the
+        next tick delivers the kickoff (or heals a session that never came) — not a live session
+        the state knows nothing about, whose kickoff nobody would ever send.
+        """
         self.stop(unit)
         record = record_of(state, unit.name)
         backend = backend_of(self.cfg, unit)
@@ -2966,7 +2972,6 @@ class Team:
 
         session_id = str(uuid.uuid4()) if isinstance(unit, Agent) and backend.session_id_flag else None
         argv, env = launch_plan(self.cfg, unit, session_id)
-        self.tmux.new_session(unit.session, argv, unit.folder, env, self.cfg.owner, self.cfg.state_dir / "launch")
         record.started_at = now
         record.dialog_answered_at, record.dialog_answers = 0.0, 0
         record.kickoff_typed_at, record.kickoff_attempts, record.start_failure = 0.0, 0, ""
@@ -2983,10 +2988,12 @@ class Team:
             # for months must not grow the state file without end.
             record.session_ids = [*record.session_ids, session_id][-MAX_SESSION_IDS:]
         record.kickoff = kickoff_for(self.cfg, unit, state) if isinstance(unit, Agent) else ""
-        self.events.emit("start", unit.name, reason, now=now, session=unit.session, argv=shlex.join(argv),
-                         session_id=session_id)
         # Only a kickoff needs the prompt: without one (a service, a script-like task) it runs from here.
         transition(record, "starting" if record.kickoff else "running", reason, now, self.events, unit.name)
+        self.store.save(state)  # the intent, before the session exists (the caller's transaction holds the lock)
+        self.tmux.new_session(unit.session, argv, unit.folder, env, self.cfg.owner, self.cfg.state_dir / "launch")
+        self.events.emit("start", unit.name, reason, now=now, session=unit.session, argv=shlex.join(argv),
+                         session_id=session_id)
 
     def stop(self, unit: Agent | Service) -> list[int]:
         """Kill the unit's session and every process it left behind; returns the pids ended."""
@@ -3521,6 +3528,12 @@ def check_heal(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> l
         if record.limit.get("until") and now < record.limit["until"]:
             continue  # died while limited: a restart now would meet the same limit
         pane = look.pane
+        if record.lifecycle == "starting" and pane is None and not look.foreign:
+            # Team.launch saves the new life before it makes the session: no session at all means the
+            # launch was cut short (a kill in between), not a crash. Finish it now, no backoff.
+            actions.append(Action("start", unit.name, "a launch was cut short before its session was made; "
+                                                      "starting it"))
+            continue
         if pane is not None and pane.dead_status is None and now - screen_since(record, look.screen, now) < 5:
             continue  # tmux learns the exit status a moment after the pane dies: judge it next tick
         if record.lifecycle in ("running", "starting"):
@@ -4272,6 +4285,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             record = record_of(state, unit.name)
             if record.lifecycle in ("stopped", "exited", "failed", "backoff"):
                 transition(record, "running", "found running at `up`", time.time(), team.events, unit.name)
+        pending = record_of(team.store.load(), unit.name)
+        if pending.lifecycle == "starting" and pending.kickoff:  # a launch cut short: started, kickoff not sent
+            print(f"{unit.name}: already running in session {unit.session}; its kickoff is still to be "
+                  f"delivered" + (" (the watchdog does it)" if not args.no_watchdog else
+                                  " (`agents.py watchdog` or `up` without --no-watchdog delivers it)"))
+            continue
         print(f"{unit.name}: already running in session {unit.session}")
     ok = team.bring_up(to_start, "up", keep_running=True) if to_start else True
     if not to_start:
