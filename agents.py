@@ -3303,6 +3303,39 @@ def end_processes(pids: Iterable[int], grace: float = 3.0) -> list[int]:
     return sorted(alive)
 
 
+def tmux_server_of(pid: int) -> int | None:
+    """The tmux server a process runs under (its nearest ancestor named ``tmux: server``), or None."""
+    seen: set[int] = set()
+    while pid > 1 and pid not in seen:
+        seen.add(pid)
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().startswith("tmux"):
+                return pid
+            stat_line = Path(f"/proc/{pid}/stat").read_text()
+            pid = int(stat_line[stat_line.rindex(")") + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+    return None
+
+
+def server_out_of_reach(cfg: Config, seen: dict[str, Seen]) -> str:
+    """Why tmux cannot show this team, or "": no session of ours is visible, yet processes of the
+    team still run under a live tmux server — its socket was deleted (a /tmp cleaner does that).
+
+    Everything that acts on "no session" must ask first: `up` would start a second team on a new
+    server (and reap the first), `down` would report nothing running, heal would kill working agents.
+    """
+    if any(look.pane is not None for look in seen.values()):
+        return ""
+    alive = processes_marked(config_marker(cfg), whole_config=True)
+    servers = sorted({server for server in map(tmux_server_of, alive) if server})
+    if not servers:
+        return ""  # leftovers outside tmux (or nothing at all): tmux shows the truth
+    return (f"tmux server unreachable: no session of this team is visible, but {len(alive)} of its processes run "
+            f"under tmux server pid {', '.join(map(str, servers))}; its socket was probably deleted: "
+            f"`kill -USR1 {servers[0]}` makes it recreate the socket")
+
+
 def pid_alive(pid: int) -> bool:
     """True if the process exists and is not a zombie."""
     try:
@@ -4259,6 +4292,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     units = select_units(cfg, args.names)
     team = Team(cfg)
     seen = team.observe()
+    unreachable = server_out_of_reach(cfg, seen)
+    if unreachable:
+        raise RuntimeFailure(f"{unreachable}; not starting a second team")
     problems, to_start = [], []
     for unit in units:
         look = seen[unit.name]
@@ -4304,6 +4340,9 @@ def cmd_down(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     units = select_units(cfg, args.names)
     team = Team(cfg)
+    unreachable = server_out_of_reach(cfg, team.observe())
+    if unreachable:
+        raise RuntimeFailure(f"{unreachable}; not stopping anything (its agents may be working)")
     if not args.names:
         stop_watchdog_process(cfg)
     panes = team.tmux.list_panes()
@@ -4410,6 +4449,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     team = Team(cfg)
     now = time.time()
     agents, services = status_rows(cfg, team, now)
+    unreachable = server_out_of_reach(cfg, team.observe(now))
+    if unreachable:  # "dead" would be a lie: the sessions run, tmux cannot be asked
+        for row in [*agents, *services]:
+            if row["state"].startswith("dead"):
+                row.update(state="unreachable (tmux server)", detail=unreachable)
     state = team.store.load()
     watchdog = watchdog_status(cfg)
     plan = phase_rows(cfg, state)
@@ -4429,6 +4473,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             activity = format_duration(now - datetime.fromisoformat(row["last_activity"]).timestamp()) + " ago"
         print(f"{row['name']:<14} {row['kind']:<10} {row['backend'] or '-':<9} {row['state'][:26]:<26} "
               f"{uptime:>7} {row['restarts']:>8}  {activity}")
+    if unreachable:
+        print(f"\n{unreachable}")
     if watchdog["pid"]:
         last = watchdog["last_tick"]
         print(f"\nwatchdog: pid {watchdog['pid']}, {'alive' if watchdog['alive'] else 'NOT RUNNING'}"
@@ -4479,6 +4525,9 @@ def cmd_restart(args: argparse.Namespace) -> int:
     if missing:
         raise ConfigError([f"{Loader._label(cfg.path)}: {unit_section(unit)} command: {missing}"])
     team = Team(cfg)
+    unreachable = server_out_of_reach(cfg, team.observe())
+    if unreachable:
+        raise RuntimeFailure(f"{unreachable}; not restarting {unit.name}")
     with team.store.transaction() as state:
         record = record_of(state, unit.name)
         record.restarts += 1
