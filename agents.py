@@ -4106,6 +4106,11 @@ class Watchdog:
             other = watchdog_status(self.cfg)
             print(f"a watchdog already runs for {self.cfg.path.name} (pid {other['pid']})", file=sys.stderr)
             return EXIT_RUNTIME
+        others = watchdog_processes(self.cfg)  # the lock file may have gone with a deleted state_dir
+        if others:
+            lock.close()
+            print(f"a watchdog already runs for {self.cfg.path.name} (pid {others[0]})", file=sys.stderr)
+            return EXIT_RUNTIME
         if once:
             try:
                 self.tick()
@@ -4121,6 +4126,7 @@ class Watchdog:
             while not self.stopping:
                 began = self.clock.monotonic()
                 try:
+                    lock = self.keep_lock(lock, lock_path)
                     self._heartbeat(started, self.clock.now())
                     self.tick()
                 except Exception as error:  # the loop outlives any one bad tick (a full disk included)
@@ -4137,6 +4143,23 @@ class Watchdog:
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stopping = True
+
+    def keep_lock(self, lock: Any, lock_path: Path) -> Any:
+        """The lock file, held again if it vanished (a deleted state_dir): a flock on a deleted file
+        keeps no second watchdog out. Noticed on the next tick, recreated, reported."""
+        with contextlib.suppress(OSError):
+            if os.stat(lock_path).st_ino == os.fstat(lock.fileno()).st_ino:
+                return lock
+        fresh = file_handle_locked(lock_path)
+        if fresh is None:  # someone else holds the new lock: two watchdogs must never run, so this one yields
+            self.events.emit("watchdog-stop", "", f"{lock_path} is held by another watchdog; this one stops",
+                             pid=os.getpid())
+            self.stopping = True
+            return lock
+        lock.close()
+        self.events.emit("state-repaired", "", f"{lock_path}: vanished (state_dir deleted?); recreated and held "
+                                               f"again", pid=os.getpid())
+        return fresh
 
     def _heartbeat(self, started: float, last_tick: float | None) -> None:
         info = {"pid": os.getpid(), "started": iso(started), "last_tick": iso(last_tick) if last_tick else None,
@@ -4164,6 +4187,33 @@ def watchdog_status(cfg: Config) -> dict:
     return {"pid": pid, "alive": alive, "last_tick": info.get("last_tick")}
 
 
+WATCHDOG_MARKER = "AGENTS_PY_WATCHDOG"  # in the environment of a watchdog `up` started: found by pid, lock or not
+
+
+def watchdog_processes(cfg: Config) -> list[int]:
+    """Live watchdogs of this config other than this process, by the marker in their environment."""
+    needle = f"{WATCHDOG_MARKER}={config_marker(cfg)}".encode()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError):
+            if needle in (entry / "environ").read_bytes().split(b"\0") and int(entry.name) != os.getpid():
+                found.append(int(entry.name))
+    return sorted(pid for pid in found if pid_alive(pid))
+
+
+def file_handle_locked(path: Path) -> Any:
+    """``path`` opened and exclusively flock'ed (created, with its folder, if missing), or None if
+    another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
 def watchdog_lock_held(cfg: Config) -> bool:
     """True if some process holds the watchdog lock (so the pid file is not stale)."""
     path = cfg.state_dir / "watchdog.lock"
@@ -4184,11 +4234,20 @@ def start_watchdog_process(cfg: Config) -> bool:
     if current["alive"]:
         print(f"watchdog: already running (pid {current['pid']})")
         return True
+    others = watchdog_processes(cfg)
+    if others:  # its pid file or lock went with a deleted state_dir: it recreates them on its next tick
+        print(f"watchdog: already running (pid {others[0]})")
+        return True
     cfg.log_dir.mkdir(parents=True, exist_ok=True)
-    output = open(cfg.log_dir / "watchdog.out", "ab")
+    out_path = cfg.log_dir / "watchdog.out"
+    with contextlib.suppress(FileNotFoundError):
+        if out_path.stat().st_size > EventLog.ROTATE_AT:  # rotated like the other logs: one generation kept
+            os.replace(out_path, out_path.with_name(out_path.name + ".1"))
+    output = open(out_path, "ab")
+    env = {**os.environ, WATCHDOG_MARKER: config_marker(cfg)}
     process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--config", str(cfg.path), "watchdog"],
                                stdin=subprocess.DEVNULL, stdout=output, stderr=output, cwd=cfg.folder,
-                               start_new_session=True)
+                               start_new_session=True, env=env)
     output.close()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -4328,7 +4387,19 @@ def cmd_up(args: argparse.Namespace) -> int:
                                   " (`agents.py watchdog` or `up` without --no-watchdog delivers it)"))
             continue
         print(f"{unit.name}: already running in session {unit.session}")
-    ok = team.bring_up(to_start, "up", keep_running=True) if to_start else True
+    try:
+        ok = team.bring_up(to_start, "up", keep_running=True) if to_start else True
+    except (RuntimeFailure, OSError) as error:
+        # Part-way: some units may run now. They are never left without a watchdog, and the user
+        # learns exactly what runs and how to stop it.
+        seen = team.observe()
+        running = [unit.name for unit in units if seen[unit.name].pane and not seen[unit.name].pane.dead]
+        detail = error if isinstance(error, RuntimeFailure) else f"{error.filename or ''} {error.strerror or error}"
+        print(f"error: `up` failed part-way: {detail}", file=sys.stderr)
+        watched = bool(running) and not args.no_watchdog and start_watchdog_process(cfg)
+        print(f"running now: {', '.join(running) or 'nothing'}" + (" (the watchdog looks after them)" if watched else "")
+              + ("; `agents.py down` stops them" if running else ""), file=sys.stderr)
+        return EXIT_RUNTIME
     if not to_start:
         print("nothing to start")
     if not args.no_watchdog:
