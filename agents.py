@@ -3423,7 +3423,8 @@ def check_rebuilt(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -
     actions = []
     for name, look in seen.items():
         record = state["units"].get(name)
-        lost = record is None or (record.lifecycle == "stopped" and record.reason == STATE_REBUILT)
+        # No record, or one that never moved (since 0: every start is a transition), or one a repair reset.
+        lost = record is None or (record.lifecycle == "stopped" and (not record.since or record.reason == STATE_REBUILT))
         if lost and look.pane is not None and not look.foreign:
             actions.append(Action("mark", name, f"{STATE_REBUILT}: its session {look.unit.session} is there, "
                                                 f"so it is watched again", text="running"))
