@@ -35,11 +35,13 @@ from datetime import date, datetime, timedelta, timezone, tzinfo
 import fcntl
 import hashlib
 import json
+import math
 import os
 import re
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -237,22 +239,36 @@ def setting(default: Any = None, *, doc: str, check: Callable | None = None, fac
 
 # -- validators: (value, complain) → converted value; ``complain(msg)`` raises --
 
-def as_number(minimum: float = 0.0) -> Callable:
+DAY = 86400.0
+YEAR = 365 * DAY
+MAX_NAME = 64  # characters in a name or session_prefix: a session, lock and log file name must fit
+MAX_PATTERN = 1000  # characters in one regex
+MAX_PROMPT_FILE = 1024 * 1024  # bytes an @file kickoff may hold
+MAX_ERROR_LINE = 300  # characters of one error line: a value quoted in it is cut
+
+
+def as_number(minimum: float = 0.0, maximum: float = YEAR) -> Callable:
+    """A finite number in [minimum, maximum]: NaN and infinities never pass (a NaN compares
+    false with everything, so ``backoff_base = nan`` would never restart; 1e300 never ticks)."""
     def check(value: Any, complain: Callable) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             complain(f"expected a number, got {type_name(value)}")
+        if not math.isfinite(value):
+            complain(f"must be a finite number, got {value}")
         if value < minimum:
-            complain(f"must be at least {minimum:g}, got {value}")
+            complain(f"must be at least {minimum:g}, got {value:g}")
+        if value > maximum:
+            complain(f"must be at most {maximum:g}, got {value:g}")
         return float(value)
     return check
 
 
-def as_count(minimum: int = 0) -> Callable:
+def as_count(minimum: int = 0, maximum: int = 10_000) -> Callable:
     def check(value: Any, complain: Callable) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             complain(f"expected a whole number, got {type_name(value)}")
-        if value < minimum:
-            complain(f"must be at least {minimum}, got {value}")
+        if not minimum <= value <= maximum:
+            complain(f"must be from {minimum} to {maximum}, got {value:g}")
         return value
     return check
 
@@ -264,8 +280,11 @@ def as_bool(value: Any, complain: Callable) -> bool:
 
 
 def as_text(value: Any, complain: Callable) -> str:
+    """A string without NUL bytes (no path, argument or environment value can carry one)."""
     if not isinstance(value, str):
         complain(f"expected a string, got {type_name(value)}")
+    if "\0" in value:
+        complain("holds a NUL byte (\\u0000)")
     return value
 
 
@@ -282,6 +301,8 @@ def as_name(value: Any, complain: Callable) -> str:
     as_text(value, complain)
     if not NAME_PATTERN.match(value):
         complain(f"{value!r} may hold only letters, digits, '_' and '-'")
+    if len(value) > MAX_NAME:
+        complain(f"is {len(value)} characters long; at most {MAX_NAME}")
     return value
 
 
@@ -296,6 +317,8 @@ def as_names(value: Any, complain: Callable) -> list[str]:
 def as_text_list(value: Any, complain: Callable) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         complain(f"expected a list of strings, got {type_name(value)}")
+    for item in value:
+        as_text(item, complain)
     return list(value)
 
 
@@ -312,6 +335,8 @@ def as_command(value: Any, complain: Callable) -> list[str]:
         complain(f"expected a string or a list of strings, got {type_name(value)}")
     if not argv:
         complain("is empty")
+    for item in argv:
+        as_text(item, complain)
     return argv
 
 
@@ -329,6 +354,8 @@ def as_env(value: Any, complain: Callable) -> dict[str, str]:
             item = str(item)
         elif not isinstance(item, str):
             complain(f"{name}: expected a string, got {type_name(item)}")
+        if "\0" in item:
+            complain(f"{name}: holds a NUL byte (\\u0000)")
         env[name] = item
     return env
 
@@ -344,12 +371,60 @@ def as_regex_list(value: Any, complain: Callable) -> list[str]:
 
 
 def as_regex(value: Any, complain: Callable) -> str:
+    """A regex that compiles and cannot backtrack without end (see ``runaway_repeat``)."""
     as_text(value, complain)
+    if len(value) > MAX_PATTERN:
+        complain(f"is a regex of {len(value)} characters; at most {MAX_PATTERN}")
     try:
         re.compile(value, re.MULTILINE)  # the flags they are used with: the compiled pattern is cached
-    except re.error as error:
+    except (re.error, RecursionError, OverflowError) as error:
         complain(f"invalid regex {value!r}: {error}")
+    runaway = runaway_repeat(value)
+    if runaway:
+        complain(f"regex {value!r} has {runaway}: it can take forever on one line; "
+                 f"make the inner repeat bounded ({{0,50}}) or the groups exclusive")
     return value
+
+
+def runaway_repeat(pattern: str) -> str:
+    """``"a repeat inside a repeat"`` if ``pattern`` nests repeats so that a near-miss takes forever.
+
+    ``(a+)+$``, ``(a{1,3})*b``, ``(\\w+\\s?)+$``, ``(a+){1,9}``: on a line that almost
+    matches, Python's regex engine tries every way of splitting it between the repeats —
+    exponential (or high-polynomial) time, a watchdog stuck at 100% CPU on one line of
+    ``a``s. Refused: a variable-width repeat inside an unbounded one, and an unbounded
+    repeat inside one of more than three rounds. Allowed: ``([\\w-]+ ){0,3}`` (the presets'
+    shape), possessive and atomic repeats. Ambiguous alternations (``(a|aa)+``) are not
+    caught; the classifier's lines are bounded (``MAX_SCREEN_LINE``) as a second net.
+    """
+    try:
+        from re import _parser as parser  # the stdlib's own regex parser (sre_parse)
+
+        tree = parser.parse(pattern)
+    except (re.error, RecursionError, OverflowError, ImportError):
+        return ""  # re.compile has judged the pattern; without the parser there is nothing to look at
+
+    def walk(items: Any, rounds: int) -> bool:
+        """True if a risky repeat sits within ``rounds`` repetitions of an outer repeat."""
+        for op, argument in items:
+            if op in (parser.MAX_REPEAT, parser.MIN_REPEAT):  # possessive repeats never backtrack
+                low, high, inner = argument
+                unbounded = high == parser.MAXREPEAT
+                if rounds == parser.MAXREPEAT and low != high:
+                    return True
+                if rounds > 3 and unbounded:
+                    return True
+                if walk(inner, max(rounds, high if high > 1 else rounds)):
+                    return True
+            elif op == parser.SUBPATTERN and walk(argument[-1], rounds):
+                return True
+            elif op == parser.BRANCH and any(walk(branch, rounds) for branch in argument[1]):
+                return True
+            elif op in (parser.ASSERT, parser.ASSERT_NOT) and walk(argument[1], rounds):
+                return True
+        return False
+
+    return "a repeat inside a repeat" if walk(tree, 1) else ""
 
 
 def as_keys(value: Any, complain: Callable) -> list[str]:
@@ -398,8 +473,8 @@ def type_name(value: Any) -> str:
 class WatchdogConfig:
     """``[watchdog]``: how often the watchdog looks and how patient it is."""
 
-    signal_interval: float = setting(15.0, doc="seconds between ticks (screens, hand-off, phases)", check=as_number(0.05))
-    heavy_interval: float = setting(120.0, doc="seconds between heavy ticks (token accounting)", check=as_number(0.05))
+    signal_interval: float = setting(15.0, doc="seconds between ticks (screens, hand-off, phases)", check=as_number(0.05, 3600))
+    heavy_interval: float = setting(120.0, doc="seconds between heavy ticks (token accounting)", check=as_number(0.05, DAY))
     stall_idle: float = setting(900.0, doc="idle seconds after which an agent counts as stalled", check=as_number(1))
     stall_grace: float = setting(180.0, doc="seconds after a start in which no stall is judged", check=as_number())
     hung_busy: float = setting(2700.0, doc="seconds a busy screen may stay frozen before it counts as hung and is "
@@ -408,9 +483,10 @@ class WatchdogConfig:
     token_granularity: str = setting("gate", doc="'gate' (per claim label) or 'phase'", check=as_choice(*TOKEN_GRANULARITIES))
     limit_fallback_wait: float = setting(3600.0, doc="seconds to wait when a limit's reset time cannot be read", check=as_number(1))
     limit_margin: float = setting(120.0, doc="seconds past a parsed reset before resuming", check=as_number())
-    backoff_base: float = setting(30.0, doc="first restart delay in seconds; doubles per crash", check=as_number())
-    backoff_max: float = setting(600.0, doc="longest restart delay in seconds", check=as_number())
-    crash_loop_restarts: int = setting(5, doc="restarts within crash_loop_window that mean 'failed'", check=as_count(1))
+    backoff_base: float = setting(30.0, doc="first restart delay in seconds; doubles per crash", check=as_number(0, DAY))
+    backoff_max: float = setting(600.0, doc="longest restart delay in seconds", check=as_number(0, 7 * DAY))
+    crash_loop_restarts: int = setting(5, doc="restarts within crash_loop_window that mean 'failed'",
+                                       check=as_count(1, 100))
     crash_loop_window: float = setting(1800.0, doc="seconds over which restarts are counted", check=as_number(1))
     daily_budget: int = setting(0, doc="tokens a day (input + output + cache creation) before the loop agents are "
                                        "paused (0: no budget)", check=as_count())
@@ -432,7 +508,7 @@ class Backend:
                                  check=as_command, factory=list)
     env: dict[str, str] = setting(doc="environment for every agent on this backend", check=as_env, factory=dict)
     submit_key: str = setting("Enter", doc="tmux key that submits typed input", check=as_key)
-    submit_delay: float = setting(0.3, doc="seconds between typing and the submit key", check=as_number())
+    submit_delay: float = setting(0.3, doc="seconds between typing and the submit key", check=as_number(0, 10))
     busy: list[str] = setting(doc="patterns that mean the agent is working", check=as_regex_list, factory=list)
     idle: list[str] = setting(doc="patterns of the input prompt line; a group named 'input' holds typed text",
                               check=as_regex_list, factory=list)
@@ -469,8 +545,8 @@ class Backend:
                                         "one-line note) or 'fresh' (a new conversation and its kickoff); default "
                                         "resume where resume_args are known", check=as_choice(*RESTART_MODES))
     ready_timeout: float = setting(90.0, doc="seconds to wait for the prompt before giving up on a kickoff",
-                                   check=as_number(1))
-    screen_lines: int = setting(12, doc="bottom non-blank screen lines the classifier reads", check=as_count(1))
+                                   check=as_number(1, DAY))
+    screen_lines: int = setting(12, doc="bottom non-blank screen lines the classifier reads", check=as_count(1, 200))
     preset: str = setting("", doc="built-in preset this backend starts from (default: its own name, else 'shell')",
                           check=as_text)
 
@@ -789,7 +865,9 @@ class Loader:
 
     def complain(self, section: str, key: str, message: str) -> None:
         where = f"{section} {key}".strip()
-        self.errors.append(f"{self.label}: {where}: {message}")
+        line = f"{self.label}: {where}: {message}".replace("\n", " ")
+        # A value quoted in a message may be huge (a 1 MB string, 3000 brackets): the line stays readable.
+        self.errors.append(line if len(line) <= MAX_ERROR_LINE else line[:MAX_ERROR_LINE - 1] + "…")
 
     def build(self, cls: type, table: Any, section: str, skip: Iterable[str] = (), prefix: str = "") -> Any:
         """A dataclass from a TOML table: unknown keys, wrong types and bad values reported.
@@ -822,28 +900,60 @@ class Loader:
 
     # -- the file --
 
-    def load(self) -> Config:
+    MAX_CONFIG = 4 * 1024 * 1024  # bytes: a bigger agents.toml is a mistake (a log named by accident)
+
+    def read_toml(self) -> dict:
+        """The parsed file; a file that cannot be one (a FIFO, a loop of symlinks, bytes that are not
+        UTF-8, nesting deeper than Python recurses) is one error line, never a hang or a traceback."""
         try:
-            with open(self.path, "rb") as handle:
-                raw = tomllib.load(handle)
+            info = os.stat(self.path)  # before opening: opening a FIFO would wait for a writer forever
         except FileNotFoundError:
             raise ConfigError([f"{self.label}: no such file (use --config PATH or $AGENTS_CONFIG)"])
-        except IsADirectoryError:
+        except (OSError, ValueError) as error:
+            raise ConfigError([f"{self.label}: cannot read: {getattr(error, 'strerror', None) or error}"])
+        if stat.S_ISDIR(info.st_mode):
             raise ConfigError([f"{self.label}: is a folder, not a config file"])
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError([f"{self.label}: is not a regular file (a FIFO or a device?)"])
+        if info.st_size > self.MAX_CONFIG:
+            raise ConfigError([f"{self.label}: is {info.st_size} bytes; a config is at most {self.MAX_CONFIG}"])
+        try:
+            with open(self.path, "rb") as handle:
+                data = handle.read(self.MAX_CONFIG + 1)
+        except OSError as error:
+            raise ConfigError([f"{self.label}: cannot read: {error.strerror or error}"])
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            line = data[:error.start].count(b"\n") + 1
+            raise ConfigError([f"{self.label}: not UTF-8 text (byte {data[error.start]:#04x} at line {line})"])
+        try:
+            return tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
             raise ConfigError([f"{self.label}: {self.where_in_text(str(error))}TOML syntax error: {error}"])
+        except RecursionError:
+            raise ConfigError([f"{self.label}: nested too deeply to read (tables or lists inside each other)"])
+
+    def load(self, need_units: bool = False) -> Config:
+        """The validated config; ``need_units`` (every command does): a file with nothing to run is an
+        error too (an emptied or comments-only agents.toml must not start a watchdog for nobody)."""
+        raw = self.read_toml()
 
         for key in raw:
             if key not in TOP_LEVEL_KEYS:
                 self.complain("(top level)", key, "unknown key" + did_you_mean(key, sorted(TOP_LEVEL_KEYS)))
 
         prefix = self.top_text(raw, "session_prefix", default_session_prefix(self.folder))
-        state_dir = self.folder / self.top_text(raw, "state_dir", ".agents/state")
-        log_dir = self.folder / self.top_text(raw, "log_dir", ".agents/logs")
+        if len(prefix) > MAX_NAME:
+            self.complain("(top level)", "session_prefix", f"is {len(prefix)} characters long; at most {MAX_NAME}")
+        state_dir = self.writable_folder(raw, "state_dir", ".agents/state")
+        log_dir = self.writable_folder(raw, "log_dir", ".agents/logs")
         socket = raw.get("tmux_socket")
         if socket is not None and (not isinstance(socket, str) or not NAME_PATTERN.match(socket)):
             self.complain("(top level)", "tmux_socket", "must be a name of letters, digits, '_' and '-'")
             socket = None
+        elif socket is not None:
+            self.check_socket_path(socket)
 
         watchdog = self.build(WatchdogConfig, raw.get("watchdog", {}), "[watchdog]")
         backends = self.load_backends(raw.get("backend", {}))
@@ -853,6 +963,8 @@ class Loader:
         if loop and loop.token_granularity:
             watchdog.token_granularity = loop.token_granularity
         self.check_unique_sessions(prefix, agents, services)
+        if need_units and not agents and not services and not self.errors:
+            self.complain("(top level)", "agent", "nothing to run: no [[agent]] and no [[service]] in the file")
 
         if self.errors:
             raise ConfigError(self.errors)
@@ -880,7 +992,36 @@ class Loader:
         if not isinstance(value, str):
             self.complain("(top level)", key, f"expected a string, got {type_name(value)}")
             return default
+        if "\0" in value:
+            self.complain("(top level)", key, "holds a NUL byte (\\u0000)")
+            return default
         return value
+
+    def writable_folder(self, raw: dict, key: str, default: str) -> Path:
+        """``state_dir`` or ``log_dir``: a folder we can write (or create), checked now, not at the first save."""
+        relative = self.top_text(raw, key, default)
+        folder = self.folder / os.path.expanduser(relative)
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            if existing.is_symlink():
+                break  # a dangling symlink: reported below as "not a folder"
+            existing = existing.parent
+        if not existing.is_dir():
+            self.complain("(top level)", key, f"{relative!r} is not a folder ({existing} is a file)")
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            what = "is" if existing == folder else f"would be made in {existing}, which is"
+            self.complain("(top level)", key, f"{relative!r} {what} not writable")
+        return folder
+
+    MAX_SOCKET_PATH = 104  # bytes in a Unix socket path (sun_path is 104 on macOS, 108 on Linux)
+
+    def check_socket_path(self, socket: str) -> None:
+        """tmux makes its socket at ``$TMUX_TMPDIR/tmux-UID/NAME``; a path too long fails only at `up`."""
+        folder = os.environ.get("TMUX_TMPDIR") or "/tmp"
+        path = os.path.join(folder, f"tmux-{os.getuid()}", socket)
+        if len(path.encode()) > self.MAX_SOCKET_PATH:
+            self.complain("(top level)", "tmux_socket", f"the socket path {path!r} is {len(path.encode())} bytes; "
+                                                        f"at most {self.MAX_SOCKET_PATH} (a shorter name)")
 
     def load_backends(self, tables: Any) -> dict[str, Backend]:
         if not isinstance(tables, dict):
@@ -894,7 +1035,10 @@ class Loader:
                 self.complain(section, "", f"backend name {name!r} may hold only letters, digits, '_' and '-'")
                 continue
             base = table.get("preset", name if name in BACKEND_PRESETS else "shell") if isinstance(table, dict) else name
-            if base not in BACKEND_PRESETS:
+            if not isinstance(base, str):
+                self.complain(section, "preset", f"expected a preset name, got {type_name(base)}")
+                base = "shell"
+            elif base not in BACKEND_PRESETS:
                 self.complain(section, "preset", f"unknown preset {base!r}" + did_you_mean(base, BACKEND_PRESETS))
                 base = "shell"
             # Presets are trusted (tests cover them): only what the user wrote is validated.
@@ -1035,21 +1179,45 @@ class Loader:
 
     def folder_of(self, relative: str, section: str, key: str = "cwd") -> Path:
         """A configured folder made absolute; it must exist (tmux silently falls back to $HOME)."""
-        folder = (self.folder / os.path.expanduser(relative)).resolve()
+        if not isinstance(relative, str) or "\0" in relative:
+            return self.folder  # as_text has reported it
+        try:
+            folder = (self.folder / os.path.expanduser(relative)).resolve()
+        except (OSError, RuntimeError) as error:  # a symlink loop
+            self.complain(section, key, f"folder {relative!r}: {getattr(error, 'strerror', None) or error}")
+            return self.folder
         if not folder.is_dir():
             self.complain(section, key, f"folder {relative!r} does not exist ({folder})")
         return folder
 
     def text_or_file(self, value: str, section: str, key: str) -> str:
-        """A kickoff: the text itself, or ``@path`` read from a file beside the config."""
-        if not value.startswith("@"):
-            return value
+        """A kickoff: the text itself, or ``@path`` read from a file beside the config.
+
+        The file must be a regular file of UTF-8 text, at most ``MAX_PROMPT_FILE`` bytes: a FIFO
+        would hang every command, ``/dev/zero`` would fill the memory, a binary would be typed.
+        """
+        if not isinstance(value, str) or not value.startswith("@"):
+            return value if isinstance(value, str) else ""
         path = self.folder / os.path.expanduser(value[1:])
         try:
-            return path.read_text(encoding="utf-8")
-        except OSError as error:
-            self.complain(section, key, f"cannot read {value!r}: {error.strerror or error}")
-            return ""
+            info = os.stat(path)
+            if not stat.S_ISREG(info.st_mode):
+                raise _Invalid("is not a regular file")
+            if info.st_size > MAX_PROMPT_FILE:
+                raise _Invalid(f"is {info.st_size} bytes; at most {MAX_PROMPT_FILE}")
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_PROMPT_FILE + 1)
+            text = data.decode("utf-8")
+            if "\0" in text:
+                raise _Invalid("holds NUL bytes (a binary file?)")
+            return text
+        except UnicodeDecodeError:
+            self.complain(section, key, f"cannot read {value!r}: not UTF-8 text (a binary file?)")
+        except (OSError, ValueError) as error:
+            self.complain(section, key, f"cannot read {value!r}: {getattr(error, 'strerror', None) or error}")
+        except _Invalid as invalid:
+            self.complain(section, key, f"cannot use {value!r}: {invalid}")
+        return ""
 
     def check_unique_sessions(self, prefix: str, agents: list[Agent], services: list[Service]) -> None:
         seen: dict[str, str] = {}
@@ -1084,12 +1252,17 @@ def default_session_prefix(folder: Path) -> str:
 def find_config_path(given: str | None) -> Path:
     """``--config PATH``, else ``$AGENTS_CONFIG``, else ``./agents.toml``."""
     chosen = given or os.environ.get("AGENTS_CONFIG") or "agents.toml"
+    if "\0" in chosen:
+        raise ConfigError([f"{chosen[:80]!r}: a config path cannot hold a NUL byte"])
     # resolve(): "../agents.toml" and a symlinked folder must name the same config (it tags our sessions).
-    return Path(chosen).expanduser().resolve()
+    try:
+        return Path(chosen).expanduser().resolve()
+    except (OSError, RuntimeError) as error:  # a loop of symlinks
+        raise ConfigError([f"{chosen}: cannot read: {getattr(error, 'strerror', None) or error}"])
 
 
 def load_config(given: str | None) -> Config:
-    return Loader(find_config_path(given)).load()
+    return Loader(find_config_path(given)).load(need_units=True)
 
 
 def render_kickoff(template: str, values: dict[str, str]) -> str:
@@ -1602,42 +1775,159 @@ class LoopRecord:
         return cls(**{key: value for key, value in data.items() if key in names})
 
 
+MAX_STAMP = 253402300799.0  # 9999-12-31: the latest time `iso` and `datetime` can show
+
+
+def _is_time(value: Any) -> bool:
+    """A time or a duration as the records keep them: a finite number from 0 to ``MAX_STAMP``."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and 0 <= value <= MAX_STAMP)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 10 ** 9
+
+
+def _is_strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+# A record field's annotation → what its saved value must be. Every field of UnitRecord and
+# LoopRecord has one of these (``test_every_record_field_is_validated`` checks).
+FIELD_SHAPES: dict[str, Callable[[Any], bool]] = {
+    "str": lambda value: isinstance(value, str),
+    "float": _is_time,
+    "int": _is_count,
+    "bool": lambda value: isinstance(value, bool),
+    "list[float]": lambda value: isinstance(value, list) and all(_is_time(item) for item in value),
+    "list[str]": _is_strings,
+    "dict[str, str]": lambda value: isinstance(value, dict) and all(isinstance(item, str) for item in value.values()),
+    "dict[str, float]": lambda value: isinstance(value, dict) and all(_is_time(item) for item in value.values()),
+    "list[dict[str, str]]": lambda value: isinstance(value, list) and all(
+        isinstance(item, dict) and isinstance(item.get("key"), str) and isinstance(item.get("line"), str)
+        for item in value),
+    "dict[str, Any]": lambda value: isinstance(value, dict),
+}
+# Fields whose dict is read key by key: the keys that must hold numbers (or null, for "until").
+FIELD_KEYS: dict[str, Callable[[dict], bool]] = {
+    "limit": lambda value: (value.get("until") is None or _is_time(value["until"]))
+    and _is_time(value.get("since", 0)) and _is_count(value.get("resumes", 0)),
+    "waiting": lambda value: not value or (isinstance(value.get("text"), str) and _is_time(value.get("seen"))),
+}
+STATE_REBUILT = "state record lost; rebuilt from tmux"  # the reason of a record reset by a repair
+
+
+def checked_record(cls: type, data: Any, where: str, problems: list[str]) -> Any:
+    """A ``UnitRecord`` or ``LoopRecord`` from saved JSON, field by field: a field of the wrong shape
+    is reset to its default and named in ``problems``; unknown fields (a newer version's) are dropped."""
+    if not isinstance(data, dict):
+        problems.append(f"{where}: {type_name(data)} instead of a record; reset")
+        record = cls()
+        if isinstance(record, UnitRecord):
+            record.reason = STATE_REBUILT
+        return record
+    values = {}
+    for spec in dataclasses.fields(cls):
+        if spec.name not in data:
+            continue
+        value = data[spec.name]
+        shape, keys = FIELD_SHAPES[str(spec.type)], FIELD_KEYS.get(spec.name)
+        if shape(value) and (keys is None or keys(value)):
+            values[spec.name] = value
+        else:
+            shown = json.dumps(value, allow_nan=True, default=str)
+            problems.append(f"{where}.{spec.name}: {shown[:60]} is not a {spec.type}; reset")
+    record = cls(**values)
+    if isinstance(record, UnitRecord) and record.lifecycle not in LIFECYCLE:
+        problems.append(f"{where}.lifecycle: {record.lifecycle[:40]!r} is no lifecycle state; reset")
+        record.lifecycle, record.reason = "stopped", STATE_REBUILT
+    return record
+
+
 class StateStore:
     """``state_dir/state.json``: ``{"units": {name: UnitRecord}, ...}``.
 
     Readers (``status``) just load: a rename makes every save atomic. Writers
     go through ``transaction()``, which holds ``state.lock`` across
     load-modify-save so the watchdog and a command never overwrite each other.
+
+    Damage is repaired and reported, never silently reset. A file that does not
+    parse (garbage, truncated, ``\\xff``, nested too deep, not an object) is moved
+    aside to ``state.broken-TIME`` and the last good copy (``state.last-good.json``,
+    the file each save replaced, kept by a hard link) is used instead. Then every
+    record is checked field by field (``checked_record``): a wrong one is reset to
+    its default, a record that cannot be read at all starts over as ``stopped``
+    with the reason ``STATE_REBUILT``, and the watchdog adopts it again from what
+    tmux shows (``check_rebuilt``). Each repair is one ``state-repaired`` event
+    naming the file and the field; readers only warn on stderr. NaN and infinities
+    are neither read (they count as damage) nor written (strict JSON).
     """
 
-    def __init__(self, state_dir: Path):
+    def __init__(self, state_dir: Path, events: EventLog | None = None):
         self.dir = state_dir
         self.path = state_dir / "state.json"
+        self.good_path = state_dir / "state.last-good.json"
         self.lock_path = state_dir / "state.lock"
+        self.events = events  # where a writer reports repairs (None: stderr)
+        self.existed = False  # this process has seen the file: its disappearance is news
+        self.clean = False  # the last load read the file without repairs (so a save may keep it as last good)
+        self.repaired = False  # the last load repaired something: the transaction saves even if nothing else changed
+
+    def read(self, path: Path) -> tuple[Any, str]:
+        """The parsed JSON of ``path`` and "" — or None and why it cannot be read."""
+        try:
+            text = path.read_bytes().decode("utf-8")
+            # NaN and Infinity are not JSON: read as null, so the field holding one is reset.
+            return json.loads(text, parse_constant=lambda name: None), ""
+        except FileNotFoundError:
+            return None, "missing"
+        except (OSError, ValueError, RecursionError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            return None, (getattr(error, "strerror", None) or str(error) or type(error).__name__)[:120]
 
     def load(self, repair: bool = False) -> dict:
-        """The state; a damaged file reads as empty. Only a writer (``repair``) moves it aside."""
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            data = {}
-        except (OSError, json.JSONDecodeError) as error:
-            # A damaged file must not stop the team: keep a copy, start from empty.
-            if repair:
-                backup = self.path.with_suffix(f".broken-{int(time.time())}")
+        """The state, repaired where it is damaged. Only a writer (``repair``) moves a broken file aside
+        and reports the repair as an event; a reader warns on stderr."""
+        problems: list[str] = []
+        raw, why = self.read(self.path)
+        seen_before, self.existed = self.existed, self.existed or why != "missing"
+        if why == "missing" and not seen_before:
+            raw = {}  # never written yet: a first start, nothing to repair
+        elif why == "missing":
+            why = "it vanished: state_dir deleted?"
+        elif raw is not None and not (isinstance(raw, dict) and isinstance(raw.get("units", {}), dict)):
+            why = f"{type_name(raw)} instead of {{\"units\": {{…}}}}"
+            raw = None
+        if raw is None:
+            problems.append(f"{self.path}: unreadable ({why})")
+            if repair and self.path.exists():
+                backup = self.path.with_name(f"state.broken-{int(time.time())}")
                 with contextlib.suppress(OSError):
                     os.replace(self.path, backup)
-                print(f"warning: {self.path}: unreadable ({error}); moved to {backup.name}", file=sys.stderr)
+                    problems[-1] += f"; moved to {backup.name}"
+            raw, why = self.read(self.good_path)
+            if isinstance(raw, dict) and isinstance(raw.get("units", {}), dict):
+                problems[-1] += f"; using the last good copy {self.good_path.name}"
             else:
-                print(f"warning: {self.path}: unreadable ({error})", file=sys.stderr)
-            data = {}
-        if not isinstance(data, dict) or not isinstance(data.get("units", {}), dict):
-            data = {}
-        data.setdefault("units", {})
-        data["units"] = {name: UnitRecord.from_dict(record) for name, record in data["units"].items()}
-        loop = data.get("loop")
-        data["loop"] = LoopRecord.from_dict(loop) if isinstance(loop, dict) else LoopRecord()
+                raw = {}
+                problems[-1] += "; no good copy: every unit is rebuilt from tmux"
+        data = {key: value for key, value in raw.items() if key not in ("units", "loop")}
+        data["units"] = {name: checked_record(UnitRecord, record, f"units.{name}", problems)
+                         for name, record in raw.get("units", {}).items()}
+        loop = raw.get("loop")
+        data["loop"] = checked_record(LoopRecord, loop, "loop", problems) if loop is not None else LoopRecord()
+        self.clean, self.repaired = not problems, bool(problems)
+        for problem in problems:
+            self.report(problem, repair)
         return data
+
+    def report(self, problem: str, writer: bool) -> None:
+        """One repair: an event from a writer, a stderr line from a reader (the writer will repair it)."""
+        unit = problem.split(".")[1].split(":")[0] if problem.startswith("units.") else ""
+        line = problem if problem.startswith(str(self.dir)) else f"{self.path}: {problem}"
+        if writer and self.events is not None:
+            self.events.emit("state-repaired", unit, line)
+        else:
+            print(f"warning: {line}", file=sys.stderr)
 
     @staticmethod
     def plain(data: dict) -> dict:
@@ -1648,16 +1938,36 @@ class StateStore:
                 "loop": dataclasses.asdict(loop) if isinstance(loop, LoopRecord) else LoopRecord().__dict__}
 
     def save(self, data: dict) -> None:
-        write_atomically(self.path, json.dumps(self.plain(data), indent=1, sort_keys=True))
+        text = json.dumps(self.plain(data), indent=1, sort_keys=True, allow_nan=False)  # strict JSON: no NaN
+        if self.clean:
+            self.keep_last_good()
+        write_atomically(self.path, text)
+        self.existed = True
+
+    def keep_last_good(self) -> None:
+        """The file about to be replaced, read cleanly by this transaction, becomes the last good copy
+        (a hard link: no copying; the save writes a new file, so the link keeps the old one)."""
+        temp = self.good_path.with_name(f".{self.good_path.name}.{os.getpid()}.tmp")
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            os.link(self.path, temp)
+            os.replace(temp, self.good_path)
+        except FileNotFoundError:
+            pass  # no file yet: nothing to keep
+        except OSError as error:  # a file system without hard links: the save goes on without a copy
+            print(f"warning: {self.good_path}: cannot keep the last good state ({error.strerror or error})",
+                  file=sys.stderr)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[dict]:
-        """Load, let the block change the state, save — skipping the write when nothing changed."""
+        """Load, let the block change the state, save — skipping the write when nothing changed
+        (a repaired state is always written, so the repair is made once)."""
         with file_lock(self.lock_path):
             data = self.load(repair=True)
-            before = self.plain(data)
+            before = None if self.repaired else self.plain(data)
             yield data
-            if self.plain(data) != before:
+            if before is None or self.plain(data) != before:
                 self.save(data)
 
 
@@ -1867,9 +2177,12 @@ def read_screen(backend: Backend, pane: Pane | None, screen: list[str] | None, n
     return Screen("unknown", lines=lines)
 
 
+MAX_SCREEN_LINE = 500  # characters of a screen line the classifier reads: a pattern's cost stays bounded
+
+
 def bottom_lines(screen: list[str], count: int) -> list[str]:
     """The screen from its ``count``-th last non-blank line down (blank lines inside kept, trailing ones dropped)."""
-    lines = [line.rstrip() for line in screen]
+    lines = [line[:MAX_SCREEN_LINE].rstrip() for line in screen]
     while lines and not lines[-1].strip():
         lines.pop()
     filled = [index for index, line in enumerate(lines) if line.strip()]
@@ -2786,8 +3099,10 @@ class Team:
         self.tmux = tmux or Tmux(cfg.tmux_socket)
         self.clock = clock or Clock()
         self.reaper = reaper or Reaper()
-        self.store = store or StateStore(cfg.state_dir)
         self.events = events or EventLog(cfg.log_dir)
+        self.store = store or StateStore(cfg.state_dir, self.events)
+        if getattr(self.store, "events", None) is None:
+            self.store.events = self.events  # a store passed in reports its repairs here too
         self.sender = Sender(self.tmux, cfg.state_dir / "locks", self.clock)
         self.parallel = True  # deliver to several agents at once (the simulation turns it off)
 
@@ -2803,6 +3118,11 @@ class Team:
         With ``resume``, an agent whose backend can resume comes back into its last conversation and
         gets a one-line note instead of its kickoff; otherwise it starts fresh with its kickoff.
         ``panes`` and ``processes`` are a look already taken (``up`` of many units looks once).
+
+        A transaction: the new life (its kickoff, its lifecycle) is saved before the session is
+        made, so a process killed in between leaves a record that says what is still to do — the
+        next tick delivers the kickoff (or heals a session that never came) — not a live session
+        the state knows nothing about, whose kickoff nobody would ever send.
         """
         self.stop(unit, panes, processes)
         record = record_of(state, unit.name)
@@ -2813,11 +3133,8 @@ class Team:
         fresh_id = isinstance(unit, Agent) and backend.session_id_flag and not resumed
         session_id = str(uuid.uuid4()) if fresh_id else None
         argv, env = launch_plan(self.cfg, unit, session_id, resumed)
-        self.tmux.new_session(unit.session, argv, unit.folder, env, self.cfg.owner, self.cfg.state_dir / "launch",
-                              died_channel=died_channel(self.cfg))
         record.started_at = now
         record.first_started = record.first_started or now
-        record.fresh_next = False  # the session is made: a failed resume has had its fresh start
         record.dialog_answered_at, record.dialog_answers = 0.0, 0
         record.kickoff_typed_at, record.kickoff_attempts, record.start_failure = 0.0, 0, ""
         record.pings_in_flight = []  # a new life: its busy screen is not a ping being taken
@@ -2842,11 +3159,15 @@ class Team:
             record.kickoff = kickoff_for(self.cfg, unit, state) if isinstance(unit, Agent) else ""
         record.resumed_from = resumed
         record.conversing = bool(resumed)
+        # Only a kickoff needs the prompt: without one (a service, a script-like task) it runs from here.
+        transition(record, "starting" if record.kickoff else "running", reason, now, self.events, unit.name)
+        self.store.save(state)  # the intent, before the session exists (the caller's transaction holds the lock)
+        self.tmux.new_session(unit.session, argv, unit.folder, env, self.cfg.owner, self.cfg.state_dir / "launch",
+                              died_channel=died_channel(self.cfg))
+        record.fresh_next = False  # the session is made: a failed resume has had its fresh start
         self.events.emit("start", unit.name, reason + (f"; resumed into session {resumed}" if resumed else ""),
                          now=now, session=unit.session, argv=shlex.join(argv), session_id=session_id or resumed,
                          resumed=resumed or None)
-        # Only a kickoff needs the prompt: without one (a service, a script-like task) it runs from here.
-        transition(record, "starting" if record.kickoff else "running", reason, now, self.events, unit.name)
 
     def stop(self, unit: Agent | Service, panes: dict[str, Pane] | None = None,
              processes: ProcessTable | None = None) -> list[int]:
@@ -3205,6 +3526,39 @@ def end_processes(pids: Iterable[int], grace: float = 3.0) -> list[int]:
     return sorted(alive)
 
 
+def tmux_server_of(pid: int) -> int | None:
+    """The tmux server a process runs under (its nearest ancestor named ``tmux: server``), or None."""
+    seen: set[int] = set()
+    while pid > 1 and pid not in seen:
+        seen.add(pid)
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().startswith("tmux"):
+                return pid
+            stat_line = Path(f"/proc/{pid}/stat").read_text()
+            pid = int(stat_line[stat_line.rindex(")") + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+    return None
+
+
+def server_out_of_reach(cfg: Config, seen: dict[str, Seen]) -> str:
+    """Why tmux cannot show this team, or "": no session of ours is visible, yet processes of the
+    team still run under a live tmux server — its socket was deleted (a /tmp cleaner does that).
+
+    Everything that acts on "no session" must ask first: `up` would start a second team on a new
+    server (and reap the first), `down` would report nothing running, heal would kill working agents.
+    """
+    if any(look.pane is not None for look in seen.values()):
+        return ""
+    alive = processes_marked(config_marker(cfg), whole_config=True)
+    servers = sorted({server for server in map(tmux_server_of, alive) if server})
+    if not servers:
+        return ""  # leftovers outside tmux (or nothing at all): tmux shows the truth
+    return (f"tmux server unreachable: no session of this team is visible, but {len(alive)} of its processes run "
+            f"under tmux server pid {', '.join(map(str, servers))}; its socket was probably deleted: "
+            f"`kill -USR1 {servers[0]}` makes it recreate the socket")
+
+
 def pid_alive(pid: int) -> bool:
     """True if the process exists and is not a zombie."""
     try:
@@ -3279,6 +3633,25 @@ def looked_after(cfg: Config, record: UnitRecord, look: Seen) -> bool:
     """Whether the watchdog looks after this unit at all right now."""
     unit = look.unit
     return not look.foreign and unit.watch != "none" and record.lifecycle not in ("stopped", "failed")
+
+
+def check_rebuilt(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> list[Action]:
+    """Adopt again a unit whose record was lost (a damaged or deleted state file) while its session,
+    one of ours, is still there: watched as ``running``, so heal restarts it if it is dead.
+
+    A lost record reads as ``stopped``, and a stopped unit is left alone: without this a dead
+    agent would stay dead after a repair. A unit with no session is left stopped (`down` ends
+    sessions, so none may mean it was stopped on purpose).
+    """
+    actions = []
+    for name, look in seen.items():
+        record = state["units"].get(name)
+        # No record, or one that never moved (since 0: every start is a transition), or one a repair reset.
+        lost = record is None or (record.lifecycle == "stopped" and (not record.since or record.reason == STATE_REBUILT))
+        if lost and look.pane is not None and not look.foreign:
+            actions.append(Action("mark", name, f"{STATE_REBUILT}: its session {look.unit.session} is there, "
+                                                f"so it is watched again", text="running"))
+    return actions
 
 
 def check_dialogs(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> list[Action]:
@@ -3412,6 +3785,12 @@ def check_heal(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> l
         if record.limit.get("until") and now < record.limit["until"]:
             continue  # died while limited: a restart now would meet the same limit
         pane = look.pane
+        if record.lifecycle == "starting" and pane is None and not look.foreign:
+            # Team.launch saves the new life before it makes the session: no session at all means the
+            # launch was cut short (a kill in between), not a crash. Finish it now, no backoff.
+            actions.append(Action("start", unit.name, "a launch was cut short before its session was made; "
+                                                      "starting it"))
+            continue
         if pane is not None and pane.dead_status is None and now - screen_since(record, look.screen, now) < dead_settle(unit):
             continue  # tmux may learn the exit status a moment after the pane dies: judge it a moment later
         if record.lifecycle in ("running", "starting"):
@@ -3869,8 +4248,8 @@ def restarts_for(cfg: Config, state: dict, agents: list[Agent], reason: str) -> 
             for agent in agents if record_of(state, agent.name).lifecycle not in ("stopped",)]
 
 
-WATCHDOG_CHECKS = (check_repo, check_tokens, check_budget, check_phases, check_screens, check_startup, check_dialogs,
-                   check_limits, check_heal, check_stall, check_wakes, check_handoff)
+WATCHDOG_CHECKS = (check_repo, check_tokens, check_budget, check_phases, check_screens, check_rebuilt, check_startup,
+                   check_dialogs, check_limits, check_heal, check_stall, check_wakes, check_handoff)
 
 
 SEND_PRIORITY = ("kickoff", "resume-note", "resume", "ping", "nudge", "waiting-over", "wake")  # which message goes first
@@ -4000,7 +4379,7 @@ class Watchdog:
         self.config_path = config_path
         self.make_git = make_git  # the simulation passes a fake git
         self.git: Git | None = None
-        self.cfg = Loader(config_path).load()
+        self.cfg = Loader(config_path).load(need_units=True)
         self.clock = clock or Clock()
         events = EventLog(self.cfg.log_dir, echo=echo)
         self.team = Team(self.cfg, tmux, events, self.clock, reaper, store)
@@ -4028,7 +4407,7 @@ class Watchdog:
             return
         self.config_stamp, self.config_read_at = stamp, now
         try:
-            cfg = Loader(self.config_path).load()
+            cfg = Loader(self.config_path).load(need_units=True)
             self.check_live_edit(cfg)
         except ConfigError as error:
             text = " | ".join(error.lines)
@@ -4198,6 +4577,11 @@ class Watchdog:
             other = watchdog_status(self.cfg)
             print(f"a watchdog already runs for {self.cfg.path.name} (pid {other['pid']})", file=sys.stderr)
             return EXIT_RUNTIME
+        others = watchdog_processes(self.cfg)  # the lock file may have gone with a deleted state_dir
+        if others:
+            lock.close()
+            print(f"a watchdog already runs for {self.cfg.path.name} (pid {others[0]})", file=sys.stderr)
+            return EXIT_RUNTIME
         if once:
             try:
                 self.tick()
@@ -4218,6 +4602,7 @@ class Watchdog:
             while not self.stopping:
                 began = self.clock.now()
                 try:
+                    lock = self.keep_lock(lock, lock_path)
                     self._heartbeat(started, began)
                     self.tick()
                     next_tick = next_tick_at(self.cfg, self.team.store.load(), began, self.clock.now())
@@ -4279,6 +4664,23 @@ class Watchdog:
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stopping = True
 
+    def keep_lock(self, lock: Any, lock_path: Path) -> Any:
+        """The lock file, held again if it vanished (a deleted state_dir): a flock on a deleted file
+        keeps no second watchdog out. Noticed on the next tick, recreated, reported."""
+        with contextlib.suppress(OSError):
+            if os.stat(lock_path).st_ino == os.fstat(lock.fileno()).st_ino:
+                return lock
+        fresh = file_handle_locked(lock_path)
+        if fresh is None:  # someone else holds the new lock: two watchdogs must never run, so this one yields
+            self.events.emit("watchdog-stop", "", f"{lock_path} is held by another watchdog; this one stops",
+                             pid=os.getpid())
+            self.stopping = True
+            return lock
+        lock.close()
+        self.events.emit("state-repaired", "", f"{lock_path}: vanished (state_dir deleted?); recreated and held "
+                                               f"again", pid=os.getpid())
+        return fresh
+
     def _heartbeat(self, started: float, last_tick: float | None) -> None:
         info = {"pid": os.getpid(), "started": iso(started), "last_tick": iso(last_tick) if last_tick else None,
                 "config": str(self.cfg.path)}
@@ -4305,6 +4707,33 @@ def watchdog_status(cfg: Config) -> dict:
     return {"pid": pid, "alive": alive, "last_tick": info.get("last_tick")}
 
 
+WATCHDOG_MARKER = "AGENTS_PY_WATCHDOG"  # in the environment of a watchdog `up` started: found by pid, lock or not
+
+
+def watchdog_processes(cfg: Config) -> list[int]:
+    """Live watchdogs of this config other than this process, by the marker in their environment."""
+    needle = f"{WATCHDOG_MARKER}={config_marker(cfg)}".encode()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError):
+            if needle in (entry / "environ").read_bytes().split(b"\0") and int(entry.name) != os.getpid():
+                found.append(int(entry.name))
+    return sorted(pid for pid in found if pid_alive(pid))
+
+
+def file_handle_locked(path: Path) -> Any:
+    """``path`` opened and exclusively flock'ed (created, with its folder, if missing), or None if
+    another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
 def watchdog_lock_held(cfg: Config) -> bool:
     """True if some process holds the watchdog lock (so the pid file is not stale)."""
     path = cfg.state_dir / "watchdog.lock"
@@ -4325,11 +4754,20 @@ def start_watchdog_process(cfg: Config) -> bool:
     if current["alive"]:
         print(f"watchdog: already running (pid {current['pid']})")
         return True
+    others = watchdog_processes(cfg)
+    if others:  # its pid file or lock went with a deleted state_dir: it recreates them on its next tick
+        print(f"watchdog: already running (pid {others[0]})")
+        return True
     cfg.log_dir.mkdir(parents=True, exist_ok=True)
-    output = open(cfg.log_dir / "watchdog.out", "ab")
+    out_path = cfg.log_dir / "watchdog.out"
+    with contextlib.suppress(FileNotFoundError):
+        if out_path.stat().st_size > EventLog.ROTATE_AT:  # rotated like the other logs: one generation kept
+            os.replace(out_path, out_path.with_name(out_path.name + ".1"))
+    output = open(out_path, "ab")
+    env = {**os.environ, WATCHDOG_MARKER: config_marker(cfg)}
     process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--config", str(cfg.path), "watchdog"],
                                stdin=subprocess.DEVNULL, stdout=output, stderr=output, cwd=cfg.folder,
-                               start_new_session=True)
+                               start_new_session=True, env=env)
     output.close()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -4840,6 +5278,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     units = select_units(cfg, args.names)
     team = Team(cfg)
     seen = team.observe()
+    unreachable = server_out_of_reach(cfg, seen)
+    if unreachable:
+        raise RuntimeFailure(f"{unreachable}; not starting a second team")
     problems, to_start = [], []
     for unit in units:
         look = seen[unit.name]
@@ -4866,8 +5307,26 @@ def cmd_up(args: argparse.Namespace) -> int:
             record = record_of(state, unit.name)
             if record.lifecycle in ("stopped", "exited", "failed", "backoff"):
                 transition(record, "running", "found running at `up`", time.time(), team.events, unit.name)
+        pending = record_of(team.store.load(), unit.name)
+        if pending.lifecycle == "starting" and pending.kickoff:  # a launch cut short: started, kickoff not sent
+            print(f"{unit.name}: already running in session {unit.session}; its kickoff is still to be "
+                  f"delivered" + (" (the watchdog does it)" if not args.no_watchdog else
+                                  " (`agents.py watchdog` or `up` without --no-watchdog delivers it)"))
+            continue
         print(f"{unit.name}: already running in session {unit.session}")
-    ok = team.bring_up(to_start, "up", keep_running=True) if to_start else True
+    try:
+        ok = team.bring_up(to_start, "up", keep_running=True) if to_start else True
+    except (RuntimeFailure, OSError) as error:
+        # Part-way: some units may run now. They are never left without a watchdog, and the user
+        # learns exactly what runs and how to stop it.
+        seen = team.observe()
+        running = [unit.name for unit in units if seen[unit.name].pane and not seen[unit.name].pane.dead]
+        detail = error if isinstance(error, RuntimeFailure) else f"{error.filename or ''} {error.strerror or error}"
+        print(f"error: `up` failed part-way: {detail}", file=sys.stderr)
+        watched = bool(running) and not args.no_watchdog and start_watchdog_process(cfg)
+        print(f"running now: {', '.join(running) or 'nothing'}" + (" (the watchdog looks after them)" if watched else "")
+              + ("; `agents.py down` stops them" if running else ""), file=sys.stderr)
+        return EXIT_RUNTIME
     if not to_start:
         print("nothing to start")
     if not args.no_watchdog:
@@ -4879,6 +5338,9 @@ def cmd_down(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     units = select_units(cfg, args.names)
     team = Team(cfg)
+    unreachable = server_out_of_reach(cfg, team.observe())
+    if unreachable:
+        raise RuntimeFailure(f"{unreachable}; not stopping anything (its agents may be working)")
     if not args.names:
         stop_watchdog_process(cfg)
     panes = team.tmux.list_panes()
@@ -5082,6 +5544,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     team = Team(cfg)
     now = time.time()
     agents, services = status_rows(cfg, team, now)
+    unreachable = server_out_of_reach(cfg, team.observe(now))
+    if unreachable:  # "dead" would be a lie: the sessions run, tmux cannot be asked
+        for row in [*agents, *services]:
+            if row["state"].startswith("dead"):
+                row.update(state="unreachable (tmux server)", detail=unreachable)
     state = team.store.load()
     watchdog = watchdog_status(cfg)
     plan = phase_rows(cfg, state)
@@ -5094,6 +5561,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     for line in status_table([*agents, *services], now):
         print(line)
+    if unreachable:
+        print(f"\n{unreachable}")
     if watchdog["pid"]:
         last = watchdog["last_tick"]
         print(f"\nwatchdog: pid {watchdog['pid']}, {'alive' if watchdog['alive'] else 'NOT RUNNING'}"
@@ -5144,6 +5613,9 @@ def cmd_restart(args: argparse.Namespace) -> int:
     if missing:
         raise ConfigError([f"{Loader._label(cfg.path)}: {unit_section(unit)} command: {missing}"])
     team = Team(cfg)
+    unreachable = server_out_of_reach(cfg, team.observe())
+    if unreachable:
+        raise RuntimeFailure(f"{unreachable}; not restarting {unit.name}")
     with team.store.transaction() as state:
         record = record_of(state, unit.name)
         record.restarts += 1
@@ -5854,14 +6326,15 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeFailure as failure:
         print(f"error: {failure}", file=sys.stderr)
         return EXIT_RUNTIME
+    except BrokenPipeError:  # `agents.py events | head`: the reader left, that is fine (before OSError: it is one)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
+        return EXIT_OK
     except OSError as error:  # a full disk, a file we may not read: say so, no traceback
-        print(f"error: {error.filename + ': ' if error.filename else ''}{error.strerror or error}", file=sys.stderr)
+        name = f"{error.filename}: " if error.filename else ""
+        print(f"error: {name}{error.strerror or error}", file=sys.stderr)
         return EXIT_RUNTIME
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # `agents.py events | head`: the reader left, that is fine
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
 
 
 if __name__ == "__main__":
