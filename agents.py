@@ -1807,6 +1807,11 @@ FIELD_SHAPES: dict[str, Callable[[Any], bool]] = {
         isinstance(item, dict) and isinstance(item.get("key"), str) and isinstance(item.get("line"), str)
         for item in value),
     "dict[str, Any]": lambda value: isinstance(value, dict),
+    "dict[str, list[int]]": lambda value: isinstance(value, dict) and all(  # token figures per agent
+        isinstance(item, list) and len(item) == 4 and all(_is_count(n) or isinstance(n, int) and n >= 0 for n in item)
+        for item in value.values()),
+    "list[dict]": lambda value: isinstance(value, list) and all(  # token records waiting for the log
+        isinstance(item, dict) and isinstance(item.get("phase_id"), str) for item in value),
 }
 # Fields whose dict is read key by key: the keys that must hold numbers (or null, for "until").
 FIELD_KEYS: dict[str, Callable[[dict], bool]] = {
