@@ -5977,6 +5977,7 @@ EVENT_KINDS = {
     "check-failed": "a check that raised (the others went on)", "observe-failed": "tmux could not be read",
     "tick-failed": "a tick that raised", "server-unreachable": "sessions gone but processes alive: not healing",
     "bug": "an illegal lifecycle move, refused",
+    "state-repaired": "a damaged state file or field repaired (named), never silently reset",
     "tokens": "a phase's or gate's token record written", "tokens-failed": "transcripts that could not be read",
     "budget-pause": "a budget passed: the loop agents are paused", "budget-ok": "under budget again: resumed",
     "interrupt": "a paused agent's turn interrupted (its interrupt_key)",
