@@ -5417,6 +5417,7 @@ STATE_WORDS = {
     "paused: over budget": "a loop agent whose phase or day used its budget: raise it, or `agents.py restart NAME`",
     "running": "a service that is up",
     "stopped": "not started, `down`, or a task that finished cleanly",
+    "unreachable (tmux server)": "no session visible, yet the team's processes run: the tmux socket was deleted",
 }
 
 
