@@ -225,6 +225,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 KINDS = ("loop", "persistent", "task")
 WATCH_MODES = ("heal+stall", "heal", "none")
 RESTART_MODES = ("resume", "fresh")
+MAX_BUDGET = 10 ** 12  # tokens: a budget above this is a typo, not a budget
 TRANSCRIPT_FORMATS = ("claude", "codex", "none")
 TOKEN_GRANULARITIES = ("gate", "phase")
 
@@ -489,7 +490,7 @@ class WatchdogConfig:
                                        check=as_count(1, 100))
     crash_loop_window: float = setting(1800.0, doc="seconds over which restarts are counted", check=as_number(1))
     daily_budget: int = setting(0, doc="tokens a day (input + output + cache creation) before the loop agents are "
-                                       "paused (0: no budget)", check=as_count())
+                                       "paused (0: no budget)", check=as_count(0, MAX_BUDGET))
     budget_counts_cache_reads: bool = setting(False, doc="count cache reads towards the budgets too", check=as_bool)
 
 
@@ -637,7 +638,7 @@ class LoopConfig:
     done_nudge: bool = setting(True, doc="nudge a stalled loop agent once per phase to finish", check=as_bool)
     token_granularity: str = setting("", doc="same as [watchdog] token_granularity", check=as_choice("", *TOKEN_GRANULARITIES))
     phase_budget: int = setting(0, doc="tokens a phase may use before its loop agents are paused (0: no budget)",
-                                check=as_count())
+                                check=as_count(0, MAX_BUDGET))
     phases: list[Phase] = setting(doc="[{ id, status, kickoff }]", factory=list)
     handoff: Handoff = setting(doc="[loop.handoff]", factory=Handoff)
     folder: Path = Path(".")  # repo made absolute
