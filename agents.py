@@ -660,6 +660,7 @@ class Config:
     services: list[Service]
     loop: LoopConfig | None
     warnings: list[str] = field(default_factory=list)  # things `check` should mention
+    pricing: dict[str, list[float]] = field(default_factory=dict)  # [pricing]: model prefix → $/Mtok per field
 
     def agent(self, name: str) -> Agent | None:
         return next((agent for agent in self.agents if agent.name == name), None)
@@ -678,7 +679,7 @@ class Config:
 
 
 TOP_LEVEL_KEYS = {"session_prefix", "state_dir", "log_dir", "tmux_socket", "watchdog", "backend", "defaults",
-                  "agent", "service", "loop"}
+                  "agent", "service", "loop", "pricing"}
 
 
 # -- built-in backend presets ----------------------------------------------------
@@ -963,6 +964,7 @@ class Loader:
         loop = self.load_loop(raw["loop"], agents) if "loop" in raw else None
         if loop and loop.token_granularity:
             watchdog.token_granularity = loop.token_granularity
+        pricing = self.load_pricing(raw.get("pricing", {}))
         self.check_unique_sessions(prefix, agents, services)
         if need_units and not agents and not services and not self.errors:
             self.complain("(top level)", "agent", "nothing to run: no [[agent]] and no [[service]] in the file")
@@ -971,7 +973,28 @@ class Loader:
             raise ConfigError(self.errors)
         return Config(path=self.path, folder=self.folder, session_prefix=prefix, state_dir=state_dir,
                       log_dir=log_dir, tmux_socket=socket, watchdog=watchdog, backends=backends, agents=agents,
-                      services=services, loop=loop, warnings=self.warnings)
+                      services=services, loop=loop, warnings=self.warnings, pricing=pricing)
+
+    def load_pricing(self, table: Any) -> dict[str, list[float]]:
+        """``[pricing]``: ``"claude-opus-4" = { input = 15, output = 75, cache_creation = 18.75,
+        cache_read = 1.5 }`` — dollars per million tokens, for models whose name starts so."""
+        if not isinstance(table, dict):
+            self.complain("[pricing]", "", f"expected a table of model = {{ input, output, … }}, got {type_name(table)}")
+            return {}
+        prices = {}
+        for model, row in table.items():
+            if not isinstance(row, dict) or set(row) - set(TOKEN_FIELDS) or not row:
+                self.complain("[pricing]", model, f"expected {{ {', '.join(f'{n} = $/Mtok' for n in TOKEN_FIELDS)} }}")
+                continue
+            values = []
+            for name in TOKEN_FIELDS:
+                value = row.get(name, 0)
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 10 ** 6:
+                    self.complain("[pricing]", f"{model}.{name}", f"expected dollars per million tokens, got {value!r}")
+                    value = 0
+                values.append(float(value))
+            prices[model] = values
+        return prices
 
     def where_in_text(self, message: str) -> str:
         """``[section] key: `` of the line a TOML syntax error points at, for the one-line error."""
@@ -4215,11 +4238,12 @@ def check_budget(cfg: Config, state: dict, world: World, now: float) -> list[Act
         actions.append(Action("loop", "", f"the token day {today} begins", memory={"day": today, "day_base": tokens}))
     over = []
     if settings.daily_budget:
-        used = sum(budget_tokens(cfg, figures) for figures in usage_since(tokens, day_base).values())
+        used = sum(budget_tokens(cfg, figures) for figures in split_models(usage_since(tokens, day_base))[0].values())
         if used > settings.daily_budget:
             over.append((f"day:{today}", f"{used:,} tokens today, over the daily_budget of {settings.daily_budget:,}"))
     if budget and loop.token_phase and loop.token_phase == loop.current:
-        used = sum(budget_tokens(cfg, figures) for figures in usage_since(tokens, loop.token_base).values())
+        used = sum(budget_tokens(cfg, figures)
+                   for figures in split_models(usage_since(tokens, loop.token_base))[0].values())
         if used > budget:
             over.append((f"phase:{loop.current}", f"phase {loop.current} has used {used:,} tokens, over its "
                                                   f"phase_budget of {budget:,}"))
@@ -4850,6 +4874,7 @@ class TokenCursor:
     codex_totals: dict[str, int] = field(default_factory=dict)  # a rollout's last cumulative totals
     session: str = ""  # the session the file belongs to (Claude sessionId, Codex session_meta id)
     codex: bool | None = None  # the format, decided by the first line
+    model: str = ""  # Codex: the model its turn_context names (its token_count rows do not)
 
 
 class TokenLedger:
@@ -4859,8 +4884,9 @@ class TokenLedger:
         self.seen: dict[str, list[int]] = {}  # response key → the figures counted for it
         self.totals: dict[str, list[int]] = {}  # group (a session, an agent) → the sum
 
-    def count(self, key: str | None, figures: list[int], group: str) -> list[int]:
-        """Count one line's figures; returns what they added (nothing for a copy already counted)."""
+    def count(self, key: str | None, figures: list[int], group: str, model: str = "") -> list[int]:
+        """Count one line's figures; returns what they added (nothing for a copy already counted).
+        With ``model``, the group's share per model is kept too, as ``"<group>\t<model>"``."""
         if key is None:
             delta = figures
         else:
@@ -4872,10 +4898,24 @@ class TokenLedger:
                 delta = [new - old for old, new in zip(before, grown)]
                 self.seen[key] = grown
         if any(delta):
-            sums = self.totals.setdefault(group, [0, 0, 0, 0])
-            for index, value in enumerate(delta):
-                sums[index] += value
+            for name in (group, f"{group}\t{model}") if model else (group,):
+                sums = self.totals.setdefault(name, [0, 0, 0, 0])
+                for index, value in enumerate(delta):
+                    sums[index] += value
         return delta
+
+
+def split_models(figures: dict[str, list[int]]) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """``{group: …, "group\tmodel": …}`` → (per group, per model summed over the groups)."""
+    groups, models = {}, {}
+    for name, values in figures.items():
+        if "\t" not in name:
+            groups[name] = values
+            continue
+        sums = models.setdefault(name.split("\t", 1)[1], [0, 0, 0, 0])
+        for index, value in enumerate(values):
+            sums[index] += value
+    return groups, models
 
 
 def read_transcript(path: Path, cursor: TokenCursor, ledger: TokenLedger, group: str | None = None,
@@ -4929,10 +4969,10 @@ def _claude_line(data: bytes, start: int, stop: int, cursor: TokenCursor, ledger
     is decoded. Any other shape is decoded whole."""
     fast = _claude_usage_fast(data, start, stop, known_session=bool(cursor.session))
     if fast is not None:
-        session, key, usage = fast
+        session, key, usage, model = fast
         if usage is not None:
             cursor.session = cursor.session or session
-            ledger.count(key, claude_figures(usage), group or cursor.session or "?")
+            ledger.count(key, claude_figures(usage), group or cursor.session or "?", model)
         return
     try:
         line = json.loads(data[start:stop])
@@ -4950,11 +4990,11 @@ def _claude_line(data: bytes, start: int, stop: int, cursor: TokenCursor, ledger
     # Claude Code 2.1.x writes requestRef always and requestId when the server sent one; older, requestId only.
     request = line.get("requestId") or line.get("requestRef") or ""
     key = f"claude:{message['id']}:{request}" if message.get("id") else None
-    ledger.count(key, claude_figures(usage), group or cursor.session or "?")
+    ledger.count(key, claude_figures(usage), group or cursor.session or "?", str(message.get("model") or "?"))
 
 
 def _claude_usage_fast(data: bytes, start: int, stop: int,
-                       known_session: bool = False) -> tuple[str, str | None, dict | None] | None:
+                       known_session: bool = False) -> tuple[str, str | None, dict | None, str] | None:
     """(session, response key, usage) of the line ``data[start:stop]`` when it has the plain layout
     of an assistant line, read by position with only the usage object decoded; (…, None) for a
     <synthetic> line, which counts nothing; None for any other layout, which the caller decodes
@@ -4992,18 +5032,18 @@ def _claude_usage_fast(data: bytes, start: int, stop: int,
     if kind < 0 or not data.startswith(b'"type":"assistant"', kind):
         return None
     if model.group(1) == b"<synthetic>":
-        return "", None, None
+        return "", None, None, ""
     request = FIELD_AT["requestId"].search(data, closed, stop)
     if request is None or not request.group(1):
         request = FIELD_AT["requestRef"].search(data, closed, stop)
     session = None if known_session else \
         FIELD_AT["sessionId"].search(data, start, message) or FIELD_AT["sessionId"].search(data, closed, stop)
     key = f"claude:{found_id.group(1).decode()}:{request.group(1).decode() if request else ''}"
-    return (session.group(1).decode() if session else ""), key, usage
+    return (session.group(1).decode() if session else ""), key, usage, model.group(1).decode(errors="replace")
 
 
 def _codex_line(raw: bytes, cursor: TokenCursor, ledger: TokenLedger, group: str | None) -> None:
-    if b'"token_count"' not in raw and b'"session_meta"' not in raw:
+    if b'"token_count"' not in raw and b'"session_meta"' not in raw and b'"turn_context"' not in raw:
         return
     try:
         line = json.loads(raw)
@@ -5014,6 +5054,9 @@ def _codex_line(raw: bytes, cursor: TokenCursor, ledger: TokenLedger, group: str
         return
     if line.get("type") == "session_meta":
         cursor.session = cursor.session or str(payload.get("id") or "")
+        return
+    if line.get("type") == "turn_context":
+        cursor.model = str(payload.get("model") or cursor.model)
         return
     info = payload.get("info")
     total = info.get("total_token_usage") if payload.get("type") == "token_count" and isinstance(info, dict) else None
@@ -5032,7 +5075,7 @@ def _codex_line(raw: bytes, cursor: TokenCursor, ledger: TokenLedger, group: str
         figures = codex_figures(now)
     # A copy of this row in a forked rollout has the same time and totals.
     key = f"codex:{line.get('timestamp')}:{sorted(now.items())}"
-    ledger.count(key, figures, group or cursor.session or "?")
+    ledger.count(key, figures, group or cursor.session or "?", cursor.model or "codex")
 
 
 def transcript_files(paths: Iterable[Path]) -> list[Path]:
@@ -5168,7 +5211,11 @@ class TokenBook:
                 moved = read_transcript(path, cursor, self.ledger, group=agent.name)
                 if moved != cursor:
                     self.cursors[key], self.dirty = moved, True
-        return {agent.name: list(self.ledger.totals.get(agent.name, [0, 0, 0, 0])) for agent in cfg.agents}
+        names = {agent.name for agent in cfg.agents}
+        figures = {agent.name: [0, 0, 0, 0] for agent in cfg.agents}
+        figures.update({name: list(values) for name, values in self.ledger.totals.items()
+                        if name.split("\t", 1)[0] in names})
+        return figures  # per agent, and per agent and model as "agent\tmodel"
 
     def save(self, now: float, force: bool = False) -> None:
         if not self.dirty or (not force and now - self.saved_at < self.SAVE_EVERY):
@@ -5186,11 +5233,13 @@ def usage_since(now: dict[str, list[int]], base: dict[str, list[int]]) -> dict[s
 
 
 def token_record(phase_id: str, started: float, now: float, used: dict[str, list[int]]) -> dict:
-    """One line of token-log.jsonl."""
-    agents = {name: token_figures(figures) for name, figures in used.items() if any(figures)}
-    total = [sum(figures[index] for figures in used.values()) for index in range(len(TOKEN_FIELDS))]
+    """One line of token-log.jsonl (``models``: the same usage per model, for pricing it)."""
+    groups, models = split_models(used)
+    agents = {name: token_figures(figures) for name, figures in groups.items() if any(figures)}
+    total = [sum(figures[index] for figures in groups.values()) for index in range(len(TOKEN_FIELDS))]
     return {"phase_id": phase_id, "started": iso(started), "ended": iso(now), "duration_s": round(now - started),
-            "agents": agents, "total": token_figures(total)}
+            "agents": agents, "total": token_figures(total),
+            "models": {model: token_figures(figures) for model, figures in models.items() if any(figures)}}
 
 
 def append_token_record(path: Path, record: dict) -> bool:
@@ -5663,7 +5712,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_tokens(args: argparse.Namespace) -> int:
     if args.scan is not None:
-        return tokens_scan([Path(path).expanduser() for path in args.scan], args.json)
+        priced = load_config(args.config) if args.cost and args.config else None  # its [pricing], if named
+        return tokens_scan([Path(path).expanduser() for path in args.scan], args.json, args.cost, priced)
     cfg = load_config(args.config)
     path = cfg.log_dir / "token-log.jsonl"
     rows = []
@@ -5688,8 +5738,16 @@ def cmd_tokens(args: argparse.Namespace) -> int:
                     sums[index] += token_count(figures.get(field_name))
         rows = [{"agent": name, **token_figures(figures)} for name, figures in per_agent.items()]
     total = [sum(token_count(row["total"].get(name)) for row in phases) for name in TOKEN_FIELDS]
+    summary = token_row("total", total)
+    if args.cost:
+        for row in [*rows, *phases]:
+            if "phase_id" in row:
+                row["cost_usd"], row["unpriced"] = cost_of(cfg, row.get("models") or {})
+        summary["cost_usd"] = round(sum(row["cost_usd"] for row in phases), 4)
+        summary["unpriced"] = sorted({model for row in phases for model in row["unpriced"]})
+        summary["prices_dated"] = PRICES_DATED
     if args.json:
-        print(json.dumps({"rows": rows, "total": token_row("total", total)}, indent=1))
+        print(json.dumps({"rows": rows, "total": summary}, indent=1))
         return EXIT_OK
     if not rows:
         print(f"{path}: no token records yet (one is written as each phase ends)")
@@ -5698,8 +5756,9 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     for row in rows:
         name = row.get("agent") or str(row.get("phase_id")) + (" (in flight)" if row.get("in_flight") else "")
         figures = row if "agent" in row else row["total"]
-        table.append(token_row(name, [token_count(figures.get(n)) for n in TOKEN_FIELDS]))
-    print_token_table([*table, token_row("total", total)])
+        priced = {key: row[key] for key in ("cost_usd", "unpriced") if key in row}
+        table.append(token_row(name, [token_count(figures.get(n)) for n in TOKEN_FIELDS], **priced))
+    print_token_table([*table, summary])
     return EXIT_OK
 
 
@@ -5720,7 +5779,7 @@ def in_flight_rows(cfg: Config, state: dict, now: float) -> list[dict]:
     return rows
 
 
-def tokens_scan(paths: list[Path], as_json: bool) -> int:
+def tokens_scan(paths: list[Path], as_json: bool, cost: bool = False, cfg: Config | None = None) -> int:
     """``tokens --scan PATH…``: totals per session and overall of any transcripts."""
     missing = [str(path) for path in paths if not path.exists()]
     if missing:
@@ -5729,15 +5788,24 @@ def tokens_scan(paths: list[Path], as_json: bool) -> int:
     sessions: dict[str, int] = {}
     for session, counted in scan_in_parallel(files):
         sessions[session or "?"] = sessions.get(session or "?", 0) + 1
-        for key, figures, group in counted:  # replayed in file order: the same totals as one reader's
-            ledger.count(key, figures, group)
-    rows = [token_row(session, figures, files=sessions.get(session, 0)) for session, figures in ledger.totals.items()]
+        for key, figures, group, model in counted:  # replayed in file order: the same totals as one reader's
+            ledger.count(key, figures, group, model)
+    groups, models = split_models(ledger.totals)
+    rows = [token_row(session, figures, files=sessions.get(session, 0)) for session, figures in groups.items()]
     rows.sort(key=lambda row: -row["total"])
-    total = [sum(figures[index] for figures in ledger.totals.values()) for index in range(len(TOKEN_FIELDS))]
+    total = [sum(figures[index] for figures in groups.values()) for index in range(len(TOKEN_FIELDS))]
+    summary = token_row("total", total, files=len(files))
+    if cost:
+        for row in rows:
+            mine = {name.split("\t", 1)[1]: token_figures(figures) for name, figures in ledger.totals.items()
+                    if name.startswith(row["name"] + "\t")}
+            row["cost_usd"], row["unpriced"] = cost_of(cfg, mine)
+        summary["cost_usd"], summary["unpriced"] = cost_of(cfg, {m: token_figures(f) for m, f in models.items()})
+        summary["prices_dated"] = PRICES_DATED
     if as_json:
-        print(json.dumps({"rows": rows, "total": token_row("total", total, files=len(files))}, indent=1))
+        print(json.dumps({"rows": rows, "total": summary}, indent=1))
         return EXIT_OK
-    print_token_table([*rows, token_row(f"total ({len(files)} files)", total)])
+    print_token_table([*rows, {**summary, "name": f"total ({len(files)} files)"}])
     return EXIT_OK
 
 
@@ -5747,8 +5815,8 @@ class TokenTape:
     def __init__(self) -> None:
         self.counted: list[tuple[str | None, list[int], str]] = []
 
-    def count(self, key: str | None, figures: list[int], group: str) -> None:
-        self.counted.append((key, figures, group))
+    def count(self, key: str | None, figures: list[int], group: str, model: str = "") -> None:
+        self.counted.append((key, figures, group, model))
 
 
 def scan_files(paths: list[Path]) -> list[tuple[str, list]]:
@@ -5783,12 +5851,58 @@ def scan_in_parallel(files: list[Path]) -> list[tuple[str, list]]:
     return [by_file[str(path)] for path in files]
 
 
+#: Dollars per million tokens (input, output, cache creation, cache read) by model family, as the
+#: vendors listed them on this date. A model's longest matching prefix prices it; [pricing] entries
+#: come first. A model matched by none is shown as unpriced, never guessed.
+PRICES_DATED = "2025-11-24"
+PRICES = {
+    "claude-opus-4-5": (5.0, 25.0, 6.25, 0.50),
+    "claude-opus-4": (15.0, 75.0, 18.75, 1.50),
+    "claude-sonnet-4": (3.0, 15.0, 3.75, 0.30),
+    "claude-3-7-sonnet": (3.0, 15.0, 3.75, 0.30),
+    "claude-haiku-4-5": (1.0, 5.0, 1.25, 0.10),
+    "claude-3-5-haiku": (0.80, 4.0, 1.0, 0.08),
+    "gpt-5-mini": (0.25, 2.0, 0.0, 0.025),
+    "gpt-5": (1.25, 10.0, 0.0, 0.125),
+}
+
+
+def price_of(cfg: Config | None, model: str) -> tuple[float, ...] | None:
+    """$/Mtok for ``model``: the longest matching prefix of [pricing], else of the built-in table."""
+    for table in ((cfg.pricing if cfg is not None else {}), PRICES):
+        matches = [prefix for prefix in table if model.startswith(prefix)]
+        if matches:
+            return tuple(table[max(matches, key=len)])
+    return None
+
+
+def cost_of(cfg: Config | None, models: dict[str, dict]) -> tuple[float, list[str]]:
+    """Dollars for usage per model (``{model: {input, output, …}}``), and the models left unpriced."""
+    dollars, unpriced = 0.0, []
+    for model, figures in models.items():
+        price = price_of(cfg, model)
+        if price is None:
+            if any(token_count(figures.get(name)) for name in TOKEN_FIELDS):
+                unpriced.append(model)
+            continue
+        dollars += sum(token_count(figures.get(name)) * rate for name, rate in zip(TOKEN_FIELDS, price)) / 1e6
+    return round(dollars, 4), unpriced
+
+
 def print_token_table(rows: list[dict]) -> None:
     width = max([8, *(len(row["name"]) + 1 for row in rows)])
-    print(f"{'NAME':<{width}} {'INPUT':>12} {'OUTPUT':>12} {'CACHE_CREATION':>14} {'CACHE_READ':>14} {'TOTAL':>14}")
+    priced = any("cost_usd" in row for row in rows)
+    print(f"{'NAME':<{width}} {'INPUT':>12} {'OUTPUT':>12} {'CACHE_CREATION':>14} {'CACHE_READ':>14} {'TOTAL':>14}"
+          + ("         COST" if priced else ""))
     for row in rows:
+        cost = ""
+        if priced:
+            cost = f" {'$' + format(row.get('cost_usd', 0), ',.2f'):>12}"
+            cost += f" (unpriced: {', '.join(row['unpriced'])})" if row.get("unpriced") else ""
         print(f"{row['name']:<{width}} {row['input']:>12,} {row['output']:>12,} {row['cache_creation']:>14,} "
-              f"{row['cache_read']:>14,} {row['total']:>14,}")
+              f"{row['cache_read']:>14,} {row['total']:>14,}" + cost)
+    if priced:
+        print(f"(prices: the built-in table of {PRICES_DATED}, or [pricing]; $ per million tokens)")
 
 
 def phase_rows(cfg: Config, state: dict) -> dict:
@@ -6217,6 +6331,9 @@ examples:
   agents.py tokens --scan ~/.codex/sessions --json | jq .total""", cmd_tokens)
     sub.add_argument("--scan", nargs="+", metavar="PATH", help="total these transcript files or folders")
     sub.add_argument("--by", choices=("phase", "gate", "agent"), help="only phase rows, only gate rows, or per agent")
+    sub.add_argument("--cost", action="store_true",
+                     help=f"price the rows per model (a built-in table dated {PRICES_DATED}, or [pricing]); "
+                          f"unknown models are shown as unpriced")
     sub.add_argument("--json", action="store_true",
                      help='{"rows": [...], "total": {"input", "output", "cache_creation", "cache_read", "total"}}')
 

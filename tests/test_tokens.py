@@ -57,7 +57,7 @@ def test_one_response_counts_once_with_its_largest_figures_across_files(tmp_path
     copy = tmp_path / "b.jsonl"  # a resumed session's copy of the history, then one new response
     copy.write_bytes(lines(response("msg_1", 9, session="s2"), response("msg_3", 1, session="s2")))
     ag.read_transcript(copy, ag.TokenCursor(), ledger)
-    assert ledger.totals == {"s1": [20, 12, 0, 0], "s2": [10, 1, 0, 0]}
+    assert ag.split_models(ledger.totals)[0] == {"s1": [20, 12, 0, 0], "s2": [10, 1, 0, 0]}
 
 
 def test_a_torn_last_line_waits_for_the_rest_and_counts_once(tmp_path):
@@ -65,10 +65,10 @@ def test_a_torn_last_line_waits_for_the_rest_and_counts_once(tmp_path):
     whole = lines(response("msg_1", 5), response("msg_2", 7))
     path.write_bytes(whole[:-20])
     cursor = ag.read_transcript(path, ag.TokenCursor(), ledger)
-    assert ledger.totals["s1"] == [10, 5, 0, 0] and cursor.offset == whole.index(b"\n") + 1
+    assert ag.split_models(ledger.totals)[0]["s1"] == [10, 5, 0, 0] and cursor.offset == whole.index(b"\n") + 1
     path.write_bytes(whole)
     cursor = ag.read_transcript(path, cursor, ledger)
-    assert ledger.totals["s1"] == [20, 12, 0, 0] and cursor.offset == len(whole)
+    assert ag.split_models(ledger.totals)[0]["s1"] == [20, 12, 0, 0] and cursor.offset == len(whole)
     assert ag.read_transcript(path, cursor, ledger) == cursor  # nothing new: nothing read
 
 
@@ -80,7 +80,7 @@ def test_a_replaced_or_shrunk_file_is_read_again_without_counting_twice(tmp_path
     replacement.write_bytes(lines(response("msg_1", 5), response("msg_3", 1)))
     replacement.replace(path)  # a new inode, a shorter file
     cursor = ag.read_transcript(path, cursor, ledger)
-    assert ledger.totals["s1"] == [30, 13, 0, 0] and cursor.offset == path.stat().st_size
+    assert ag.split_models(ledger.totals)[0]["s1"] == [30, 13, 0, 0] and cursor.offset == path.stat().st_size
     path.unlink()
     assert ag.read_transcript(path, cursor, ledger) == cursor  # gone: left as it was
 
@@ -92,7 +92,7 @@ def test_synthetic_lines_and_garbage_count_nothing(tmp_path):
     path.write_bytes(b'not json "usage"\n[1, "usage"]\n' + lines(synthetic, {"type": "user", "usage": 5},
                                                                      response("msg_1", 2)))
     ag.read_transcript(path, ag.TokenCursor(), ledger)
-    assert ledger.totals == {"s1": [10, 2, 0, 0]}
+    assert ag.split_models(ledger.totals)[0] == {"s1": [10, 2, 0, 0]}
 
 
 def test_codex_rows_whose_totals_did_not_advance_are_skipped(tmp_path):
@@ -106,4 +106,29 @@ def test_codex_rows_whose_totals_did_not_advance_are_skipped(tmp_path):
                            row("t3", {"input_tokens": 250, "cached_input_tokens": 140, "output_tokens": 30})))
     ledger = ag.TokenLedger()
     ag.read_transcript(path, ag.TokenCursor(), ledger)
-    assert ledger.totals == {"cx1": [110, 30, 0, 140]}  # input excludes the cached part
+    assert ag.split_models(ledger.totals)[0] == {"cx1": [110, 30, 0, 140]}  # input excludes the cached part
+
+
+def test_cost_prices_each_model_by_its_longest_prefix_and_never_guesses(tmp_path):
+    path = tmp_path / "s.jsonl"
+    opus, mystery = response("msg_1", 1_000_000), response("msg_2", 500)
+    opus["message"]["model"] = "claude-opus-4-5-20251101"  # $25 per million output, $5 per million input
+    mystery["message"]["model"] = "claude-mystery-9"
+    opus["message"]["usage"]["input_tokens"] = 200_000
+    path.write_bytes(lines(opus, mystery))
+    out = subprocess.run([sys.executable, str(ag.Path(ag.__file__)), "tokens", "--scan", str(path), "--cost", "--json"],
+                         capture_output=True, text=True, timeout=60)
+    total = json.loads(out.stdout)["total"]
+    assert total["cost_usd"] == pytest.approx(25.0 + 1.0) and total["unpriced"] == ["claude-mystery-9"]
+    assert total["prices_dated"] == ag.PRICES_DATED
+    config = tmp_path / "agents.toml"  # [pricing] comes first, and may price a model the table does not know
+    config.write_text('[pricing]\n"claude-mystery" = { output = 2000 }\n"claude-opus-4-5" = { input = 1, output = 1 }\n'
+                      '[[service]]\nname = "x"\ncommand = "sleep 1"\n')
+    out = subprocess.run([sys.executable, str(ag.Path(ag.__file__)), "--config", str(config), "tokens", "--scan",
+                          str(path), "--cost", "--json"], capture_output=True, text=True, timeout=60)
+    total = json.loads(out.stdout)["total"]
+    assert total["cost_usd"] == pytest.approx(1.2 + 1.0) and total["unpriced"] == []
+    config.write_text('[pricing]\n"claude-x" = { output = "lots" }\n[[service]]\nname = "x"\ncommand = "sleep 1"\n')
+    bad = subprocess.run([sys.executable, str(ag.Path(ag.__file__)), "--config", str(config), "check"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "[pricing] claude-x.output: expected dollars per million tokens" in bad.stderr

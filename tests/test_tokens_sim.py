@@ -110,6 +110,12 @@ def test_tokens_command_lists_the_records_with_totals(tmp_path, capsys):
     assert ag.main(["--config", str(sim.config_path), "tokens", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [row["phase_id"] for row in out["rows"]] == ["p1"] and out["total"]["total"] == 110
+    assert out["rows"][0]["models"] == {"claude-sonnet-4-5": {"input": 100, "output": 10, "cache_creation": 0,
+                                                              "cache_read": 0, "total": 110}}
+    assert ag.main(["--config", str(sim.config_path), "tokens", "--cost", "--json"]) == 0
+    priced = json.loads(capsys.readouterr().out)
+    assert priced["total"]["cost_usd"] == pytest.approx((100 * 3 + 10 * 15) / 1e6, abs=1e-4)  # Sonnet 4.x rates
+    assert priced["rows"][0]["unpriced"] == []
 
 
 def test_a_phase_over_budget_pauses_its_loop_agents_until_the_budget_is_raised(tmp_path):
