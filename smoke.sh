@@ -125,6 +125,13 @@ print(p.get("current"), p.get("last_handoff") or "")' 2>/dev/null || true)
   agents phase show
   step "what the watchdog did"
   agents events -n 0 --kind handoff --kind ping --kind advance --kind sequence-complete
+  step "the token bill (per phase and gate, from the agents' transcripts)"
+  agents tokens
+  agents tokens --json | python3 -c "
+import json, sys
+rows = json.load(sys.stdin)['rows']
+phases = {row['phase_id'] for row in rows if not row.get('in_flight')}
+sys.exit(0 if {'p1', 'p2'} <= phases else 'smoke: the token log lacks a phase record: ' + ', '.join(sorted(phases)))"
   step "what the agents pushed"
   git --git-dir "$sandbox/builder-adversary/work/remote.git" log --reverse --format='%an %s' main
   step "down"
