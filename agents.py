@@ -6322,11 +6322,14 @@ folders searched for *.jsonl) and totals them per session and overall. Each API
 response counts once, with its largest figures, across all files (a response is
 written as one line per content block; a resumed session copies old lines);
 sub-agent files count; <synthetic> lines and a torn last line do not. INPUT is
-the uncached input; CACHE_WRITE and CACHE_READ are the cached parts.
+the uncached input; CACHE_CREATION and CACHE_READ are the cached parts.
+--cost prices the rows per model from a built-in table (its date is printed)
+or [pricing]; a model neither knows is listed as unpriced.
 
 examples:
   agents.py tokens
   agents.py tokens --by agent --json
+  agents.py tokens --cost
   agents.py tokens --scan ~/.claude/projects/-home-me-repo
   agents.py tokens --scan ~/.codex/sessions --json | jq .total""", cmd_tokens)
     sub.add_argument("--scan", nargs="+", metavar="PATH", help="total these transcript files or folders")
