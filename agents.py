@@ -3142,7 +3142,16 @@ class Team:
 
     def launch(self, unit: Agent | Service, state: dict, reason: str, now: float, resume: bool = False,
                panes: dict[str, Pane] | None = None, processes: ProcessTable | None = None) -> None:
-        """Start a unit's session (ending what is left of an old one) and note that it is starting.
+        """Start a unit's session (ending what is left of an old one) and note that it is starting."""
+        make_session = self.prepare_launch(unit, state, reason, now, resume, panes, processes)
+        self.store.save(state)  # the intent, before the session exists (the caller's transaction holds the lock)
+        make_session()
+
+    def prepare_launch(self, unit: Agent | Service, state: dict, reason: str, now: float, resume: bool = False,
+                       panes: dict[str, Pane] | None = None,
+                       processes: ProcessTable | None = None) -> Callable[[], None]:
+        """End what is left of a unit's old session and write its new life into ``state``; returns
+        what makes the new session, to be called once that state is saved.
 
         With ``resume``, an agent whose backend can resume comes back into its last conversation and
         gets a one-line note instead of its kickoff; otherwise it starts fresh with its kickoff.
@@ -3151,7 +3160,8 @@ class Team:
         A transaction: the new life (its kickoff, its lifecycle) is saved before the session is
         made, so a process killed in between leaves a record that says what is still to do — the
         next tick delivers the kickoff (or heals a session that never came) — not a live session
-        the state knows nothing about, whose kickoff nobody would ever send.
+        the state knows nothing about, whose kickoff nobody would ever send. (`up` of many units
+        saves once for all of them, then makes their sessions.)
         """
         self.stop(unit, panes, processes)
         record = record_of(state, unit.name)
@@ -3190,13 +3200,15 @@ class Team:
         record.conversing = bool(resumed)
         # Only a kickoff needs the prompt: without one (a service, a script-like task) it runs from here.
         transition(record, "starting" if record.kickoff else "running", reason, now, self.events, unit.name)
-        self.store.save(state)  # the intent, before the session exists (the caller's transaction holds the lock)
-        self.tmux.new_session(unit.session, argv, unit.folder, env, self.cfg.owner, self.cfg.state_dir / "launch",
-                              died_channel=died_channel(self.cfg))
-        record.fresh_next = False  # the session is made: a failed resume has had its fresh start
-        self.events.emit("start", unit.name, reason + (f"; resumed into session {resumed}" if resumed else ""),
-                         now=now, session=unit.session, argv=shlex.join(argv), session_id=session_id or resumed,
-                         resumed=resumed or None)
+
+        def make_session() -> None:
+            self.tmux.new_session(unit.session, argv, unit.folder, env, self.cfg.owner,
+                                  self.cfg.state_dir / "launch", died_channel=died_channel(self.cfg))
+            record.fresh_next = False  # the session is made: a failed resume has had its fresh start
+            self.events.emit("start", unit.name, reason + (f"; resumed into session {resumed}" if resumed else ""),
+                             now=now, session=unit.session, argv=shlex.join(argv), session_id=session_id or resumed,
+                             resumed=resumed or None)
+        return make_session
 
     def stop(self, unit: Agent | Service, panes: dict[str, Pane] | None = None,
              processes: ProcessTable | None = None) -> list[int]:
@@ -3380,10 +3392,15 @@ class Team:
             if keep_running:  # `up`: the watchdog may have healed one since `up` looked
                 units = [unit for unit in units if unit.session not in panes or panes[unit.session].dead]
             processes = ProcessTable.scan(config_marker(self.cfg))
+            sessions = []
             for unit in units:
                 # `up` brings back a unit that died meanwhile as a heal would: into its conversation.
                 died = keep_running and record_of(state, unit.name).lifecycle in ("running", "starting", "backoff")
-                self.launch(unit, state, reason, now, resume=resume or died, panes=panes, processes=processes)
+                sessions.append(self.prepare_launch(unit, state, reason, now, resume=resume or died, panes=panes,
+                                                    processes=processes))
+            self.store.save(state)  # every new life, before any session exists
+            for make_session in sessions:
+                make_session()
         agents = [unit for unit in units if isinstance(unit, Agent)]
         limit = timeout or max([self.cfg.backends[a.backend].ready_timeout for a in agents] or [0])
         began = time.monotonic()
