@@ -3546,14 +3546,8 @@ def processes_marked(marker: str, whole_config: bool = False) -> list[int]:
     """Pids whose environment carries ``AGENTS_PY_UNIT=marker`` — or, with ``whole_config``, any
     marker of that config (``marker`` is then ``config_marker``): what units left behind, daemons
     included."""
-    needle = f"AGENTS_PY_UNIT={marker}".encode()
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        with contextlib.suppress(OSError, ValueError):
-            items = (entry / "environ").read_bytes().split(b"\0")
-            if any(item == needle or (whole_config and item.startswith(needle)) for item in items):
-                found.append(int(entry.name))
-    return [pid for pid in found if pid != os.getpid()]
+    marked = ProcessTable.scan(marker).marked
+    return sorted(pid for key, pids in marked.items() if whole_config or key == marker for pid in pids)
 
 
 def end_processes(pids: Iterable[int], grace: float = 3.0) -> list[int]:
@@ -4439,6 +4433,8 @@ class Watchdog:
         self.stopping = False
         self.died_waiter: subprocess.Popen | None = None  # `tmux wait-for` on our pane-died channel
         self.repo_read_at = float("-inf")  # when the work repo was last fetched
+        self.sessions: set[str] = set()  # our units' sessions, and those the last tick saw dead
+        self.dead_seen: set[str] = set()
         self.book: TokenBook | None = None  # the agents' transcripts as read so far
         self.tokens_read_at = float("-inf")
 
@@ -4524,12 +4520,12 @@ class Watchdog:
         # git first, outside the state lock: a slow remote must not hold `status`, `send` or `restart`,
         # nor age the screens the checks decide on. It reads a snapshot of the state; check_phases
         # ignores a status file read for a phase that is no longer current.
-        repo = None
+        snapshot, repo = self.team.store.load(), None
         if now - self.repo_read_at >= cfg.watchdog.signal_interval or now < self.repo_read_at:
             # Once per interval, even when deadlines bring ticks sooner: a fetch is the costly part.
             self.repo_read_at = now
-            repo = self.observe_repo(cfg, self.team.store.load(), now)
-        tokens = self.observe_tokens(cfg, now, repo)
+            repo = self.observe_repo(cfg, snapshot, now)
+        tokens = self.observe_tokens(cfg, snapshot, now, repo)
         with self.team.store.transaction() as state:
             self.notice_clock_jump(state, now)
             try:
@@ -4540,6 +4536,8 @@ class Watchdog:
             if self.server_unreachable(cfg, state, seen):
                 return []
             seen.repo, seen.tokens = repo, tokens
+            self.sessions = {look.unit.session for look in seen.values()}
+            self.dead_seen = {look.unit.session for look in seen.values() if look.pane is not None and look.pane.dead}
             actions: list[Action] = []
             for check in WATCHDOG_CHECKS:
                 try:
@@ -4556,7 +4554,7 @@ class Watchdog:
                 self.book.save(now, force=any(action.records for action in actions))
         return actions
 
-    def observe_tokens(self, cfg: Config, now: float, repo: RepoView | None) -> dict[str, list[int]] | None:
+    def observe_tokens(self, cfg: Config, state: dict, now: float, repo: RepoView | None) -> dict[str, list[int]] | None:
         """Each agent's cumulative usage, read from what its transcripts gained since the last look:
         every ``heavy_interval``, and in any tick whose repo read may close a phase or a gate (new
         commits, a status file with the done marker), so records are exact to the tick; every tick
@@ -4565,7 +4563,7 @@ class Watchdog:
             or cfg.loop is not None and cfg.loop.phase_budget
         closing = repo is not None and (bool(repo.commits) or cfg.loop is not None and repo.status is not None
                                         and cfg.loop.done_marker in repo.status)
-        loop = loop_of(self.team.store.load())
+        loop = loop_of(state)
         unbased = cfg.loop is not None and cfg.loop.phases and not loop.token_phase and not loop.complete
         budget = cfg.watchdog.daily_budget or cfg.loop is not None and cfg.loop.phase_budget  # checked every tick
         if not wanted or not (closing or unbased or budget) and now - self.tokens_read_at < cfg.watchdog.heavy_interval:
@@ -4574,7 +4572,7 @@ class Watchdog:
         if self.book is None or self.book.path.parent != cfg.state_dir:
             self.book = TokenBook(cfg.state_dir / "tokens.json")
         try:
-            return self.book.read(cfg, self.team.store.load())
+            return self.book.read(cfg, state)
         except Exception as error:  # a transcript we cannot read must not stop the tick
             self.report_failure("tokens-failed", f"reading transcripts: {error!r}", now, traceback_text())
             return None
@@ -4701,12 +4699,8 @@ class Watchdog:
             panes = self.team.tmux.list_panes()
         except RuntimeFailure:
             return False  # the tick reports it
-        state = self.team.store.load()
-        for unit in self.cfg.units():
-            pane = panes.get(unit.session)
-            if pane is not None and pane.dead and record_of(state, unit.name).screen != "dead":
-                return True
-        return False
+        return any(pane.dead and session not in self.dead_seen for session, pane in panes.items()
+                   if session in self.sessions)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stopping = True
@@ -5036,11 +5030,12 @@ def _claude_usage_fast(data: bytes, start: int, stop: int,
     if found_id is None or model is None or FIELD_AT["requestId"].search(data, start, message):
         return None
     begin = usage_match.end() - 1
+    chunk = data[begin:min(begin + 4096, stop)].decode("utf-8", "replace")
     try:
-        usage, length = USAGE_DECODER.raw_decode(data[begin:min(begin + 4096, stop)].decode("utf-8", "replace"))
+        usage, length = USAGE_DECODER.raw_decode(chunk)
     except ValueError:
         return None
-    closed = begin + len(data[begin:min(begin + 4096, stop)].decode("utf-8", "replace")[:length].encode())
+    closed = begin + len(chunk[:length].encode())
     if not isinstance(usage, dict) or data[closed:closed + 1] != b"}":
         return None  # the usage found is not the one that closes the message
     kind = data.find(b'"type":"', start, message)
