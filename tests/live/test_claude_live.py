@@ -1,6 +1,6 @@
 """Live: the REAL Claude Code CLI, driven through agents.py's command line.
 
-The pinned CLI (tests/live/package-lock.json) runs offline against
+The pinned CLI (tests/live/pins/claude-code/package-lock.json) runs offline against
 ``mock_anthropic.MockAnthropic``, in tmux on a private socket, with a sandbox
 HOME prepared as REAL-AGENTS.md says (onboarding done, key approved, folder
 trusted) but the bypass-permissions warning left for the ``claude`` preset to
