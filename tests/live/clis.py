@@ -70,10 +70,11 @@ class Cli:
     package: str                      # npm package or PyPI distribution
     binary: Callable[[Path], Path]    # the binary, given the install folder
     manager: str = "npm"              # "npm" or "pip"
+    pins_dir: Path | None = None      # where its pins are, if not pins/<name>
 
     @property
     def pins(self) -> Path:
-        return PINS / self.name
+        return self.pins_dir or PINS / self.name
 
 
 CLIS: dict[str, Cli] = {cli.name: cli for cli in (
