@@ -756,10 +756,11 @@ class CodexReader:
 class Transcript:
     """One transcript file being read: where we are in it and how it reads."""
 
-    def __init__(self, path: Path, number: int, debug: bool = False) -> None:
+    def __init__(self, path: Path, number: int, debug: bool = False, usage_only: bool = False) -> None:
         self.path = path
         self.number = number  # unique per run: the ledger's handle for this file
         self.debug = debug
+        self.usage_only = usage_only  # --totals: a Claude line without usage is not decoded
         self.offset = 0  # bytes consumed (complete lines only)
         self.lineno = 0  # lines consumed
         self.reader: ClaudeReader | CodexReader | None = None
@@ -791,9 +792,20 @@ class Transcript:
             lines.pop()  # the empty piece after the last newline
         for raw in lines:
             self.lineno += 1
-            if raw.strip():
+            if self.usage_only and isinstance(self.reader, ClaudeReader) and b'"usage"' not in raw:
+                self._note_time(raw)
+            elif raw.strip():
                 events += self.read_line(raw)
         return events, None
+
+    def _note_time(self, raw: bytes) -> None:
+        """The line's own timestamp (Claude writes it after the message, as the last top-level
+        string field but a tool result's), read without decoding the line."""
+        at = raw.rfind(b'"timestamp":')
+        start = raw.find(b'"', at + 12) + 1 if at >= 0 else 0
+        when = parse_timestamp(raw[start:raw.find(b'"', start)].decode("ascii", "replace")) if start else None
+        if when and (self.last_time is None or when > self.last_time):
+            self.last_time = when
 
     def read_line(self, raw: bytes) -> list[Event]:
         try:
@@ -1071,7 +1083,8 @@ class Run:
 
     def transcript(self, path: Path) -> Transcript:
         if path not in self.files:
-            self.files[path] = Transcript(path, len(self.files), self.options.debug)
+            self.files[path] = Transcript(path, len(self.files), self.options.debug,
+                                          usage_only=self.options.totals_only and not self.options.debug)
         return self.files[path]
 
     def pump(self, path: Path, final: bool) -> bool:

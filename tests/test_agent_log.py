@@ -736,3 +736,12 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path):
     _, err = producer.communicate(timeout=30)
     assert first.startswith("--:--:-- SYS     file ")
     assert producer.returncode == 0 and "Traceback" not in err and "Error" not in err
+
+
+def test_totals_skip_lines_without_usage_yet_print_what_the_full_read_prints():
+    """--totals decodes only the Claude lines that carry usage; its TOTAL lines (figures and
+    times) are those of the full read (--debug reads every line)."""
+    quick = render("--totals", FIXTURES.parent)
+    full = [line for line in render("--totals", "--debug", FIXTURES.parent) if " TOTAL " in line]
+    assert quick == full
+    assert len(quick) > 10 and quick[-1].split()[1] == "TOTAL" and "responses=" in quick[-1]
