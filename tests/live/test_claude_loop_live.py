@@ -5,7 +5,9 @@ pinned CLI on the built-in ``claude`` preset (only ``command`` and the sandbox e
 claude_team does), each in its own clone of a local bare remote, under agents.py's watchdog
 (private tmux socket, ``signal_interval = 1``). Each agent talks to its own mock model (two
 MockAnthropic instances on two ports; the agent's ``env`` points ``ANTHROPIC_BASE_URL`` at its
-own), so what each mock saw is what that agent was sent, whatever the order of their turns.
+own), so what each mock saw is what that agent was sent, whatever the order of their turns
+(the second mock tags its ids ``msg_mockrev_<n>``: message ids must not collide, or the token
+reader, which counts each id once, would rightly drop one agent's usage).
 The mocks answer with Bash ``tool_use`` blocks, so the CLI itself does the git work:
 
   p1  builder kickoff → commits ``claim(g1): …`` and pushes → the watchdog pings the adversary
@@ -74,7 +76,7 @@ class LoopTeam(ClaudeTeam):
 
     def __init__(self, binary: Path, root: Path) -> None:
         super().__init__(binary, root, "loop")
-        self.mocks = {"builder": self.mock, "adversary": MockAnthropic().start()}
+        self.mocks = {"builder": self.mock, "adversary": MockAnthropic(tag="mockrev").start()}
         self.remote = root / "remote.git"
         subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(self.remote)], check=True)
         git(self.repo, "remote", "add", "origin", str(self.remote))
