@@ -286,8 +286,11 @@ class MockAnthropic:
     """The mock server. Thread-safe; every public method may be called any time."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, verbose: bool = False,
-                 default: Callable[[dict[str, Any]], str] | None = None):
+                 default: Callable[[dict[str, Any]], str] | None = None, tag: str = "mock"):
+        """``tag`` names the served ids (``msg_<tag>_<n>``, ``req_<tag>_<n>``, ``toolu_<tag>_<n>``): two
+        mocks behind one transcript reader need distinct tags, as real message ids are unique."""
         self.host = host
+        self.tag = tag
         self._want_port = port
         self.verbose = verbose
         self._default = default
@@ -603,18 +606,18 @@ class MockAnthropic:
             sse.close()
             return
         n = self._next_number()
-        msg_id = f"msg_mock_{n}"
+        msg_id = f"msg_{self.tag}_{n}"
         usage = {**usage_for(n), **(turn.usage or {})}
         blocks: list[dict[str, Any]] = []
         if turn.text:
             blocks.append({"type": "text", "text": turn.text})
         if turn.kind == "tool_use":
-            blocks.append({"type": "tool_use", "id": f"toolu_mock_{n}", "name": turn.tool_name,
+            blocks.append({"type": "tool_use", "id": f"toolu_{self.tag}_{n}", "name": turn.tool_name,
                            "input": turn.tool_input})
         stop_reason = "tool_use" if turn.kind == "tool_use" else "end_turn"
         served = {"id": msg_id, "kind": kind, "model": model, "seq": rec["seq"],
                   "stop_reason": stop_reason, "usage": dict(usage), "complete": False}
-        headers = {"request-id": f"req_mock_{n}", **turn.headers}
+        headers = {"request-id": f"req_{self.tag}_{n}", **turn.headers}
         wire_usage = {**usage, "cache_creation": {
             "ephemeral_5m_input_tokens": usage["cache_creation_input_tokens"],
             "ephemeral_1h_input_tokens": 0}, "service_tier": "standard"}
