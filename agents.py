@@ -5381,6 +5381,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                                   " (`agents.py watchdog` or `up` without --no-watchdog delivers it)"))
             continue
         print(f"{unit.name}: already running in session {unit.session}")
+    if to_start:
+        take_handoff_baseline(cfg, team)
     try:
         ok = team.bring_up(to_start, "up", keep_running=True) if to_start else True
     except (RuntimeFailure, OSError) as error:
@@ -5399,6 +5401,26 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not args.no_watchdog:
         ok = start_watchdog_process(cfg) and ok
     return EXIT_OK if ok else EXIT_RUNTIME
+
+
+def take_handoff_baseline(cfg: Config, team: Team) -> None:
+    """Before ``up`` starts an agent, the remote head the hand-off reads on from: a claim pushed while
+    ``up`` still runs (a quick Builder's first) is then pinged, not taken for old history. A remote
+    that cannot be read now leaves the baseline to the watchdog's first look."""
+    if cfg.loop is None or not has_handoff(cfg) or loop_of(team.store.load()).baseline:
+        return
+    git, where = Git(cfg.loop.folder), f"{cfg.loop.remote}/{cfg.loop.branch}"
+    try:
+        git.fetch(cfg.loop.remote, cfg.loop.branch)
+        head = git.head(cfg.loop.remote, cfg.loop.branch)
+    except (RuntimeFailure, OSError):
+        return
+    with team.store.transaction() as state:
+        loop = loop_of(state)
+        if head and not loop.baseline:
+            loop.baseline = head
+            team.events.emit("handoff-baseline", "", f"hand-off baseline: {where} at {head[:7]}, taken by `up` "
+                                                     f"before any agent started (older history pings nobody)")
 
 
 def cmd_down(args: argparse.Namespace) -> int:

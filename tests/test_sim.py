@@ -845,8 +845,7 @@ def test_long_run_seven_days_twenty_agents_with_faults(tmp_path, monkeypatch):
         numbers = [int(n) for e in sim.events("start", agent.name) for n in re.findall(r"restart #(\d+)", e["reason"])]
         assert numbers == list(range(1, len(numbers) + 1)), (agent.name, numbers)
         assert sim.record(agent.name).restarts == (numbers[-1] if numbers else 0), agent.name
-    if DAYS >= 7:
-        assert wall < 60, f"the long run took {wall:.0f}s"
+    # Its speed is bench/watchdog_day.py's figure, not a timed assertion: a loaded CI machine must not fail it.
 
 
 # =============================================================================================

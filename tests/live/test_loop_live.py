@@ -440,3 +440,19 @@ def test_a_phase_over_its_budget_pauses_the_loop_agents_until_the_budget_is_rais
     wait_for(lambda: project.events("budget-ok"), timeout=30, message="resumed once the budget is raised")
     team.wait_received("rev1", "claim(g1)")
     assert len(project.events("budget-pause")) == 1
+
+
+def test_a_claim_pushed_while_up_still_runs_is_pinged_not_taken_for_history(team):
+    """`up` takes the hand-off baseline before it starts any agent, so a quick Builder's first claim,
+    pushed before the watchdog's first look, is pinged like any other."""
+    result = team.project.run("up", "--no-watchdog")
+    assert result.returncode == 0, result.stdout + result.stderr
+    baseline = team.project.events("handoff-baseline")
+    assert len(baseline) == 1 and "taken by `up` before any agent started" in baseline[0]["reason"], baseline
+    claim = team.push("claim(parser): pushed before the watchdog ever looked")
+    result = team.project.run("up")  # nothing to start; the watchdog starts now
+    assert "watchdog: started" in result.stdout, result.stdout
+    for name in ("rev1", "rev2"):
+        team.wait_received(name, claim[:7])
+    assert len(team.project.events("handoff-baseline")) == 1
+    no_failures(team.project)
