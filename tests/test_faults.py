@@ -308,7 +308,7 @@ def test_values_that_would_hang_or_spin_are_refused_at_load(project, body, expec
     project.write('[[service]]\nname = "web"\ncommand = "sleep 300"\n' + body)
     began = time.monotonic()
     result = project.run("check", timeout=10)
-    assert time.monotonic() - began < 2
+    assert time.monotonic() - began < 8  # a spinning regex would take minutes; a loaded machine, a second or two
     assert any(expected in line for line in one_short_error(result)), result.stderr
 
 
@@ -382,7 +382,7 @@ def test_every_bad_input_is_one_short_line_and_exit_2(project, hostile, case):
         for command in ("check", "up"):
             began = time.monotonic()
             result = project.run(command, timeout=20)
-            assert time.monotonic() - began < 2, (command, "took too long")
+            assert time.monotonic() - began < 8, (command, "took too long: it hangs on this input")
             lines = one_short_error(result)
             assert any(expected in line for line in lines), (case, lines)
         assert not socket_file(project.socket).exists() and project.sessions() == []
