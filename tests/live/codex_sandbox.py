@@ -18,6 +18,9 @@ tests/fixtures/screens/codex-0.171.0-live/):
   --listen unix:// --managed-daemon`` and a ``codex app-server daemon pid-update-loop``, both
   reparented to init, both with the CLI's environment (so agents.py's AGENTS_PY_UNIT marker too).
 - Rollouts record only the main turns' usage (``token_count`` events), not the title request.
+- No flag sets the session id. The rollout (``rollout-<time>-<id>.jsonl``, first line ``session_meta``
+  with ``payload.id``) appears only with the first turn, not at start. ``codex [flags] resume <id>``
+  reopens it offline (the old turns on screen and in the next request) and appends to the same file.
 """
 
 from __future__ import annotations
