@@ -765,31 +765,50 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
         "resume_args": ["--resume", "{session_id}"],
     },
     "codex": {
-        "command": ["codex"],
+        # The bypass flag: unattended, an approval prompt would stop the agent. --no-daemon: no
+        # background "codex app-server --managed-daemon" that outlives the CLI and its session.
+        "command": ["codex", "--dangerously-bypass-approvals-and-sandbox", "--no-daemon"],
         "command_chars": "/",
         "space_chars": "!",
         "submit_delay": 0.4,  # typing then Enter within ~120 ms reads as a paste: the Enter becomes a newline
-        "busy": [r"esc to interrupt"],  # "• Working (3s • esc to interrupt)"
-        "idle": [r"^›\s?(?P<input>.*)$"],  # "› Ask Codex to do anything" (a placeholder)
+        # The status line above the input box, its spinner blinking "•"/"◦": "• Working (3s • esc to interrupt)",
+        # "◦ Working (3s • esc to interrupt) · 1 background terminal running · /ps to view · /stop to close".
+        # Anchored to that shape: a reply quoting "esc to interrupt" is no busy marker.
+        "busy": [r"^\s*[•◦]\s+\S[^()]*\([^()]*\besc to interrupt\)(\s*·.*)?$"],
+        "idle": [r"^›\s?(?P<input>.*)$"],  # "› Ask Codex to do anything" (a placeholder); echoed messages look the same
         "placeholders": [r"^Ask Codex to do anything$", r"^Find and fix a bug in @filename$", r"^(Explain|Summarize|Improve|Write) .*$"],
-        "dialog": [r"press enter to confirm or esc to cancel", r"(?i)allow command\?", r"\[y/n\]",
-                   r"Do you trust the contents of this directory"],
-        "dialog_keys": {},
+        "dialog": [
+            r"^\s*Trust this folder\? Codex can",  # 0.171 first start in a folder not yet trusted (fixture 01)
+            r"^\s*(?i:enter) (continue|to confirm|to select)\b.*·\s*(?i:esc) (back|to cancel|to go back)\s*$",  # "enter continue · esc back"
+            r"(?i)^\s*press enter to confirm or esc to cancel",  # approval menu footer: "Press enter to confirm or esc to cancel"
+            r"^\s*Would you like to run the following command\?",  # approval question (0.171)
+            r"(?i)^\s*allow command\?", r"\[y/n\]\s*$",  # older versions
+            r"^\s*Do you trust the contents of this directory",  # older versions' trust question
+            r"·\s*esc dismiss & close\b",  # the F2 warnings panel: "k keep & next · esc dismiss & close · ^o copy"
+        ],
+        # "› 1. Trust and continue" is selected: Enter trusts the folder (the choice is saved in config.toml).
+        "dialog_keys": {r"^›\s*1\. Trust and continue$": ["Enter"]},
         # Codex marks its notices "■" (errors), "⚠" (warnings), "▌" and "🖐" (older versions) after the BULLET.
         "limit": [
-            # "■ You've hit your usage limit. … try again at 3:23 PM.", "You have reached the usage limit. … try again after September 6, 2026, 11:15."
+            # "■ You’ve hit your usage limit. Upgrade to Pro (…) or try again at Dec 3rd, 2026 12:25 AM." (0.171, fixture 09),
+            # "You have reached the usage limit. … try again after September 6, 2026, 11:15."
             BULLET + r"([■▌🖐⚠]\s*)?You(['’]ve| have) (hit|reached) (your|the) usage limit",
             BULLET + r"([■▌⚠]\s*)?You['’]re out of Codex messages",  # "You’re out of Codex messages" / "Your rate limit resets on Apr 25, 2026, 12:54 AM."
             BULLET + r"([■▌⚠]\s*)?Usage limit reached",  # "▌ Usage limit reached" / "Redeem usage limit reset" (a reset credit: never redeemed automatically)
             BULLET + r'([■▌⚠]\s*)?\{"error":\s*\{"type":\s*"usage_limit_reached"',  # '{"error":{"type":"usage_limit_reached",…,"resets_at":1775317531}}'
         ],
         "rate_limit": [
-            # "■ exceeded retry limit, last status: 429 Too Many Requests", "rate limited (status 429 Too Many Requests), retry after 3s"
+            # "■ exceeded retry limit, last status: 429 Too Many Requests" (0.171 after its own retries, which
+            # show only "◦ Working (…)"), "rate limited (status 429 Too Many Requests), retry after 3s"
             BULLET + r"([■▌⚠]\s*)?(stream error|exceeded retry limit|rate limited).*\b(429|Too Many Requests)\b",
             BULLET + r"([■▌⚠]\s*)?We['’]re currently experiencing high demand",  # "We're currently experiencing high demand, which may cause temporary errors."
         ],
         "self_resume": [
-            BULLET + r"Re-?connecting\.\.\. \d+/\d+",  # "• Reconnecting... 4/5 (21s • esc to interrupt)": Codex retries its stream by itself
+            r"^[\s•◦]*Re-?connecting\.\.\. \d+/\d+ \([^()]*esc to interrupt\)",  # "• Reconnecting... 4/5 (21s • esc to interrupt)": Codex retries its stream by itself
+            # "◦ Reconnecting... waiting for network (7s • esc to interrupt)": no server reachable; Codex waits
+            # without end and resumes by itself when it is back. Not busy (no work is done) and nothing to
+            # type: the watchdog stands down and reports the banner ("the CLI resumes by itself").
+            r"^[\s•◦]*Re-?connecting\.\.\. waiting for network \([^()]*esc to interrupt\)",
         ],
         "manual_limit": [
             BULLET + r"([■▌⚠]\s*)?You['’]re out of credits",  # "▌ You're out of credits. Your workspace is out of credits. Add credits to continue."

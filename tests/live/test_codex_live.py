@@ -1,0 +1,344 @@
+"""Live: the REAL Codex CLI (pinned in tests/live/pins/codex), driven through agents.py's command line.
+
+Codex runs offline against ``mock_openai.MockOpenAI`` (a custom model provider in a sandbox
+``CODEX_HOME/config.toml``, see codex_sandbox.py), in tmux on a private socket. The config is the
+built-in ``codex`` preset with only ``command``'s program pointed at the pinned binary (the preset's
+flags kept) and the sandbox env: no pattern is overridden, so these tests prove the preset.
+The main agent's folder is NOT trusted in its CODEX_HOME: the preset must answer the trust question.
+
+One ``up`` per module (the ``rig`` fixture); each test waits for the agent to be ready first.
+
+  a  ``up`` answers ``Trust this folder?`` (Enter), the kickoff reaches the model verbatim,
+     ``status`` reads busy during a held turn and idle after; a slow turn reads busy then idle
+  c  an ``exec_command`` function call really commits in the agent's repo
+  d  429s: busy while Codex retries, ``limited (API rate limit)`` once it gives up, never idle;
+     a ``usage_limit_reached`` answer reads ``limited until …`` with the reset parsed (status --json)
+  e  ``tokens --scan`` over the rollouts equals the usage the mock served for the main turns
+  z  an agent started WITHOUT ``--no-daemon`` leaves ``codex app-server --managed-daemon``
+     behind; ``down`` ends it (by its marker) and every other process of both sandboxes
+
+Skipped loudly ("REAL CODEX SKIPPED …") when the CLI cannot be had, unless AGENTS_REQUIRE_REAL_CLI=1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import clis  # noqa: E402
+import codex_sandbox as cx  # noqa: E402
+from claude_team import LiveProject, git, make_repo, toml_env  # noqa: E402
+from conftest import marked_pids  # noqa: E402
+from conftest import agents as ag  # noqa: E402
+from mock_openai import MockOpenAI  # noqa: E402
+
+KICKOFF = "You are {name}: reply \"ready\" & don't run $(anything) or `this`; wait for work."
+KICKOFF_RENDERED = KICKOFF.replace("{name}", "main")
+
+
+class CodexProject(LiveProject):
+    """No OPENAI_*/CODEX_* variable of the caller reaches the agents."""
+
+    def env(self) -> dict[str, str]:
+        return {key: value for key, value in super().env().items() if not key.startswith(cx.SCRUB_PREFIXES)}
+
+
+class Rig:
+    def __init__(self, binary: Path, root: Path, terminal) -> None:
+        self.binary, self.root, self.terminal = binary, root, terminal
+        self.project = CodexProject(root, f"agt-codex-{os.getpid()}-{secrets.token_hex(3)}")
+        self.repo = make_repo(root / "repo")
+        self.daemon_repo = make_repo(root / "daemon-repo")
+        self.mock, self.side_mock = MockOpenAI().start(), MockOpenAI().start()
+        self.codex_home = cx.prepare_codex_home(root / "codex-main", self.mock.base_url)  # trusts nothing
+        self.daemon_home = cx.prepare_codex_home(root / "codex-daemon", self.side_mock.base_url,
+                                                 trusted=[self.daemon_repo])
+        self.timings: dict[str, float] = {}
+        self.facts: dict[str, object] = {}
+        preset = ag.BACKEND_PRESETS["codex"]["command"]
+        assert preset[1:] == ["--dangerously-bypass-approvals-and-sandbox", "--no-daemon"], preset
+        command = [str(binary), *preset[1:]]
+        daemon_command = [c for c in command if c != "--no-daemon"]
+        self.project.write(f"""
+            [backend.codex]
+            command = {json.dumps(command)}
+            env = {toml_env(cx.codex_env(root / "home", self.codex_home))}
+
+            # The same preset, but the background app-server daemon allowed.
+            [backend.codex-daemon]
+            preset = "codex"
+            command = {json.dumps(daemon_command)}
+            env = {toml_env(cx.codex_env(root / "home", self.daemon_home))}
+
+            [[agent]]
+            name = "main"
+            backend = "codex"
+            cwd = "repo"
+            prompt = {json.dumps(KICKOFF)}
+
+            [[agent]]
+            name = "daemon"
+            backend = "codex-daemon"
+            cwd = "daemon-repo"
+            prompt = "daemon kickoff"
+            """)
+
+    def run(self, *args: str, timeout: float = 180):
+        return self.project.run(*args, timeout=timeout)
+
+    def row(self, name: str = "main") -> dict:
+        return next(r for r in self.project.status()["agents"] if r["name"] == name)
+
+    def state(self, name: str = "main") -> str:
+        return self.row(name)["state"]
+
+    def screen(self, name: str = "main") -> str:
+        return self.project.capture(f"t-{name}")
+
+    def wait(self, what: str, predicate, timeout: float = 30.0, interval: float = 0.3, name: str = "main"):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                with contextlib.suppress(Exception):
+                    state = self.state(name)
+                pytest.fail(f"timed out after {timeout}s waiting for {what}; state {locals().get('state')!r}; "
+                            f"screen:\n{self.screen(name)}")
+            time.sleep(interval)
+
+    def ready(self, name: str = "main", timeout: float = 60.0) -> str:
+        """Idle (or limited after a given-up or limit answer) twice in a row."""
+        last = None
+
+        def settled() -> bool:
+            nonlocal last
+            state = self.state(name)
+            ok = state == "idle" or state.startswith("limited")
+            stable = ok and state == last
+            last = state if ok else None
+            return stable
+
+        self.wait(f"{name} ready", settled, timeout=timeout, name=name)
+        return last or ""
+
+    def send(self, text: str, name: str = "main"):
+        return self.run("send", name, text, timeout=120)
+
+    def leftovers(self) -> list[int]:
+        return cx.sandbox_pids(self.codex_home) + cx.sandbox_pids(self.daemon_home)
+
+    def cleanup(self) -> None:
+        try:
+            self.project.cleanup()
+            for pid in self.leftovers():  # ours by their CODEX_HOME; only if the marker missed one
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        finally:
+            self.mock.stop()
+            self.side_mock.stop()
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory, request):
+    binary = clis.require("codex")
+    rig = Rig(binary, tmp_path_factory.mktemp("codex-live"), request.config.pluginmanager.get_plugin("terminalreporter"))
+    try:
+        started = time.monotonic()
+        gate = rig.mock.hold("kickoff answered: ready")
+        rig.facts["up"] = rig.run("up", "--no-watchdog", "main")
+        held = []
+        for _ in range(4):
+            held.append(rig.state())
+            time.sleep(0.25)
+        rig.facts["held_states"] = held
+        gate.set()
+        try:
+            rig.facts["after_state"] = rig.ready(timeout=30)
+        except BaseException as exc:  # noqa: BLE001 - test a reports it
+            rig.facts["after_state"] = f"not ready: {exc}"
+        rig.timings["a: up + trust dialog + held kickoff + idle (fixture)"] = round(time.monotonic() - started, 2)
+        yield rig
+    finally:
+        try:
+            rig.cleanup()
+        finally:
+            report(rig, request)
+
+
+def report(rig: Rig, request) -> None:
+    lines = ["codex-live wall times (s):", *(f"  {secs:7.2f}  {name}" for name, secs in rig.timings.items()),
+             f"  {sum(rig.timings.values()):7.2f}  total"]
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if rig.terminal is not None:
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            rig.terminal.write_line("")
+            for line in lines:
+                rig.terminal.write_line(line)
+    if os.environ.get("AGENTS_LIVE_TIMINGS"):
+        Path(os.environ["AGENTS_LIVE_TIMINGS"]).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.fixture(autouse=True)
+def timed(request):
+    started = time.monotonic()
+    yield
+    rig = request.node.funcargs.get("rig")
+    if rig is not None:
+        rig.timings[request.node.name] = round(time.monotonic() - started, 2)
+
+
+# ----------------------------------------------------------------------------
+# a. up: the trust question answered, the kickoff verbatim, busy then idle
+# ----------------------------------------------------------------------------
+
+def test_a_up_answers_trust_dialog_and_delivers_kickoff(rig):
+    up = rig.facts["up"]
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "kickoff delivered" in up.stdout, up.stdout
+    dialogs = rig.project.events("dialog", "main")
+    assert len(dialogs) == 1, dialogs
+    assert dialogs[0]["keys"] == "Enter" and "Trust this folder?" in dialogs[0]["reason"], dialogs[0]
+    # Codex saved the answer: the folder is trusted now.
+    assert f'[projects."{rig.repo.resolve()}"]' in (rig.codex_home / "config.toml").read_text()
+    start = rig.project.events("start", "main")[0]
+    assert start["argv"].startswith(f"{rig.binary} --dangerously-bypass-approvals-and-sandbox --no-daemon"), start
+    assert rig.mock.user_texts()[0] == KICKOFF_RENDERED, rig.mock.user_texts()
+    assert all(state == "busy" for state in rig.facts["held_states"]), rig.facts["held_states"]
+    assert rig.facts["after_state"] == "idle", rig.facts["after_state"]
+    assert "kickoff answered: ready" in rig.screen()
+    # The title request is a side call: it took nothing from the queue.
+    assert rig.mock.requests("side"), [r["kind"] for r in rig.mock.requests()]
+
+
+def test_a_slow_turn_reads_busy_then_idle(rig):
+    rig.ready()
+    rig.mock.slow("slow answer arrived", delay=4)
+    started = time.monotonic()
+    assert rig.send("take your time").returncode == 0
+    readings = []
+    while time.monotonic() - started < 40:
+        readings.append((round(time.monotonic() - started, 2), rig.state()))
+        if readings[-1][1] == "idle" and "slow answer arrived" in rig.screen():
+            break
+    assert readings[-1][1] == "idle", readings
+    busy = [moment for moment, state in readings if state == "busy"]
+    assert busy and busy[-1] >= 2.5, readings  # the model's 4 s of silence read as busy
+    assert all(state in ("busy", "idle") for _, state in readings), readings
+    assert "Worked for" in rig.screen()
+
+
+# ----------------------------------------------------------------------------
+# c. a function call runs a real command
+# ----------------------------------------------------------------------------
+
+def test_c_function_call_commits_in_the_repo(rig):
+    rig.ready()
+    rig.mock.command("git commit --allow-empty -m from-codex-live", then="committed it.")
+    assert rig.send("make an empty commit").returncode == 0
+    rig.wait("the commit", lambda: "from-codex-live" in git(rig.repo, "log", "--format=%s").stdout, timeout=60)
+    rig.wait("the answer after the tool", lambda: "committed it." in rig.screen(), timeout=60)
+    assert rig.ready() == "idle"
+    outputs = rig.mock.function_outputs()
+    assert any("from-codex-live" in json.dumps(item) for item in outputs), outputs
+    call = next(s["call"] for s in rig.mock.served("main") if s.get("call"))
+    assert call["name"] == "exec_command", call
+
+
+# ----------------------------------------------------------------------------
+# d. limits
+# ----------------------------------------------------------------------------
+
+def test_d_429_retries_then_rate_limited(rig):
+    rig.ready()
+    rig.mock.error(429, times=20, delay=1.5)
+    assert rig.send("this will be rate limited").returncode == 0
+    seen = []
+
+    def gave_up() -> bool:
+        seen.append(rig.state())
+        return seen[-1] == "limited (API rate limit)"
+
+    rig.wait("the 429 give-up", gave_up, timeout=90)
+    rig.mock.clear()
+    assert "exceeded retry limit, last status: 429" in rig.screen()
+    assert "busy" in seen, seen  # Codex's own retries show "◦ Working (…)"
+    assert "idle" not in seen, seen  # never idle while Codex retried
+    assert set(seen) <= {"busy", "limited (API rate limit)"}, seen
+
+
+def test_d_usage_limit_reads_limited_with_its_reset(rig):
+    rig.ready()
+    resets = (int(time.time()) // 60 + 190) * 60  # whole minutes: the screen shows "12:25 AM"
+    rig.mock.usage_limit(resets)
+    assert rig.send("and now the usage limit").returncode == 0
+    def limited_row() -> dict | None:
+        row = rig.row()
+        return row if row["state"].startswith("limited until") else None
+
+    row = rig.wait("limited until", limited_row, timeout=60)
+    assert "hit your usage limit" in rig.screen()
+    assert datetime.fromisoformat(row["limited_until"]).timestamp() == resets, (row, resets)
+    rig.facts["limit_row"] = row
+
+
+# ----------------------------------------------------------------------------
+# e. tokens from the rollouts
+# ----------------------------------------------------------------------------
+
+def test_e_rollout_tokens_equal_what_was_served(rig):
+    files = cx.rollouts(rig.codex_home)
+    assert len(files) == 1, files
+    meta = cx.session_meta(files[0])
+    assert meta["cwd"] == str(rig.repo.resolve()), meta
+    result = rig.run("tokens", "--scan", str(rig.codex_home / "sessions"), "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    total = json.loads(result.stdout)["total"]
+    served = rig.mock.served_usage_total("main")
+    # agents.py: input = Codex input minus its cached part; cache_read = cached; output includes reasoning.
+    assert total["input"] + total["cache_read"] == served["input"], (total, served)
+    assert total["cache_read"] == served["cached"], (total, served)
+    assert total["output"] == served["output"], (total, served)
+    assert total["cache_creation"] == 0
+    # The title request's usage is not in the rollout.
+    assert rig.mock.served_usage_total("side")["responses"] >= 1
+
+
+# ----------------------------------------------------------------------------
+# z. down ends everything, the daemon a CLI leaves behind included
+# ----------------------------------------------------------------------------
+
+def test_z_down_ends_the_daemon_and_every_process(rig):
+    up = rig.run("up", "--no-watchdog", "daemon")
+    assert up.returncode == 0, up.stdout + up.stderr
+    rig.wait("the daemon agent's kickoff", lambda: "daemon kickoff" in rig.side_mock.user_texts(), timeout=60,
+             name="daemon")
+
+    def daemons() -> list[int]:
+        return [pid for pid in cx.sandbox_pids(rig.daemon_home) if "--managed-daemon" in cx.cmdline(pid)]
+
+    found = rig.wait("the app-server daemon", daemons, timeout=30, name="daemon")
+    assert not [pid for pid in cx.sandbox_pids(rig.codex_home) if "app-server" in cx.cmdline(pid)]  # --no-daemon
+    marked = set(marked_pids(rig.project.config))
+    assert set(found) <= marked, (found, marked)  # the daemon carries the agent's marker
+    before = rig.leftovers()
+    down = rig.run("down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    rig.wait("no process of either sandbox", lambda: not rig.leftovers(), timeout=30)
+    assert rig.project.sessions() == []
+    assert not marked_pids(rig.project.config)
+    rig.facts["down_ended"] = [(pid, cx.cmdline(pid)) for pid in before]
