@@ -547,6 +547,9 @@ class Backend:
                                         "resume where resume_args are known", check=as_choice(*RESTART_MODES))
     ready_timeout: float = setting(90.0, doc="seconds to wait for the prompt before giving up on a kickoff",
                                    check=as_number(1, DAY))
+    ready_settle: float = setting(1.0, doc="seconds a starting agent's prompt must stay in view before its kickoff "
+                                           "is typed (a CLI may draw its prompt, then a start-up dialog over it)",
+                                  check=as_number(0, 60))
     screen_lines: int = setting(12, doc="bottom non-blank screen lines the classifier reads", check=as_count(1, 200))
     preset: str = setting("", doc="built-in preset this backend starts from (default: its own name, else 'shell')",
                           check=as_text)
@@ -771,6 +774,9 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
         "command_chars": "/",
         "space_chars": "!",
         "submit_delay": 0.4,  # typing then Enter within ~120 ms reads as a paste: the Enter becomes a newline
+        # 0.171 draws "› Ask Codex to do anything" under its logo for 0.3-0.5 s (longer on a loaded machine)
+        # before it asks "Trust this folder?": a kickoff typed then is lost.
+        "ready_settle": 3.0,
         # The status line above the input box, its spinner blinking "•"/"◦": "• Working (3s • esc to interrupt)",
         # "◦ Working (3s • esc to interrupt) · 1 background terminal running · /ps to view · /stop to close".
         # Anchored to that shape: a reply quoting "esc to interrupt" is no busy marker.
@@ -2673,10 +2679,12 @@ class Sender:
     PASTE_OVER = 400  # characters: a longer line goes as one paste (typed fast, a CLI splits it into a paste)
 
     def deliver(self, session: str, backend: Backend, text: str, allow_unknown: bool = False,
-                command: bool = False) -> Delivery:
+                command: bool = False, settle: float = 0.0) -> Delivery:
         """Deliver ``text``. ``allow_unknown`` lets a human's ``send`` type at a screen no pattern
         explains (the watchdog never does: an unknown screen may be a menu that Enter would answer);
-        ``command`` lets it send a CLI command (``/compact``) on purpose."""
+        ``command`` lets it send a CLI command (``/compact``) on purpose; ``settle``: seconds the
+        screen must keep reading the same before anything is typed (a kickoff: Codex draws its
+        prompt for a moment before its trust question)."""
         message = clean_message(text)
         if not message:
             return Delivery("failed", "empty message")
@@ -2696,6 +2704,12 @@ class Sender:
                 return Delivery("held", f"a dialog is open ({screen.detail[:60]}); not typed into it")
             if screen.state == "unknown" and not allow_unknown:
                 return Delivery("held", "the screen shows no prompt this backend knows; not typed into it")
+            if settle:
+                self.clock.sleep(settle)
+                pane, settled = self.look(session, backend)
+                if pane is None or (settled.state, settled.input_text) != (screen.state, screen.input_text):
+                    return Delivery("held", f"the screen changed within {settle:g}s (it reads {settled.state} "
+                                            f"now); not typed yet")
             ours = bool(screen.input_text) and squeeze(screen.input_text) == squeeze(message)
             if screen.input_text and not ours:
                 return Delivery("held", f"the input box already holds text ({screen.input_text[:40]!r})")
@@ -3366,8 +3380,10 @@ class Team:
         if unit is None:
             return Delivery("failed", "no such unit in the config")
         command = command or action.purpose in ("kickoff", "wake", "resume")
+        backend = backend_of(self.cfg, unit)
+        settle = backend.ready_settle if action.purpose in ("kickoff", "resume-note") else 0.0
         try:
-            return self.sender.deliver(unit.session, backend_of(self.cfg, unit), action.text, allow_unknown, command)
+            return self.sender.deliver(unit.session, backend, action.text, allow_unknown, command, settle)
         except RuntimeFailure as failure:
             return Delivery("failed", str(failure))
 

@@ -842,10 +842,15 @@ def agent_spec(name: str, kind: str = "persistent", wake: float | None = None, *
 
 
 def config_text(agents: list[dict], watchdog: dict | None = None, loop: bool = True,
-                phases: tuple[str, ...] = ("p1", "p2"), handoff: dict | None = None) -> str:
+                phases: tuple[str, ...] = ("p1", "p2"), handoff: dict | None = None,
+                ready_settle: float = 0.0) -> str:
+    """The fake agents draw no prompt before a dialog, so by default a kickoff is typed at the
+    prompt's first sight (``ready_settle = 0``): the sims' timings stay whole seconds after a tick.
+    The settle itself is tested on the real Sender (test_a_kickoff_waits_for_the_prompt_to_settle)."""
     settings = {**LONG_RUN_WATCHDOG, **(watchdog or {})}
     out = ['session_prefix = "sim-"', "", "[watchdog]"]
     out += [f"{key} = {toml_value(value)}" for key, value in settings.items()]
+    out += ["", "[backend.claude]", f"ready_settle = {toml_value(ready_settle)}"]
     if loop:
         out += ["", "[loop]", 'repo = "."', "phases = [" + ", ".join(
             toml_value({"id": phase, "kickoff": "Phase {phase} kickoff for {name}: read {status_file}."})

@@ -185,6 +185,33 @@ def test_real_sender_delivers_through_the_fake_tmux(tmp_path):
     assert not [t for t in tmux.agent("x").typed if t[1] == "hello"]
 
 
+def test_a_kickoff_waits_for_the_prompt_to_settle(tmp_path):
+    """Codex 0.171 draws its prompt for half a second, then asks "Trust this folder?" over it: a
+    kickoff typed at the first sight of the prompt went nowhere (a CI run on a slow machine)."""
+    backend = claude_backend(tmp_path)
+    clock = S.FakeClock()
+    tmux = S.FakeTmux(clock, default=lambda name: Behaviour(work=work(600)))
+    clock.world = tmux
+    tmux.new_session("sim-x", ["claude"], tmp_path, {"AGENTS_PY_NAME": "x"}, "owner", tmp_path)
+    clock.sleep(5)
+    agent, sender, sleep = tmux.agent("x"), ag.Sender(tmux, tmp_path / "locks", clock), clock.sleep
+
+    def dialog_drawn_within(seconds: float) -> None:  # the trust question appears during the first wait
+        clock.sleep = sleep
+        sleep(min(seconds, 0.5))
+        agent.open_dialog(clock.now(), known=True)
+        sleep(max(seconds - 0.5, 0))
+
+    clock.sleep = dialog_drawn_within
+    delivery = sender.deliver("sim-x", backend, "the kickoff", command=True, settle=1.0)
+    assert (delivery.outcome, delivery.presses) == ("held", 0), delivery
+    assert "the screen changed within 1s (it reads dialog now)" in delivery.detail
+    assert not agent.typed and not agent.received
+    agent.close_dialog(clock.now())
+    assert sender.deliver("sim-x", backend, "the kickoff", command=True, settle=1.0).ok
+    assert [m.text for m in agent.received] == ["the kickoff"]
+
+
 def test_memory_store_matches_the_real_one(tmp_path):
     sim, _ = S.long_run(tmp_path, seed=3, days=1)
     sim.run(6 * HOUR)
