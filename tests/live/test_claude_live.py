@@ -456,20 +456,25 @@ def test_c_tool_call_commits_in_the_agent_repo(rig):
     rig.ready()
     subject = f"live: commit made by claude {secrets.token_hex(3)}"
     before = git(rig.repo, "log", "--format=%s").stdout.splitlines()
-    rig.mock.tool_use(f"sleep 1 && git commit -q --allow-empty -m '{subject}'", "Commit an empty change",
-                      then="committed it.")
+    # The command waits for a file the test creates once it has read the screen three times while the
+    # tool runs: a fixed `sleep 1` was over before a loaded machine's first `status` came back.
+    release = rig.root / f"release-{secrets.token_hex(3)}"
+    started = rig.root / f"started-{secrets.token_hex(3)}"
+    rig.mock.tool_use(f"touch '{started}'; while [ ! -e '{release}' ]; do sleep 0.2; done; "
+                      f"git commit -q --allow-empty -m '{subject}'", "Commit an empty change", then="committed it.")
     results = len(rig.mock.tool_results())
     sent = rig.send("please make an empty commit")
     assert sent.returncode == 0, sent.stderr
+    rig.wait("the tool to start", started.exists)
     states, odd = [], []  # what status read while the tool ran (before its result went back)
-    deadline = time.monotonic() + 30
-    while len(rig.mock.tool_results()) == results and time.monotonic() < deadline:
+    while len(states) < 3:
         state, screen = rig.state(), rig.screen()
-        if len(rig.mock.tool_results()) == results:
-            states.append(state)
-            if state != "busy":
-                odd.append(screen)
+        states.append(state)
+        if state != "busy":
+            odd.append(screen)
         time.sleep(0.1)
+    assert len(rig.mock.tool_results()) == results  # the tool was still running throughout
+    release.touch()
     rig.wait("the reply after the tool", lambda: "committed it." in rig.screen())
     rig.ready()
     assert states and set(states) == {"busy"}, (states, odd[:1])
