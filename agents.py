@@ -846,7 +846,8 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
         # a reply's "## Plan" heading is no spinner.
         "busy": [r"^\s*(?:[░█]{2}|[#=]{2})\s+(Waiting for|Updating repo map|Scanning repo)\b"],
         "idle": [
-            r"^(\w+ )?>\s(?P<input>.*)$",  # "> " or "architect> "; the echoed message looks the same
+            # "> " or "architect> " (the screen's lines come right-stripped: ">"); the echoed message looks the same
+            r"^(\w+ )?>(\s(?P<input>.*))?$",
             # The usage line that ends every answered turn: a rate-limit banner above it is history (aider
             # retried and got its answer), not the present.
             r"^Tokens: \S+ sent, \S+ received\.",

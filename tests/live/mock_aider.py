@@ -18,7 +18,8 @@ Standard library only. aider talks Chat Completions through litellm; point it he
 
 Every POST to ``/chat/completions`` is a chat turn and takes the next queued answer; with the
 queue empty it answers ``ack: <newest user text, first 60 chars>``. ``GET /models`` answers an
-empty list; anything else is a 404.
+empty list; anything else is a 404 and recorded (``foreign()``): point ``HTTPS_PROXY`` here and
+a CONNECT to any internet host shows up there instead of leaving the machine.
 
 Usage served is deterministic per served answer number ``n`` (1, 2, ...): prompt ``1000+n``,
 completion ``50+n`` tokens.
@@ -114,7 +115,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
 
-    do_POST = do_GET = do_PUT = do_DELETE = handle_any
+    do_POST = do_GET = do_PUT = do_DELETE = do_CONNECT = handle_any
 
 
 class MockAider:
@@ -178,11 +179,17 @@ class MockAider:
         self.reply(text, gate=gate)
         return gate
 
-    def error(self, status: int = 429, *, times: int = 1, delay: float = 0.0, message: str = "") -> Answer:
-        """``times`` error answers in a row, shaped like OpenAI's."""
+    def error(self, status: int = 429, *, times: int = 1, delay: float = 0.0, message: str = "",
+              client_retries: bool = False) -> Answer:
+        """``times`` error answers in a row, shaped like OpenAI's.
+
+        The openai client under litellm retries a 429 twice by itself (about 2 s) before aider sees it;
+        ``x-should-retry: false`` (unless ``client_retries``) turns that off, so each of aider's own
+        retries ("Retrying in 0.2 seconds...") is one request."""
         kind = {429: "rate_limit_exceeded"}.get(status, "server_error")
         text = message or {429: "Rate limit reached for requests (mock)"}.get(status, f"mock error {status}")
-        answer = Answer(status=status, delay=delay, repeat=times,
+        headers = {} if client_retries else {"x-should-retry": "false"}
+        answer = Answer(status=status, delay=delay, repeat=times, headers=headers,
                         body={"error": {"message": text, "type": "requests", "param": None, "code": kind}})
         self.script(answer)
         return answer
@@ -206,6 +213,11 @@ class MockAider:
 
     def user_texts(self) -> list[str]:
         return [newest_user_text(r["body"]) for r in self.chat_requests()]
+
+    def foreign(self) -> list[dict[str, Any]]:
+        """Requests that were neither a chat turn nor ``/models`` (a proxied CONNECT, a stray path)."""
+        with self.lock:
+            return [dict(r) for r in self.requests if not r["chat"] and not r["path"].split("?")[0].endswith("/models")]
 
     def statuses(self) -> list[int]:
         return [r.get("status", 0) for r in self.chat_requests()]
