@@ -17,8 +17,9 @@ One ``up`` per module (the ``rig`` fixture); each test waits for the agent to be
      never idle; once it gets its answer the old banner is history: idle, not limited.
      The give-up after aider's ~64 s of backoff is too slow for this module: its real screen is
      a fixture (tests/test_aider_screens.py); AGENTS_LIVE_AIDER_GIVEUP=1 runs it live here too
-  e  the only token record, ``.aider.chat.history.md``: one ``> Tokens: N sent, M received.``
-     line per answer served, M equal to the completion tokens the mock served
+  e  tokens: ``.aider.chat.history.md`` has one ``> Tokens: 1.0k sent, 51 received.`` line per
+     answer (rounded above 999); the local analytics log (``AIDER_ANALYTICS_LOG``, nothing sent)
+     has one ``message_send`` event per answer with the exact counts the mock served
   z  ``down`` leaves no process of the sandbox (found by its HOME in /proc/PID/environ)
 
 Skipped loudly when the CLI cannot be had, unless AGENTS_REQUIRE_REAL_CLI=1.
@@ -70,9 +71,13 @@ def prepare_home(home: Path) -> Path:
     return home
 
 
-def aider_env(home: Path, base_url: str) -> dict[str, str]:
+def aider_env(home: Path, base_url: str, analytics_log: Path) -> dict[str, str]:
+    """The sandbox env. ``AIDER_ANALYTICS_LOG`` (``--analytics-log``) only writes aider's events to a
+    local JSONL file: with ``--no-analytics`` nothing is sent, and its ``message_send`` events hold
+    the exact token counts."""
     proxy = base_url.rsplit("/v1", 1)[0]
     return {"HOME": str(home), "OPENAI_API_BASE": base_url, "OPENAI_API_KEY": "sk-mock-aider",
+            "AIDER_ANALYTICS_LOG": str(analytics_log),
             "AIDER_MODEL": f"openai/{MODEL}", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             "HTTPS_PROXY": proxy, "HTTP_PROXY": proxy, "https_proxy": proxy, "http_proxy": proxy,
             "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
@@ -114,6 +119,7 @@ class Rig:
         self.repo = make_repo(root / "repo")
         self.mock = MockAider().start()
         self.home = prepare_home(root / "aider-home")
+        self.analytics_log = root / "aider-analytics.jsonl"
         self.timings: dict[str, float] = {}
         self.facts: dict[str, object] = {}
         self.saved: set[str] = set()
@@ -123,7 +129,7 @@ class Rig:
         self.project.write(f"""
             [backend.aider]
             command = {json.dumps([str(binary), *preset[1:]])}
-            env = {toml_env(aider_env(self.home, self.mock.base_url))}
+            env = {toml_env(aider_env(self.home, self.mock.base_url, self.analytics_log))}
 
             [[agent]]
             name = "main"
@@ -255,7 +261,9 @@ def report(rig: Rig, request) -> None:
     lines = ["aider-live wall times (s):", *(f"  {secs:7.2f}  {name}" for name, secs in rig.timings.items()),
              f"  {sum(v for k, v in rig.timings.items() if 'until the kickoff' not in k):7.2f}  total",
              f"  facts: busy seen after {rig.facts.get('busy_after', [(None,)])[-1][0]} s of looking; "
-             f"kickoff presses {rig.facts.get('kickoff_presses')}"]
+             f"kickoff presses {rig.facts.get('kickoff_presses')}",
+             f"  slow turn readings: {rig.facts.get('slow_readings')}",
+             f"  429 readings: {rig.facts.get('429_readings')}"]
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     if rig.terminal is not None:
         with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
@@ -308,6 +316,7 @@ def test_a_slow_turn_reads_busy_then_idle(rig):
     sent = rig.send("take your time")
     assert sent.returncode == 0, sent.stdout + sent.stderr
     readings = watch(rig, lambda state: state == "idle" and "slow answer arrived" in rig.screen(), timeout=40)
+    rig.facts["slow_readings"] = readings
     busy = [moment for moment, state in readings if state == "busy"]
     assert busy, readings
     assert time.monotonic() - started >= 4  # the answer came after the mock's 4 s
@@ -364,6 +373,11 @@ def test_e_chat_history_records_one_tokens_line_per_answer(rig):
     # Rounded to "1.0k" above 999; small counts are exact.
     assert [int(received) for _, received in found] == [u["completion_tokens"] for u in served], (found, served)
     assert all(sent.endswith("k") for sent, _ in found), found
+    events = [json.loads(line) for line in rig.analytics_log.read_text().splitlines() if line.strip()]
+    sends = [e["properties"] for e in events if e["event"] == "message_send"]
+    assert [(p["prompt_tokens"], p["completion_tokens"]) for p in sends] == \
+        [(u["prompt_tokens"], u["completion_tokens"]) for u in served], (sends, served)
+    assert rig.mock.foreign() == [], rig.mock.foreign()  # the analytics log sent nothing anywhere
 
 
 # ----------------------------------------------------------------------------
