@@ -840,7 +840,9 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
         "command": ["aider", "--yes-always", "--no-stream", "--no-check-update", "--no-show-release-notes",
                     "--no-analytics", "--no-show-model-warnings"],
         "command_chars": "/",
-        "space_chars": "!",
+        # "!cmd" runs a shell command; a line that is "{" or "{tag" opens multi-line input (Enter no longer
+        # submits). aider strips only the line end, so after a space both are plain text.
+        "space_chars": "!{",
         # Its waiting spinner, two glyphs bouncing in a 10-wide field: "  ░█       Waiting for openai/gpt-x"
         # ("#=" without unicode). It also runs through aider's own 429 retries. Anchored to the words:
         # a reply's "## Plan" heading is no spinner.
