@@ -344,9 +344,9 @@ def test_a_leading_bang_is_sent_as_text_not_run(rig):
 
 def test_d_429_retries_read_busy_and_the_answer_idle(rig):
     rig.ready()
-    # aider retries after 0.25, 0.5 and 1 s; the fourth try answers. Each 429 takes 1.5 s to come, so
-    # the retries last long enough (about 6 s) to be read on a loaded machine.
-    rig.mock.error(429, times=3, delay=1.5)
+    # aider retries after 0.25, 0.5 and 1 s; the fourth try answers. Each 429 takes 1 s to come, so
+    # the retries last long enough (about 5 s) to be read on a loaded machine.
+    rig.mock.error(429, times=3, delay=1.0)
     rig.mock.reply("answered after the 429s")
     before = len(rig.mock.chat_requests())
     sent = rig.send("this will be rate limited")
