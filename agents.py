@@ -838,13 +838,33 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
         "resume": "continue",
     },
     "aider": {
-        "command": ["aider"],
+        # Unattended: --yes-always answers aider's own questions (it answers "no" to the ones that need an
+        # explicit yes, like running a shell command), so no (Y)es/(N)o prompt waits. It also adds .aider*
+        # to the repo's .gitignore, which keeps aider's history files out of an agent's `git add -A`.
+        # --no-stream: one answer at a time, no half-drawn markdown. The rest: no network calls at start
+        # (update check, release notes, analytics) and no warning about a model aider does not know.
+        "command": ["aider", "--yes-always", "--no-stream", "--no-check-update", "--no-show-release-notes",
+                    "--no-analytics", "--no-show-model-warnings"],
         "command_chars": "/",
-        "space_chars": "!",
-        "busy": [r"^\s*[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏░█]\s+(Waiting|Updating|Thinking)"],
-        "idle": [r"^(\w+ )?>\s(?P<input>.*)$"],  # "> " or "architect> "
-        "dialog": [r"\(Y\)es/\(N\)o"],
-        "rate_limit": [r"litellm\.RateLimitError", r"Retrying in \d"],
+        # "!cmd" runs a shell command; a line that is "{" or "{tag" opens multi-line input (Enter no longer
+        # submits). aider strips only the line end, so after a space both are plain text.
+        "space_chars": "!{",
+        # Its waiting spinner, two glyphs bouncing in a 10-wide field: "  ░█       Waiting for openai/gpt-x"
+        # ("#=" without unicode). It also runs through aider's own 429 retries. Anchored to the words:
+        # a reply's "## Plan" heading is no spinner.
+        "busy": [r"^\s*(?:[░█]{2}|[#=]{2})\s+(Waiting for|Updating repo map|Scanning repo)\b"],
+        "idle": [
+            # "> " or "architect> " (the screen's lines come right-stripped: ">"); the echoed message looks the same
+            r"^(\w+ )?>(\s(?P<input>.*))?$",
+            # The usage line that ends every answered turn: a rate-limit banner above it is history (aider
+            # retried and got its answer), not the present.
+            r"^Tokens: \S+ sent, \S+ received\.",
+        ],
+        "dialog": [r"\(Y\)es/\(N\)o\b.*\[(Yes|No)\]:\s*$"],  # an unanswered one; answered lines end "[Yes]: y"
+        "dialog_keys": {r"^Add \.aider\* to \.gitignore \(recommended\)\? \(Y\)es/\(N\)o \[Yes\]:\s*$": ["y", "Enter"]},
+        # After its last retry (about 64 s of backoff): "litellm.RateLimitError: RateLimitError: OpenAIException
+        # - …" and "The API provider has rate limited you. …", then the prompt. The spinner's rest may lead it.
+        "rate_limit": [r"^[\s░█#=]*litellm\.RateLimitError\b"],
         "resume": "continue",
     },
     "opencode": {

@@ -1,0 +1,98 @@
+"""The aider preset over real aider 0.86.2 screens (tests/fixtures/screens/aider-0.86.2-live/).
+
+Runs without the CLI. The fixture README's table names the state each screen must read as.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import agents as ag
+
+FOLDER = Path(__file__).parent / "fixtures" / "screens" / "aider-0.86.2-live"
+NOW = 1796656000.0
+
+
+def backend():
+    return ag.Loader(Path("/nonexistent/agents.toml")).load_backends({})["aider"]
+
+
+def pane():
+    return ag.Pane(session="s", pane_id="%1", pid=1, dead=False, dead_status=None, activity=NOW, created=NOW,
+                   in_mode=False, owner="", width=120, height=40)
+
+
+def classify(lines):
+    return ag.read_screen(backend(), pane(), lines, NOW)
+
+
+def fixture(name):
+    return (FOLDER / name).read_text(encoding="utf-8").split("\n")
+
+
+def table():
+    """(file, state, limit kind) rows of the README table."""
+    rows = []
+    for line in (FOLDER / "README.md").read_text(encoding="utf-8").splitlines():
+        if re.match(r"^\| `?\d\d-", line):
+            cells = [cell.strip().strip("`") for cell in line.split("|")]
+            state = cells[3].split()[0].strip("`*,")
+            kind = re.search(r"\((usage|rate|retrying|manual)\)", cells[3])
+            rows.append((cells[1] + ".txt", state, kind.group(1) if kind else ""))
+    return rows
+
+
+ROWS = table()
+
+
+def test_the_table_covers_every_fixture():
+    assert len(ROWS) >= 11
+    assert {row[0] for row in ROWS} == {path.name for path in FOLDER.glob("*.txt")}
+
+
+@pytest.mark.parametrize("name,state,kind", ROWS, ids=[row[0] for row in ROWS])
+def test_real_aider_screens(name, state, kind):
+    screen = classify(fixture(name))
+    assert (screen.state, screen.limit_kind) == (state, kind), screen
+
+
+def test_input_read_from_the_prompt_line():
+    assert classify(fixture("02-idle-first-prompt.txt")).input_text == ""
+    assert classify(fixture("10-typed-not-submitted.txt")).input_text == "typed not sent"
+    # The echoed line looks typed until the spinner shows: `send` holds a second message then, never types it in.
+    assert classify(fixture("03-echoed-before-spinner.txt")).input_text == "hello there"
+
+
+def test_gitignore_question_is_answered_yes():
+    screen = classify(fixture("11-gitignore-question.txt"))
+    assert ag.dialog_answer(backend(), screen) == ["y", "Enter"]
+
+
+def test_gave_up_banner_names_the_error():
+    screen = classify(fixture("09-429-gave-up.txt"))
+    assert "litellm.RateLimitError" in screen.detail and screen.reset_at is None
+
+
+def test_a_reply_heading_is_no_spinner():
+    base = fixture("05-idle-after-answer.txt")
+    cut = max(i for i, line in enumerate(base) if line.startswith("Tokens:"))
+    for heading in ("## Plan", "== Results", "#= odd", "██ block art"):
+        lines = base[:cut] + [heading, "Some text."] + base[cut:]
+        assert classify(lines).state == "idle", heading
+
+
+def test_an_answered_question_is_no_dialog():
+    lines = fixture("02-idle-first-prompt.txt")
+    cut = max(i for i, line in enumerate(lines) if line.startswith(">"))
+    lines = lines[:cut] + ["Add .aider* to .gitignore (recommended)? (Y)es/(N)o [Yes]: y"] + lines[cut:]
+    assert classify(lines).state == "idle"
+
+
+def test_a_rate_limit_quoted_in_a_reply_is_not_a_banner():
+    lines = fixture("05-idle-after-answer.txt")
+    cut = max(i for i, line in enumerate(lines) if line.startswith("Tokens:"))
+    lines = lines[:cut] + ["The log says: litellm.RateLimitError happened yesterday."] + lines[cut:]
+    assert classify(lines).state == "idle"
