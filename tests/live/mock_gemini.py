@@ -27,7 +27,7 @@ When the queue is empty a main turn answers ``ack: <newest user text, first 60 c
 ``ack: tool result`` after a function response).
 
 Usage served is deterministic per served response number ``n`` (1, 2, …, side calls included):
-prompt ``1000+n`` of which cached ``200*n``, candidates ``50+n``, thoughts ``10``; total their sum
+prompt ``1000+n`` of which cached ``10*n``, candidates ``50+n``, thoughts ``10``; total their sum
 (prompt + candidates + thoughts), as the Gemini API counts it. It is sent in the last chunk only.
 
 Run it alone for manual poking: ``python3 mock_gemini.py [PORT]``.
@@ -76,7 +76,7 @@ class Turn:
 
 
 def usage_for(n: int) -> dict[str, int]:
-    prompt, cached, candidates, thoughts = 1000 + n, 200 * n, 50 + n, 10
+    prompt, cached, candidates, thoughts = 1000 + n, 10 * n, 50 + n, 10
     return {"promptTokenCount": prompt, "cachedContentTokenCount": cached, "candidatesTokenCount": candidates,
             "thoughtsTokenCount": thoughts, "totalTokenCount": prompt + candidates + thoughts}
 
