@@ -3077,6 +3077,9 @@ def check_screens(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -
 DIALOG_SETTLE = 1.0  # seconds a dialog must stay on screen before keys are pressed at it
 DIALOG_MAX_ANSWERS = 3  # a known dialog still there after this many answers is left to a human
 KICKOFF_RETRY = 15.0  # seconds before retrying a kickoff that did not land; doubles per try
+# Seconds after an answer before a dialog with no known answer is reported: the CLI may still be moving on
+# (Gemini CLI relaunches itself after the trust answer, its box on screen until the new process draws).
+DIALOG_AFTER_ANSWER = 10.0
 
 
 def dialog_actions(cfg: Config, agent: Agent, record: UnitRecord, screen: Screen, now: float,
@@ -3090,7 +3093,7 @@ def dialog_actions(cfg: Config, agent: Agent, record: UnitRecord, screen: Screen
             return [Action("keys", agent.name, f"answering {what} {screen.detail[:60]!r}", keys=keys,
                            memory={"dialog_answers": record.dialog_answers + 1})]
         return []
-    settled = waited >= DIALOG_SETTLE and now - record.dialog_answered_at >= 2.0
+    settled = waited >= DIALOG_SETTLE and now - record.dialog_answered_at >= DIALOG_AFTER_ANSWER
     if settled and "dialog" not in record.reported:
         why = "it did not go away after {} answers".format(DIALOG_MAX_ANSWERS) if keys else "not one it knows"
         return [Action("event", agent.name, f"needs you: a dialog waits ({why}): {screen.detail[:80]!r}; answer it "
