@@ -843,8 +843,8 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
             r"^\s?│\s*Do you trust the files in this folder\?",  # first start in a folder not trusted (fixture 01)
             r"^\s?│\s*How would you like to authenticate for this project\?",  # "? Get started" (fixture 04)
             r"^\s?│\s*Enter Gemini API Key\s*│",  # the key box, prefilled from GEMINI_API_KEY (fixture 05)
-            # Tool approvals (never shown with --yolo; never answered): "Allow execution of: 'git'?",
-            # "Apply this change?", "Do you want to proceed?", "● 1. Allow once".
+            # Tool approvals (never shown with --yolo; never answered): "Allow execution of [Shell]?" over
+            # "● 1. Allow once" (fixture 19), "Apply this change?", "Do you want to proceed?".
             r"^\s?│\s*(Allow execution of\b|Apply this change\?|Do you want to proceed\?)",
             r"^\s?│\s*●\s*1\.\s*Allow once\b",
         ],
@@ -861,9 +861,8 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
         # Pro models. │", "│ Access resets at 5:25 PM UTC. │" (fixtures 13, 14). Not a dialog to answer: the
         # resume "continue" + Enter picks "Keep trying" (the letters go nowhere).
         "limit": [r"^\s?│\s*Usage limit reached for \S"],
-        # Plain 429s: the CLI retries without end (its fallback resets the attempts) under its busy line (12);
-        # no banner. A capacity error opens the same box: "We are currently experiencing high demand for …".
-        "rate_limit": [r"^\s?│\s*We are currently experiencing high demand for \S"],
+        # No rate_limit: with an API key, plain 429s are retried without end (its fallback resets the attempts)
+        # and "exhausted your capacity" 429s silently, both under the busy line (fixture 12); no banner.
         "resume": "continue",
     },
     "aider": {

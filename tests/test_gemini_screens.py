@@ -118,9 +118,6 @@ def test_the_auth_boxes_are_answered_only_with_the_key_from_the_environment():
 
 
 def test_a_tool_approval_box_is_a_dialog_never_answered():
-    lines = ["╭" + "─" * 60 + "╮", "│ ?  Shell git push                                      │", "│" + " " * 60 + "│",
-             "│ Allow execution of: 'git'?                              │", "│" + " " * 60 + "│",
-             "│ ● 1. Allow once                                         │", "│   2. Allow for this session          │",
-             "│   3. No, suggest changes (esc)                          │", "╰" + "─" * 60 + "╯"]
-    screen = classify(lines)
-    assert screen.state == "dialog" and ag.dialog_answer(backend(), screen) is None
+    screen = classify(fixture("19-tool-approval.txt"))
+    assert screen.state == "dialog" and "Allow execution of" in screen.detail, screen
+    assert ag.dialog_answer(backend(), screen) is None
