@@ -323,13 +323,23 @@ def test_e_chat_tokens_equal_what_was_served(rig):
 # ----------------------------------------------------------------------------
 
 def test_z_down_ends_every_process(rig):
+    """The CLI outlives its tmux session (both node processes stayed after kill-session here); ``down``
+    finds them by agents.py's marker and ends them."""
     before = gs.sandbox_pids(rig.home)
     assert len(before) >= 2, [(pid, gs.cmdline(pid)) for pid in before]  # gemini.js and its relaunched child
     marked = set(marked_pids(rig.project.config))
     assert set(before) <= marked, (before, marked)
+    rig.project.tmux("kill-session", "-t", "=t-main")
+    rig.wait("the session gone", lambda: rig.project.sessions() == [], timeout=10)
+    time.sleep(1.0)
+    survivors = gs.sandbox_pids(rig.home)
+    rig.facts["after_kill_session"] = [(pid, gs.cmdline(pid)) for pid in survivors]
+    assert set(survivors) <= marked, (survivors, marked)
     down = rig.run("down")
     assert down.returncode == 0, down.stdout + down.stderr
     rig.wait("no process of the sandbox", lambda: not gs.sandbox_pids(rig.home), timeout=30)
     assert rig.project.sessions() == []
     assert not marked_pids(rig.project.config)
-    rig.facts["down_ended"] = [(pid, gs.cmdline(pid)) for pid in before]
+    if rig.terminal is not None:
+        rig.terminal.write_line(f"\ngemini-live: {len(survivors)} of {len(before)} processes outlived kill-session; "
+                                f"down ended them")
