@@ -864,6 +864,9 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
         # No rate_limit: with an API key, plain 429s are retried without end (its fallback resets the attempts)
         # and "exhausted your capacity" 429s silently, both under the busy line (fixture 12); no banner.
         "resume": "continue",
+        # The chat ~/.gemini/tmp/<project>/chats/session-*.jsonl takes the id; "--resume <uuid>" reopens it.
+        "session_id_flag": "--session-id",
+        "resume_args": ["--resume", "{session_id}"],
     },
     "aider": {
         "command": ["aider"],

@@ -10,14 +10,15 @@ start-up boxes (trust, auth method, API key).
 One ``up`` per module (the ``rig`` fixture); each test waits for the agent to be ready first.
 
   a  ``up`` answers the trust, auth and key boxes (Enter each; never during the trust restart), the
-     kickoff reaches the model verbatim, ``status`` reads busy during a held turn and idle after;
-     a slow turn reads busy then idle
+     kickoff reaches the model verbatim, ``status`` reads busy during a held turn and idle after
   c  a ``run_shell_command`` function call really commits in the agent's repo
   d  429s: the CLI retries by itself under its busy line: busy, never idle, until an answer comes;
      a terminal quota error ("Please retry in 7200s") reads ``limited until …`` with the reset
      parsed from ``Access resets at 5:25 PM UTC``; the preset's resume ("continue" + Enter) picks
      "Keep trying" and the turn is answered
   e  the chat file's ``tokens`` equal the usage the mock served for the main turns
+  f  the agent starts with ``--session-id <id>`` (its chat file takes the id); ``restart`` resumes it with
+     ``--resume <id>``: the old turns go with the next request, the same chat file grows, the old CLI ended
   z  ``down`` ends every process of the sandbox (the CLI and its relaunched child)
 
 Skipped loudly ("REAL GEMINI-CLI SKIPPED …") when the CLI cannot be had, unless AGENTS_REQUIRE_REAL_CLI=1.
@@ -46,10 +47,11 @@ import gemini_sandbox as gs  # noqa: E402
 from claude_team import LiveProject, git, make_repo, toml_env  # noqa: E402
 from conftest import marked_pids  # noqa: E402
 from conftest import agents as ag  # noqa: E402
-from mock_gemini import MockGemini  # noqa: E402
+from mock_gemini import MockGemini, newest_user_text  # noqa: E402
 
 KICKOFF = "You are {name}: reply \"ready\" & don't run $(anything) or `this`; wait for work."
 KICKOFF_RENDERED = KICKOFF.replace("{name}", "main")
+RESUME_NOTE = "You were restarted after "
 
 
 class GeminiProject(LiveProject):
@@ -216,22 +218,6 @@ def test_a_up_answers_the_startup_boxes_and_delivers_kickoff(rig):
     assert all(r["headers"].get("x-goog-api-key") == gs.API_KEY for r in rig.mock.requests("main"))
 
 
-def test_a_slow_turn_reads_busy_then_idle(rig):
-    rig.ready()
-    rig.mock.slow("slow answer arrived", delay=3)
-    started = time.monotonic()
-    assert rig.send("take your time").returncode == 0
-    readings = []
-    while time.monotonic() - started < 40:
-        readings.append((round(time.monotonic() - started, 2), rig.state()))
-        if readings[-1][1] == "idle" and "slow answer arrived" in rig.screen():
-            break
-    assert readings[-1][1] == "idle", readings
-    busy = [moment for moment, state in readings if state == "busy"]
-    assert busy and busy[-1] >= 2.0, readings  # the model's 3 s of silence read as busy
-    assert all(state in ("busy", "idle") for _, state in readings), readings
-
-
 # ----------------------------------------------------------------------------
 # c. a function call runs a real command (YOLO: no approval box)
 # ----------------------------------------------------------------------------
@@ -316,6 +302,32 @@ def test_e_chat_tokens_equal_what_was_served(rig):
     assert sum(t["output"] for t in tokens) == served["candidates"], (tokens, served)
     assert sum(t["thoughts"] for t in tokens) == served["thoughts"], (tokens, served)
     assert sum(t["total"] for t in tokens) == served["total"], (tokens, served)
+
+
+# ----------------------------------------------------------------------------
+# f. restart resumes the conversation (--session-id, then --resume <id>)
+# ----------------------------------------------------------------------------
+
+def test_f_restart_resumes_the_conversation(rig):
+    rig.ready()
+    (session_id,) = rig.row()["session_ids"]
+    (chat,) = gs.chats(rig.home)
+    assert json.loads(chat.read_text(encoding="utf-8").splitlines()[0])["sessionId"] == session_id
+    first = rig.project.events("start", "main")[0]
+    assert f"--yolo --session-id {session_id}" in first["argv"], first
+    old = set(gs.sandbox_pids(rig.home))
+    restarted = rig.run("restart", "main")
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    start = rig.project.events("start", "main")[-1]
+    assert start.get("resumed") == session_id and f"--resume {session_id}" in start["argv"], start
+    rig.wait("the resume note answered", lambda: any(t.startswith(RESUME_NOTE) for t in rig.mock.user_texts()),
+             timeout=60)
+    assert rig.ready() == "idle"
+    note = next(r for r in rig.mock.requests("main") if newest_user_text(r["body"]).startswith(RESUME_NOTE))
+    history = json.dumps(note["body"]["contents"])
+    assert json.dumps(KICKOFF_RENDERED)[1:-1] in history, history[:2000]  # the old turns went with it
+    assert gs.chats(rig.home) == [chat]  # appended to the same chat file
+    assert not old & set(gs.sandbox_pids(rig.home)), (old, gs.sandbox_pids(rig.home))  # the old CLI ended
 
 
 # ----------------------------------------------------------------------------
