@@ -25,6 +25,12 @@ tests/fixtures/screens/gemini-cli-0.61.0-live/):
   ``{"$set": {…}}`` updates (``lastUpdated``; at times the whole ``messages`` list again). A
   ``type: "gemini"`` message has ``tokens`` {input (prompt, cached included), output, cached,
   thoughts, tool, total} and ``model``; the same id is written again when its tool calls land.
+- ``--session-id <uuid>`` names the chat; ``--resume <uuid>`` reopens it offline: the old turns go
+  with the next request and the new turns are appended to the same file (after a ``$set`` of
+  ``sessionId`` and of the whole ``messages`` list). The resumed CLI also opens
+  ``session-<now>-<id8>.jsonl``: the same file within the same minute, else a stub holding only the
+  header and its context message. Dedupe messages by id when counting tokens.
+- The CLI ignores the hangup of its tmux session: both node processes outlive ``kill-session``.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ One ``up`` per module (the ``rig`` fixture); each test waits for the agent to be
      "Keep trying" and the turn is answered
   e  the chat file's ``tokens`` equal the usage the mock served for the main turns
   f  the agent starts with ``--session-id <id>`` (its chat file takes the id); ``restart`` resumes it with
-     ``--resume <id>``: the old turns go with the next request, the same chat file grows, the old CLI ended
+     ``--resume <id>``: the old turns go with the next request, the same chat file grows (a stub
+     file may appear), the old CLI ended
   z  ``down`` ends every process of the sandbox (the CLI and its relaunched child)
 
 Skipped loudly ("REAL GEMINI-CLI SKIPPED …") when the CLI cannot be had, unless AGENTS_REQUIRE_REAL_CLI=1.
@@ -326,7 +327,12 @@ def test_f_restart_resumes_the_conversation(rig):
     note = next(r for r in rig.mock.requests("main") if newest_user_text(r["body"]).startswith(RESUME_NOTE))
     history = json.dumps(note["body"]["contents"])
     assert json.dumps(KICKOFF_RENDERED)[1:-1] in history, history[:2000]  # the old turns went with it
-    assert gs.chats(rig.home) == [chat]  # appended to the same chat file
+    # The resumed turns are appended to the same chat file. The resumed CLI also opens
+    # session-<now>-<id8>.jsonl: the same file when the minute is the same, else a stub (header, context).
+    assert RESUME_NOTE in chat.read_text(encoding="utf-8")
+    for other in set(gs.chats(rig.home)) - {chat}:
+        assert json.loads(other.read_text(encoding="utf-8").splitlines()[0])["sessionId"] == session_id, other
+        assert not gs.chat_tokens(other), other.read_text(encoding="utf-8")[:2000]
     assert not old & set(gs.sandbox_pids(rig.home)), (old, gs.sandbox_pids(rig.home))  # the old CLI ended
 
 
