@@ -826,16 +826,53 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
         "transcripts": "codex",
     },
     "gemini": {
+        # --yolo: unattended, a tool approval box would stop the agent (and the prompt turns "*").
         "command": ["gemini", "--yolo"],
         "command_chars": "/",
-        "space_chars": "!",
-        "busy": [r"esc to cancel"],  # Gemini's busy line: "⠏ Thinking… (esc to cancel, 3s)"
-        "idle": [r"^[│\s]*>\s(?P<input>.*?)\s*│?$"],  # "│ >   Type your message or @path/to/file │"
-        "placeholders": [r"^Type your message or @path/to/file$"],
-        "dialog": [r"Allow execution", r"Apply this change", r"Do you want to proceed", r"Yes, allow once"],
-        "limit": [BULLET + r"(You have exhausted your daily quota|Quota exceeded)"],
-        "rate_limit": [r"(RESOURCE_EXHAUSTED|Status: 429)"],
+        "space_chars": "!",  # "!" first opens shell mode ("shell mode enabled (esc to disable)", prompt "!")
+        # Its dialogs are boxes of 15-19 lines (the API key box, fixture 05): read enough of the screen.
+        "screen_lines": 20,
+        # The spinner line above the input box: " ⠴ Thinking... (esc to cancel, 43s)   ? for shortcuts" (the
+        # phrase varies). Anchored to a braille spinner at the line's start: a reply ("✦ …", its lines
+        # indented by two) or an echoed prompt (" > …") quoting "(esc to cancel, 3s)" is no busy marker.
+        "busy": [r"^\s?[\u2800-\u28ff]\s.*\(esc to cancel, \d+[hms]\b"],
+        # The input line under the rule: " *   Type your message or @path/to/file" in YOLO mode (a placeholder),
+        # " ! ls" in shell mode, " > …" in the default mode. Echoed prompts look like " > hello" too, so the
+        # preset counts on --yolo: with ">" an echo above a dialog would read as the input line.
+        "idle": [r"^\s?[*!]\s(?P<input>.*?)\s*$"],
+        "placeholders": [r"^Type your message or @path/to/file$", r"^Type your shell command$",
+                         r"^Press 'i' for INSERT mode\.$", r"^Press 'Esc' for NORMAL mode\.$"],
+        # Box lines (" │ … │", the border in column 0 or 1): structure, not prose; a reply quoting them is
+        # indented by two. Lines of a tool's output box ("│ hi │") have the same shape: a command printing
+        # these exact sentences would read as the dialog or the limit.
+        "dialog": [
+            r"^\s?│\s*Do you trust the files in this folder\?",  # first start in a folder not trusted (fixture 01)
+            r"^\s?│\s*How would you like to authenticate for this project\?",  # "? Get started" (fixture 04)
+            r"^\s?│\s*Enter Gemini API Key\s*│",  # the key box, prefilled from GEMINI_API_KEY (fixture 05)
+            # Tool approvals (never shown with --yolo; never answered): "Allow execution of [Shell]?" over
+            # "● 1. Allow once" (fixture 19), "Apply this change?", "Do you want to proceed?".
+            r"^\s?│\s*(Allow execution of\b|Apply this change\?|Do you want to proceed\?)",
+            r"^\s?│\s*●\s*1\.\s*Allow once\b",
+        ],
+        "dialog_keys": {
+            # "● 1. Trust folder (repo)" is selected: Enter trusts it (saved in ~/.gemini/trustedFolders.json) and
+            # the CLI restarts; not while "Gemini CLI is restarting to apply the trust changes..." shows (02).
+            r"^│\s*● 1\. Trust folder \(.*\)\s*│$(?![\s\S]*restarting to apply the trust)": ["Enter"],
+            # "● 2. Use Gemini API Key" is selected because GEMINI_API_KEY is set: Enter picks it (04).
+            r"^│\s*● 2\. Use Gemini API Key\s*│$(?=[\s\S]*Existing API key detected \(GEMINI_API_KEY\))": ["Enter"],
+            # The key box holds the key from the environment: Enter submits it (05).
+            r"^│\s*Existing API key detected \(GEMINI_API_KEY\)[\s\S]*Press Enter to submit": ["Enter"],
+        },
+        # A terminal quota error opens a box with "● 1. Keep trying" / "2. Stop": "│ Usage limit reached for all
+        # Pro models. │", "│ Access resets at 5:25 PM UTC. │" (fixtures 13, 14). Not a dialog to answer: the
+        # resume "continue" + Enter picks "Keep trying" (the letters go nowhere).
+        "limit": [r"^\s?│\s*Usage limit reached for \S"],
+        # No rate_limit: with an API key, plain 429s are retried without end (its fallback resets the attempts)
+        # and "exhausted your capacity" 429s silently, both under the busy line (fixture 12); no banner.
         "resume": "continue",
+        # The chat ~/.gemini/tmp/<project>/chats/session-*.jsonl takes the id; "--resume <uuid>" reopens it.
+        "session_id_flag": "--session-id",
+        "resume_args": ["--resume", "{session_id}"],
     },
     "aider": {
         # Unattended: --yes-always answers aider's own questions (it answers "no" to the ones that need an
@@ -3076,6 +3113,9 @@ def check_screens(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -
 DIALOG_SETTLE = 1.0  # seconds a dialog must stay on screen before keys are pressed at it
 DIALOG_MAX_ANSWERS = 3  # a known dialog still there after this many answers is left to a human
 KICKOFF_RETRY = 15.0  # seconds before retrying a kickoff that did not land; doubles per try
+# Seconds after an answer before a dialog with no known answer is reported: the CLI may still be moving on
+# (Gemini CLI relaunches itself after the trust answer, its box on screen until the new process draws).
+DIALOG_AFTER_ANSWER = 10.0
 
 
 def dialog_actions(cfg: Config, agent: Agent, record: UnitRecord, screen: Screen, now: float,
@@ -3089,7 +3129,7 @@ def dialog_actions(cfg: Config, agent: Agent, record: UnitRecord, screen: Screen
             return [Action("keys", agent.name, f"answering {what} {screen.detail[:60]!r}", keys=keys,
                            memory={"dialog_answers": record.dialog_answers + 1})]
         return []
-    settled = waited >= DIALOG_SETTLE and now - record.dialog_answered_at >= 2.0
+    settled = waited >= DIALOG_SETTLE and now - record.dialog_answered_at >= DIALOG_AFTER_ANSWER
     if settled and "dialog" not in record.reported:
         why = "it did not go away after {} answers".format(DIALOG_MAX_ANSWERS) if keys else "not one it knows"
         return [Action("event", agent.name, f"needs you: a dialog waits ({why}): {screen.detail[:80]!r}; answer it "
