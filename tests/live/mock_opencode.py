@@ -11,7 +11,8 @@ give, then read back what opencode sent and what usage was served::
     mock.slow("ok", delay=5)                   # waits 5 s before streaming
     gate = mock.hold("released.")              # waits until gate.set()
     mock.command("git commit --allow-empty -m x", then="done.")   # a call of opencode's bash tool
-    mock.error(429, times=3)                   # rate-limit answers
+    mock.error(429, times=6, headers={"retry-after-ms": "500"})   # rate-limit answers, retried fast
+    mock.usage_limit(retry_after=7500)         # opencode Go's usage limit (GoUsageLimitError)
     ...
     mock.user_texts()          # what each main turn's newest user message said
     mock.served_usage_total()  # usage summed over served main turns
@@ -22,8 +23,11 @@ Only *main* turns (``POST …/chat/completions`` with ``tools``) consume the que
 queue is empty a main turn answers ``ack: <newest user text, first 60 chars>`` (or ``ack: tool
 result`` after a tool call).
 
+opencode retries a 429 (and 5xx) five times by itself, waiting what ``retry-after-ms`` or
+``retry-after`` says (else 2 s, 4 s, 8 s …), then shows the answer's ``error.message``.
+
 Usage served is deterministic per served response number ``n`` (1, 2, …, side calls
-included): prompt ``1000+n`` of which cached ``200*n``, completion ``50+n``.
+included): prompt ``1000+n`` of which cached ``100+10*n``, completion ``50+n``.
 
 Run it alone for manual poking: ``python3 mock_opencode.py [PORT]``.
 """
@@ -93,7 +97,7 @@ class Turn:
 
 
 def usage_for(n: int) -> dict[str, Any]:
-    prompt, cached, completion = 1000 + n, 200 * n, 50 + n
+    prompt, cached, completion = 1000 + n, 100 + 10 * n, 50 + n
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
             "prompt_tokens_details": {"cached_tokens": cached}}
 
@@ -271,12 +275,22 @@ class MockOpencode:
 
     def error(self, status: int = 429, *, times: int = 1, body: dict[str, Any] | None = None,
               headers: dict[str, str] | None = None, delay: float = 0.0) -> Turn:
-        body = body or {"error": {"type": "rate_limit_exceeded", "code": "rate_limit_exceeded",
-                                  "message": "Rate limit reached (mock)"}}
+        if body is None:  # the OpenAI wording
+            body = {"error": {"type": "requests", "code": "rate_limit_exceeded",
+                              "message": "Rate limit reached for mock-model in organization org-mock on requests "
+                                         "per min (RPM): Limit 3, Used 3, Requested 1."}}
         turn = Turn(kind="error", status=status, body=body, headers=dict(headers or {}), repeat=times,
                     delay=delay)
         self.script(turn)
         return turn
+
+    def usage_limit(self, retry_after: int, *, limit_name: str = "5-hour", times: int = 6) -> Turn:
+        """opencode Go's usage limit as its gateway answers: 429 with ``GoUsageLimitError`` in the body and
+        ``retry-after`` seconds; opencode shows "5-hour usage limit reached. It will reset in …" and waits
+        that long before its next attempt."""
+        return self.error(429, times=times, headers={"retry-after": str(int(retry_after))}, body={
+            "type": "error", "error": {"type": "GoUsageLimitError", "message": "GoUsageLimitError"},
+            "metadata": {"workspace": "wrk_mock", "limitName": limit_name}})
 
     def clear(self) -> None:
         with self._lock:
