@@ -15,7 +15,7 @@ One ``up`` per module (the ``rig`` fixture); each test waits for the agent to be
   d  429s: ``limited (CLI retrying by itself)`` while opencode retries, ``limited (API rate limit)`` once it
      gives up, never idle; opencode Go's usage limit reads ``limited until …`` with the reset parsed
   e  opencode.db holds the usage the mock served for the main turns
-  z  ``down`` ends the CLI: no process of the sandbox is left
+  z  ``down`` while a tool runs ends the CLI and the tool: no process of the sandbox is left
 
 Skipped loudly ("REAL OPENCODE SKIPPED …") when the CLI cannot be had, unless AGENTS_REQUIRE_REAL_CLI=1.
 """
@@ -309,8 +309,16 @@ def test_e_database_holds_the_served_usage(rig):
 # ----------------------------------------------------------------------------
 
 def test_z_down_leaves_no_process(rig):
+    """``down`` while the bash tool runs ``sleep 300``: the CLI and the tool's processes all end."""
+    rig.ready()
+    rig.mock.command("sleep 300", then="slept.")
+    assert rig.send("sleep a while").returncode == 0
+
+    def sleeping() -> list[int]:
+        return [pid for pid in oc.sandbox_pids(rig.home) if oc.cmdline(pid) == "sleep 300"]
+
+    rig.wait("the tool's sleep", sleeping, timeout=20)
     before = oc.sandbox_pids(rig.home)
-    assert before, "the CLI runs with the sandbox's XDG_DATA_HOME"
     marked = set(marked_pids(rig.project.config))
     assert set(before) <= marked, (before, marked)  # everything of the sandbox carries the agent's marker
     down = rig.run("down")
