@@ -905,12 +905,43 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
         "resume": "continue",
     },
     "opencode": {
-        "command": ["opencode"],
+        # --auto approves every permission the config does not deny: unattended, "△ Permission required"
+        # would stop the agent. opencode reads its model and provider from opencode.json (no flag needed).
+        "command": ["opencode", "--auto"],
         "command_chars": "/",
         "space_chars": "!",
-        "busy": [r"esc interrupt"],
-        "idle": [r"^\s*┃?\s*>\s(?P<input>.*)$"],
-        "dialog": [r"Permission required"],
+        # The footer under the input box while working: "⬝⬝⬝■■■■■  esc interrupt", after one Esc
+        # "⬝⬝⬝⬝⬝⬝⬝⬝  esc again to interrupt". Anchored to the spinner: a reply quoting it is no marker.
+        "busy": [r"^\s*[⬝■]{4,}\s+esc (again to )?interrupt\b"],
+        "idle": [
+            # The input box's last line names the agent and model: "┃  Build auto · Mock Model Mock" (--auto),
+            # "┃  Build · Mock Model Mock". Typed text sits two lines above it and echoed messages use the same
+            # "┃  text" border, so no single line tells the typed text apart: none is read (input stays "").
+            r"^\s*┃\s{2}\w[\w-]*( auto)? · \S.*$",
+            # A finished turn's footer, "▣  Build · Mock Model · 2.7s" / "· interrupted": never the prompt (the
+            # box is below it), but it marks an error block above it as history for the limit patterns.
+            r"^\s*▣\s{2}\S.* · (\d[\dhms. ]*|interrupted)$",
+        ],
+        # Below the prompt line come the box's bottom edge and the footer: "╹▀▀▀…" "/repo  1.1K (1%)  ctrl+p commands".
+        "placeholders": [r"^╹▀+"],
+        # Structure, not prose. The permission dialog replaces the input box (with --auto it should not come):
+        # "┃  △ Permission required" … "┃   Allow once   Allow always   Reject    ctrl+f fullscreen  ⇆ select  enter confirm".
+        "dialog": [r"^\s*┃\s{2}△ Permission required$", r"⇆ select\s+enter confirm\s*$"],
+        # The footer while opencode waits to retry by itself (5 retries, honouring retry-after):
+        # "⬝⬝⬝■■■■■ Rate limit reached (mock) [retrying in 18s attempt #4]   esc interrupt". A usage limit that
+        # names its reset is a limit, not this: opencode would wait hours before its next attempt.
+        "self_resume": [r"^\s*[⬝■]{2,}(?!.*[Uu]sage limit reached\. It will reset in).*\[retrying\b"],
+        # opencode's Go/Zen usage limit (a GoUsageLimitError answer), shown in the retry footer:
+        # "■■■■■■5-hour usage limit reached. It will reset in 2 hours 5 minutes. To continue usin… [retrying i…";
+        # the spinner is drawn over the text's first cells: "⬝5-hour■usage limit reached. …".
+        "limit": [r"^\s*[⬝■].{0,40}?[Uu]sage limit reached\. It will reset in\b"],
+        # After its retries opencode prints the API's message in an error block above the box:
+        # "┃  Rate limit reached for … (RPM) …", "┃  Too Many Requests", "┃  Provider is overloaded".
+        "rate_limit": [r"^\s*┃\s{2}(Rate limit reached\b|Too Many Requests$|Provider is overloaded$)"],
+        "manual_limit": [
+            r"^\s*┃\s{2}You exceeded your current quota",  # "┃  You exceeded your current quota, please check your plan and billing details."
+            r"^\s*┃\s{2}Free usage exceeded, subscribe to Go",  # opencode Zen's free tier (FreeUsageLimitError)
+        ],
         "resume": "continue",
     },
     "shell": {

@@ -1,0 +1,99 @@
+"""The opencode preset over real opencode 1.18.33 screens (tests/fixtures/screens/opencode-1.18.33-live/).
+
+Runs without the CLI. The fixture README's table names the state each screen must read as.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import agents as ag
+
+FOLDER = Path(__file__).parent / "fixtures" / "screens" / "opencode-1.18.33-live"
+NOW = dt.datetime(2026, 12, 7, 15, 29, tzinfo=dt.timezone.utc).timestamp()  # about when 12 was captured
+
+
+def backend():
+    return ag.Loader(Path("/nonexistent/agents.toml")).load_backends({})["opencode"]
+
+
+def pane():
+    return ag.Pane(session="s", pane_id="%1", pid=1, dead=False, dead_status=None, activity=NOW, created=NOW,
+                   in_mode=False, owner="", width=120, height=40)
+
+
+def classify(lines):
+    return ag.read_screen(backend(), pane(), lines, NOW)
+
+
+def fixture(name):
+    return (FOLDER / name).read_text(encoding="utf-8").split("\n")
+
+
+def table():
+    """(file, state, limit kind) rows of the README table."""
+    rows = []
+    for line in (FOLDER / "README.md").read_text(encoding="utf-8").splitlines():
+        if re.match(r"^\| `?\d\d-", line):
+            cells = [cell.strip().strip("`") for cell in line.split("|")]
+            state = cells[3].split()[0].strip("`*,")
+            kind = re.search(r"\((usage|rate|retrying|manual)\)", cells[3])
+            rows.append((cells[1], state, kind.group(1) if kind else ""))
+    return rows
+
+
+ROWS = table()
+
+
+def test_the_table_covers_every_fixture():
+    assert len(ROWS) >= 17
+    assert {row[0] for row in ROWS} == {path.name for path in FOLDER.glob("*.txt")}
+
+
+@pytest.mark.parametrize("name,state,kind", ROWS, ids=[row[0] for row in ROWS])
+def test_real_opencode_screens(name, state, kind):
+    screen = classify(fixture(name))
+    assert (screen.state, screen.limit_kind) == (state, kind), screen
+
+
+def test_no_screen_reports_unsent_input():
+    """The box's edge and footer below the prompt line are no typed text; typed text is not read at all."""
+    for name, _, _ in ROWS:
+        assert classify(fixture(name)).input_text == "", name
+
+
+def test_permission_dialog_is_never_answered():
+    assert ag.dialog_answer(backend(), classify(fixture("16-permission-required.txt"))) is None
+
+
+def test_usage_limit_reset_is_parsed():
+    """'It will reset in 2 hours 5 minutes' → now + 2 h 5 min."""
+    screen = classify(fixture("12-go-usage-limit-waiting.txt"))
+    assert screen.reset_at == NOW + 2 * 3600 + 5 * 60
+
+
+BOX = ["  ┃", "  ┃", "  ┃", "  ┃  Build auto · Mock Model Mock", "  ╹" + "▀" * 60,
+       "   /repo                                           1.1K (1%)  ctrl+p commands"]
+
+
+@pytest.mark.parametrize("quoted", [
+    "     The footer reads ⬝⬝⬝■■■■■  esc interrupt while it works, and",
+    "     Rate limit reached for gpt-5 … is what the API says, then",
+    "     △ Permission required is the title of the dialog",
+    "     ■■ usage limit reached. It will reset in 2 hours is the footer",
+])
+def test_an_agent_quoting_the_banners_is_idle(quoted):
+    """Reply text (indented, no border) never counts as a banner, a busy line or a dialog."""
+    lines = ["  ┃", "  ┃  explain the screens", "  ┃", "", quoted, "", "     ▣  Build · Mock Model · 2.1s", "", *BOX]
+    assert classify(lines).state == "idle"
+
+
+def test_error_block_followed_by_a_finished_turn_is_history():
+    lines = ["  ┃", "  ┃  Rate limit reached for mock-model", "  ┃", "", "     ▣  Build · Mock Model", "",
+             "  ┃", "  ┃  go on", "  ┃", "", "     ack: go on", "", "     ▣  Build · Mock Model · 803ms", "", *BOX]
+    assert classify(lines).state == "idle"
+    assert classify(lines[:6] + BOX).state == "limited"
