@@ -15,8 +15,8 @@ One ``up`` per module (the ``rig`` fixture); each test waits for the agent to be
      turn reads busy then idle; a message starting with "!" goes to the model, not to aider's shell
   d  429s: aider retries by itself ("Retrying in 0.2 seconds...") under its spinner, read busy and
      never idle; once it gets its answer the old banner is history: idle, not limited.
-     The give-up after aider's ~64 s of backoff is too slow for this module: its real screen is
-     a fixture (tests/test_aider_screens.py); AGENTS_LIVE_AIDER_GIVEUP=1 runs it live here too
+     The give-up after aider's ~64 s of its own backoff reads ``limited (API rate limit)`` (the
+     slowest test here; tests/run runs it beside the rest; AGENTS_LIVE_AIDER_GIVEUP=0 skips it)
   e  tokens: ``.aider.chat.history.md`` has one ``> Tokens: 1.0k sent, 51 received.`` line per
      answer (rounded above 999); the local analytics log (``AIDER_ANALYTICS_LOG``, nothing sent)
      has one ``message_send`` event per answer with the exact counts the mock served
@@ -363,8 +363,8 @@ def test_d_429_retries_read_busy_and_the_answer_idle(rig):
     rig.facts["429_readings"] = readings
 
 
-@pytest.mark.skipif(os.environ.get("AGENTS_LIVE_AIDER_GIVEUP") != "1",
-                    reason="aider's own backoff takes ~64 s; its give-up screen is a fixture")
+@pytest.mark.skipif(os.environ.get("AGENTS_LIVE_AIDER_GIVEUP") == "0",
+                    reason="AGENTS_LIVE_AIDER_GIVEUP=0: aider's own backoff takes ~64 s")
 def test_d_429_give_up_reads_rate_limited(rig):
     rig.ready()
     rig.mock.error(429, times=100)
