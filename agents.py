@@ -827,6 +827,9 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
     },
     "gemini": {
         # --yolo: unattended, a tool approval box would stop the agent (and the prompt turns "*").
+        # Gemini CLI runs headless when CI=true (or GITHUB_ACTIONS=true): no dialogs, and without a chosen
+        # auth method it exits ("Invalid auth method selected.", status 41). In a tmux pane it is interactive.
+        "env": {"CI": "false", "GITHUB_ACTIONS": "false"},
         "command": ["gemini", "--yolo"],
         "command_chars": "/",
         "space_chars": "!",  # "!" first opens shell mode ("shell mode enabled (esc to disable)", prompt "!")
@@ -1183,7 +1186,9 @@ class Loader:
                                       else value) for key, value in BACKEND_PRESETS[base].items()}, preset=base)
             overrides = self.build(Backend, table, section, skip=("name",))
             for key in (table if isinstance(table, dict) else {}):
-                if hasattr(overrides, key):
+                if key == "env" and isinstance(overrides.env, dict):
+                    merged.env = {**merged.env, **overrides.env}  # added to the preset's, which stays
+                elif hasattr(overrides, key):
                     setattr(merged, key, getattr(overrides, key))
             merged.name = name
             if merged.restart_mode == "resume" and not merged.resume_args:

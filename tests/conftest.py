@@ -36,6 +36,15 @@ def load_agents_module():
 agents = load_agents_module()
 
 
+def pytest_configure(config):
+    """A SIGTERM (tests/run stopping its second half, a CI timeout) ends the run like Ctrl-C, so every
+    fixture's finalizer still ends its tmux server, mocks and CLI processes."""
+    def terminated(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, terminated)
+
+
 @pytest.fixture
 def ag():
     """The agents.py module."""

@@ -136,6 +136,14 @@ def test_every_preset_exists_and_overrides_field_by_field(folder):
     assert claude.command[0] == "claude" and claude.transcripts == "claude"
 
 
+def test_a_backend_env_is_added_to_the_presets(folder):
+    cfg = load(folder, '[backend.gemini]\nenv = { GOOGLE_GEMINI_BASE_URL = "http://127.0.0.1:9", CI = "0" }\n')
+    # The preset keeps Gemini CLI interactive under CI=true; the user's keys are added, and win.
+    assert cfg.backends["gemini"].env == {"CI": "0", "GITHUB_ACTIONS": "false",
+                                         "GOOGLE_GEMINI_BASE_URL": "http://127.0.0.1:9"}
+    assert load(folder, "").backends["gemini"].env == {"CI": "false", "GITHUB_ACTIONS": "false"}
+
+
 def test_kickoff_template_fills_known_names_only(folder):
     (folder / "prompts" / "kick.md").write_text('You are {name} in {phase}; write {done_marker} to {status_file}. '
                                                 'Code: {"a": 1} and ${HOME} stay.')

@@ -212,6 +212,26 @@ def test_a_kickoff_waits_for_the_prompt_to_settle(tmp_path):
     assert [m.text for m in agent.received] == ["the kickoff"]
 
 
+def test_the_settle_delays_kickoffs_and_resume_notes_only(tmp_path):
+    """The watchdog's act step passes ``ready_settle`` for a kickoff and a resume note, for no other message."""
+    timings = {}
+    for settle in (0.0, 3.0):
+        (tmp_path / f"s{settle:g}").mkdir()
+        sim = Sim(tmp_path / f"s{settle:g}", config_text([agent_spec("a", wake=600)], loop=False, ready_settle=settle),
+                  behaviours={"a": Behaviour(work=work(60))})
+        sim.up()
+        sim.at(START + 1000, lambda sim=sim: sim.crash("a", status=1))
+        sim.run(1 * HOUR)
+        timings[settle] = {purpose: [m.t for m in sim.received("a", purpose)]
+                           for purpose in ("kickoff", "wake", "resume-note")}
+        no_failures(sim)
+    plain, settled = timings[0.0], timings[3.0]
+    assert len(settled["kickoff"]) == len(plain["kickoff"]) == 1 and len(settled["resume-note"]) == 1
+    assert settled["kickoff"][0] - plain["kickoff"][0] >= 3
+    assert settled["resume-note"][0] - plain["resume-note"][0] >= 3
+    assert settled["wake"] and settled["wake"][:2] == plain["wake"][:2]  # wakes are not held back
+
+
 def test_memory_store_matches_the_real_one(tmp_path):
     sim, _ = S.long_run(tmp_path, seed=3, days=1)
     sim.run(6 * HOUR)

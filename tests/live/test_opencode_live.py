@@ -205,7 +205,7 @@ def test_a_up_delivers_kickoff_without_dialogs(rig):
 
 def test_a_slow_turn_reads_busy_then_idle(rig):
     rig.ready()
-    rig.mock.slow("slow answer arrived", delay=2.5)
+    rig.mock.slow("slow answer arrived", delay=8)
     started = time.monotonic()
     assert rig.send("take your time").returncode == 0
     readings = []
@@ -215,7 +215,9 @@ def test_a_slow_turn_reads_busy_then_idle(rig):
             break
     assert readings[-1][1] == "idle", readings
     busy = [moment for moment, state in readings if state == "busy"]
-    assert busy and busy[-1] >= 1.5, readings  # the model's 2.5 s of silence read as busy
+    # The model's 8 s of silence read as busy, look after look (each look is a `status` process, slow
+    # on a loaded machine: the span asked for leaves seconds of room).
+    assert len(busy) >= 2 and busy[-1] - busy[0] >= 3, readings
     assert all(state in ("busy", "idle") for _, state in readings), readings
 
 
@@ -284,7 +286,8 @@ def test_d_usage_limit_reads_limited_with_its_reset(rig):
     for _ in range(2):
         rig.project.tmux("send-keys", "-t", "=t-main:", "Escape")
         time.sleep(0.4)
-    assert rig.ready() == "limited (API rate limit)"
+    # idle if test d's block has scrolled out of the bottom lines (or test d did not run)
+    assert rig.ready() in ("idle", "limited (API rate limit)")
     assert rig.send("continue").returncode == 0
     rig.wait("the answer to continue", lambda: "ack: continue" in rig.screen())
     assert rig.ready() == "idle"
