@@ -892,7 +892,13 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
         # Its waiting spinner, two glyphs bouncing in a 10-wide field: "  ░█       Waiting for openai/gpt-x"
         # ("#=" without unicode). It also runs through aider's own 429 retries. Anchored to the words:
         # a reply's "## Plan" heading is no spinner.
-        "busy": [r"^\s*(?:[░█]{2}|[#=]{2})\s+(Waiting for|Updating repo map|Scanning repo)\b"],
+        "busy": [
+            r"^\s*(?:[░█]{2}|[#=]{2})\s+(Waiting for|Updating repo map|Scanning repo)\b",
+            # Between two of its own retries the spinner is gone for a moment: a screen that ENDS in a retry
+            # banner (\Z: no prompt drawn below it yet) is aider still at work, not its give-up.
+            r"^(?:[\s░█#=]*litellm\.RateLimitError\b.*|The API provider has rate limited you\b.*"
+            r"|Retrying in [\d.]+ seconds\.\.\.)\Z",
+        ],
         "idle": [
             # "> " or "architect> " (the screen's lines come right-stripped: ">"); the echoed message looks the same
             r"^(\w+ )?>(\s(?P<input>.*))?$",

@@ -76,6 +76,16 @@ def test_gave_up_banner_names_the_error():
     assert "litellm.RateLimitError" in screen.detail and screen.reset_at is None
 
 
+def test_between_two_retries_the_screen_reads_busy_not_limited():
+    """A CI run read 'limited (API rate limit)' once in aider's own retries: the spinner had been
+    wiped and the next not yet drawn. A screen that ends in a banner line is aider still at work."""
+    retrying = [line for line in fixture("08-429-retrying-16s.txt") if line.strip()]
+    assert "Waiting for" in retrying[-1]
+    for cut in (1, 2, 3):  # the spinner gone; then before "Retrying in"; then before the provider line
+        assert classify(retrying[:-cut]).state == "busy", retrying[-cut - 1]
+    assert classify(fixture("09-429-gave-up.txt")).state == "limited"  # the prompt drawn again: the give-up
+
+
 def test_a_reply_heading_is_no_spinner():
     base = fixture("05-idle-after-answer.txt")
     cut = max(i for i, line in enumerate(base) if line.startswith("Tokens:"))
