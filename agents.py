@@ -2825,7 +2825,7 @@ class Sender:
             for press in range(1, self.EXTRA_PRESSES + 2):
                 self.tmux.send_keys(pane.pane_id, backend.submit_key)
                 try:
-                    verdict = self._watch_landing(session, backend, typed, screen.state)
+                    verdict = self._watch_landing(session, backend, typed, screen.state, message)
                 except _PaneDied as died:
                     return Delivery("failed", f"the agent exited after the submit key ({died})", presses=press)
                 if verdict:
@@ -2877,16 +2877,18 @@ class Sender:
             self.clock.sleep(settle)  # let the CLI redraw
             return before, self.look(session, backend)[1]
 
-    def _watch_landing(self, session: str, backend: Backend, typed: Screen, was: str) -> str:
+    def _watch_landing(self, session: str, backend: Backend, typed: Screen, was: str, message: str = "") -> str:
         """Why we believe the message landed, or '' if it did not within the window.
 
         Landed: the agent turned busy, limited or showed a dialog (it reacted), the
         input box emptied, or new output appeared below the submitted line (a REPL
         that prints its answer under the line it took without drawing a new prompt).
         A state the agent was already in before the submit key proves nothing.
+        Where the backend's prompt pattern shows no typed text (opencode's box), the
+        message itself marks the submitted line.
         """
         tail = squeeze(typed.input_text)[-16:]
-        below = output_below(typed.lines, tail)
+        below = output_below(typed.lines, tail or squeeze(message)[-16:])
         deadline = self.clock.monotonic() + self.VERIFY_WINDOW
         while True:
             self.clock.sleep(0.15)
@@ -2899,6 +2901,8 @@ class Sender:
                 return f"the agent turned {screen.state}"
             box = squeeze(screen.input_text)
             if tail and below >= 0 and tail not in box and output_below(screen.lines, tail) > below:
+                return "new output below the submitted line"
+            if not tail and below >= 0 and output_below(screen.lines, squeeze(message)[-16:]) > below:
                 return "new output below the submitted line"
             if screen.state in ("idle", "busy", "limited") and tail and tail not in box:
                 return "the input box emptied"

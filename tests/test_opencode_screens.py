@@ -97,3 +97,33 @@ def test_error_block_followed_by_a_finished_turn_is_history():
              "  ┃", "  ┃  go on", "  ┃", "", "     ack: go on", "", "     ▣  Build · Mock Model · 803ms", "", *BOX]
     assert classify(lines).state == "idle"
     assert classify(lines[:6] + BOX).state == "limited"
+
+
+class ScriptedSender(ag.Sender):
+    """A Sender whose looks are given screens (the last one repeats); its clock is simulated."""
+
+    def __init__(self, tmp_path, screens):
+        import sim
+
+        super().__init__(tmux=None, lock_dir=tmp_path, clock=sim.FakeClock())
+        self.screens = list(screens)
+
+    def look(self, session, backend):
+        lines = self.screens.pop(0) if len(self.screens) > 1 else self.screens[0]
+        return pane(), ag.read_screen(backend, pane(), lines, NOW)
+
+
+def test_a_submitted_message_is_seen_to_land_though_the_box_shows_no_typed_text(tmp_path):
+    """opencode's prompt pattern yields no typed text, so only "busy" proved a landing; on a loaded
+    machine a message sent while an old error block read limited was pressed four times and failed."""
+    typed = fixture("07-typed-not-submitted.txt")
+    at = next(i for i, line in enumerate(typed) if line.strip() == "┃  typed after a turn")
+    assert classify(typed).state == "idle" and classify(typed).input_text == ""
+    # Enter taken: the message is history now, an empty box drawn below it
+    taken = typed[:at + 1] + ["", "  ┃", "  ┃", *typed[at + 1:]]
+    before = classify(typed)
+    landed = ScriptedSender(tmp_path, [taken])._watch_landing("s", backend(), before, "idle", "typed after a turn")
+    assert landed == "new output below the submitted line"
+    # Enter lost: nothing changes, nothing is believed
+    lost = ScriptedSender(tmp_path, [typed])._watch_landing("s", backend(), before, "idle", "typed after a turn")
+    assert lost == ""

@@ -44,6 +44,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import clis  # noqa: E402
+from cli_rig import CliRig, report_wall_times, timed  # noqa: E402,F401
 from claude_team import LiveProject, make_repo, toml_env  # noqa: E402
 from conftest import marked_pids  # noqa: E402
 from conftest import agents as ag  # noqa: E402
@@ -112,16 +113,17 @@ class AiderProject(LiveProject):
                                                                                          "ALL_PROXY", "NO_PROXY")}
 
 
-class Rig:
+class Rig(CliRig):
+    READY_TIMEOUT, RUN_TIMEOUT, POLL = 40.0, 120.0, 0.2
+
     def __init__(self, binary: Path, root: Path, terminal) -> None:
-        self.binary, self.root, self.terminal = binary, root, terminal
+        super().__init__(terminal)
+        self.binary, self.root = binary, root
         self.project = AiderProject(root, f"agt-aider-{os.getpid()}-{secrets.token_hex(3)}")
         self.repo = make_repo(root / "repo")
         self.mock = MockAider().start()
         self.home = prepare_home(root / "aider-home")
         self.analytics_log = root / "aider-analytics.jsonl"
-        self.timings: dict[str, float] = {}
-        self.facts: dict[str, object] = {}
         self.saved: set[str] = set()
         preset = ag.BACKEND_PRESETS["aider"]["command"]
         assert preset[1:] == ["--yes-always", "--no-stream", "--no-check-update", "--no-show-release-notes",
@@ -138,19 +140,10 @@ class Rig:
             prompt = {json.dumps(KICKOFF)}
             """)
 
-    def run(self, *args: str, timeout: float = 120):
-        return self.project.run(*args, timeout=timeout)
-
-    def row(self) -> dict:
-        return next(r for r in self.project.status()["agents"] if r["name"] == "main")
-
-    def state(self) -> str:
-        state = self.row()["state"]
+    def state(self, name: str = "main") -> str:
+        state = super().state(name)
         self.save(state)
         return state
-
-    def screen(self) -> str:
-        return self.project.capture("t-main")
 
     def save(self, state: str) -> None:
         """With AGENTS_AIDER_SCREENS set: keep each distinct screen (for the fixtures)."""
@@ -164,38 +157,6 @@ class Rig:
         folder = Path(SCREENS)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{len(self.saved):03d}-{re.sub(r'[^a-z]+', '-', state)}.txt").write_text(text)
-
-    def wait(self, what: str, predicate, timeout: float = 30.0, interval: float = 0.2):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                state = None
-                with contextlib.suppress(Exception):
-                    state = self.state()
-                pytest.fail(f"timed out after {timeout}s waiting for {what}; state {state!r}; "
-                            f"screen:\n{self.screen()}")
-            time.sleep(interval)
-
-    def ready(self, timeout: float = 40.0) -> str:
-        """Idle (or limited) twice in a row."""
-        last = None
-
-        def settled() -> bool:
-            nonlocal last
-            state = self.state()
-            ok = state == "idle" or state.startswith("limited")
-            stable = ok and state == last
-            last = state if ok else None
-            return stable
-
-        self.wait("main ready", settled, timeout=timeout)
-        return last or ""
-
-    def send(self, text: str):
-        return self.run("send", "main", text)
 
     def history(self) -> str:
         path = self.repo / ".aider.chat.history.md"
@@ -258,29 +219,11 @@ def rig(tmp_path_factory, request):
 
 
 def report(rig: Rig, request) -> None:
-    lines = ["aider-live wall times (s):", *(f"  {secs:7.2f}  {name}" for name, secs in rig.timings.items()),
-             f"  {sum(v for k, v in rig.timings.items() if 'until the kickoff' not in k):7.2f}  total",
-             f"  facts: busy seen after {rig.facts.get('busy_after', [(None,)])[-1][0]} s of looking; "
-             f"kickoff presses {rig.facts.get('kickoff_presses')}",
-             f"  slow turn readings: {rig.facts.get('slow_readings')}",
-             f"  429 readings: {rig.facts.get('429_readings')}"]
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if rig.terminal is not None:
-        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-            rig.terminal.write_line("")
-            for line in lines:
-                rig.terminal.write_line(line)
-    if os.environ.get("AGENTS_LIVE_TIMINGS"):
-        Path(os.environ["AGENTS_LIVE_TIMINGS"]).write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-@pytest.fixture(autouse=True)
-def timed(request):
-    started = time.monotonic()
-    yield
-    rig = request.node.funcargs.get("rig")
-    if rig is not None:
-        rig.timings[request.node.name] = round(time.monotonic() - started, 2)
+    report_wall_times(rig, request, "aider-live", skip_in_total="until the kickoff", extra=[
+        f"  facts: busy seen after {rig.facts.get('busy_after', [(None,)])[-1][0]} s of looking; "
+        f"kickoff presses {rig.facts.get('kickoff_presses')}",
+        f"  slow turn readings: {rig.facts.get('slow_readings')}",
+        f"  429 readings: {rig.facts.get('429_readings')}"])
 
 
 # ----------------------------------------------------------------------------

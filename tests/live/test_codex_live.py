@@ -39,6 +39,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import clis  # noqa: E402
+from cli_rig import CliRig, report_wall_times, timed  # noqa: E402,F401
 import codex_sandbox as cx  # noqa: E402
 from claude_team import LiveProject, git, make_repo, toml_env  # noqa: E402
 from conftest import marked_pids  # noqa: E402
@@ -56,9 +57,10 @@ class CodexProject(LiveProject):
         return {key: value for key, value in super().env().items() if not key.startswith(cx.SCRUB_PREFIXES)}
 
 
-class Rig:
+class Rig(CliRig):
     def __init__(self, binary: Path, root: Path, terminal) -> None:
-        self.binary, self.root, self.terminal = binary, root, terminal
+        super().__init__(terminal)
+        self.binary, self.root = binary, root
         self.project = CodexProject(root, f"agt-codex-{os.getpid()}-{secrets.token_hex(3)}")
         self.repo = make_repo(root / "repo")
         self.daemon_repo = make_repo(root / "daemon-repo")
@@ -66,8 +68,6 @@ class Rig:
         self.codex_home = cx.prepare_codex_home(root / "codex-main", self.mock.base_url)  # trusts nothing
         self.daemon_home = cx.prepare_codex_home(root / "codex-daemon", self.side_mock.base_url,
                                                  trusted=[self.daemon_repo])
-        self.timings: dict[str, float] = {}
-        self.facts: dict[str, object] = {}
         preset = ag.BACKEND_PRESETS["codex"]["command"]
         assert preset[1:] == ["--dangerously-bypass-approvals-and-sandbox", "--no-daemon"], preset
         command = [str(binary), *preset[1:]]
@@ -95,49 +95,6 @@ class Rig:
             cwd = "daemon-repo"
             prompt = "daemon kickoff"
             """)
-
-    def run(self, *args: str, timeout: float = 180):
-        return self.project.run(*args, timeout=timeout)
-
-    def row(self, name: str = "main") -> dict:
-        return next(r for r in self.project.status()["agents"] if r["name"] == name)
-
-    def state(self, name: str = "main") -> str:
-        return self.row(name)["state"]
-
-    def screen(self, name: str = "main") -> str:
-        return self.project.capture(f"t-{name}")
-
-    def wait(self, what: str, predicate, timeout: float = 30.0, interval: float = 0.3, name: str = "main"):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                with contextlib.suppress(Exception):
-                    state = self.state(name)
-                pytest.fail(f"timed out after {timeout}s waiting for {what}; state {locals().get('state')!r}; "
-                            f"screen:\n{self.screen(name)}")
-            time.sleep(interval)
-
-    def ready(self, name: str = "main", timeout: float = 60.0) -> str:
-        """Idle (or limited after a given-up or limit answer) twice in a row."""
-        last = None
-
-        def settled() -> bool:
-            nonlocal last
-            state = self.state(name)
-            ok = state == "idle" or state.startswith("limited")
-            stable = ok and state == last
-            last = state if ok else None
-            return stable
-
-        self.wait(f"{name} ready", settled, timeout=timeout, name=name)
-        return last or ""
-
-    def send(self, text: str, name: str = "main"):
-        return self.run("send", name, text, timeout=120)
 
     def leftovers(self) -> list[int]:
         return cx.sandbox_pids(self.codex_home) + cx.sandbox_pids(self.daemon_home)
@@ -181,25 +138,7 @@ def rig(tmp_path_factory, request):
 
 
 def report(rig: Rig, request) -> None:
-    lines = ["codex-live wall times (s):", *(f"  {secs:7.2f}  {name}" for name, secs in rig.timings.items()),
-             f"  {sum(rig.timings.values()):7.2f}  total"]
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if rig.terminal is not None:
-        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-            rig.terminal.write_line("")
-            for line in lines:
-                rig.terminal.write_line(line)
-    if os.environ.get("AGENTS_LIVE_TIMINGS"):
-        Path(os.environ["AGENTS_LIVE_TIMINGS"]).write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-@pytest.fixture(autouse=True)
-def timed(request):
-    started = time.monotonic()
-    yield
-    rig = request.node.funcargs.get("rig")
-    if rig is not None:
-        rig.timings[request.node.name] = round(time.monotonic() - started, 2)
+    report_wall_times(rig, request, "codex-live")
 
 
 # ----------------------------------------------------------------------------

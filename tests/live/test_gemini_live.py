@@ -44,6 +44,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import clis  # noqa: E402
+from cli_rig import CliRig, report_wall_times, timed  # noqa: E402,F401
 import gemini_sandbox as gs  # noqa: E402
 from claude_team import LiveProject, git, make_repo, toml_env  # noqa: E402
 from conftest import marked_pids  # noqa: E402
@@ -64,15 +65,14 @@ class GeminiProject(LiveProject):
         return {**env, "CI": "true", "GITHUB_ACTIONS": "true"}
 
 
-class Rig:
+class Rig(CliRig):
     def __init__(self, binary: Path, root: Path, terminal) -> None:
-        self.binary, self.root, self.terminal = binary, root, terminal
+        super().__init__(terminal)
+        self.binary, self.root = binary, root
         self.project = GeminiProject(root, f"agt-gemini-{os.getpid()}-{secrets.token_hex(3)}")
         self.repo = make_repo(root / "repo")
         self.mock = MockGemini().start()
         self.home = gs.prepare_gemini_home(root / "gemini-home")
-        self.timings: dict[str, float] = {}
-        self.facts: dict[str, object] = {}
         preset = ag.BACKEND_PRESETS["gemini"]["command"]
         assert preset[1:] == ["--yolo"], preset
         self.project.write(f"""
@@ -86,49 +86,6 @@ class Rig:
             cwd = "repo"
             prompt = {json.dumps(KICKOFF)}
             """)
-
-    def run(self, *args: str, timeout: float = 180):
-        return self.project.run(*args, timeout=timeout)
-
-    def row(self, name: str = "main") -> dict:
-        return next(r for r in self.project.status()["agents"] if r["name"] == name)
-
-    def state(self, name: str = "main") -> str:
-        return self.row(name)["state"]
-
-    def screen(self, name: str = "main") -> str:
-        return self.project.capture(f"t-{name}")
-
-    def wait(self, what: str, predicate, timeout: float = 30.0, interval: float = 0.3):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                with contextlib.suppress(Exception):
-                    state = self.state()
-                pytest.fail(f"timed out after {timeout}s waiting for {what}; state {locals().get('state')!r}; "
-                            f"screen:\n{self.screen()}")
-            time.sleep(interval)
-
-    def ready(self, timeout: float = 60.0) -> str:
-        """Idle (or limited) twice in a row."""
-        last = None
-
-        def settled() -> bool:
-            nonlocal last
-            state = self.state()
-            ok = state == "idle" or state.startswith("limited")
-            stable = ok and state == last
-            last = state if ok else None
-            return stable
-
-        self.wait("main ready", settled, timeout=timeout)
-        return last or ""
-
-    def send(self, text: str):
-        return self.run("send", "main", text, timeout=120)
 
     def cleanup(self) -> None:
         try:
@@ -168,25 +125,7 @@ def rig(tmp_path_factory, request):
 
 
 def report(rig: Rig, request) -> None:
-    lines = ["gemini-live wall times (s):", *(f"  {secs:7.2f}  {name}" for name, secs in rig.timings.items()),
-             f"  {sum(rig.timings.values()):7.2f}  total"]
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if rig.terminal is not None:
-        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-            rig.terminal.write_line("")
-            for line in lines:
-                rig.terminal.write_line(line)
-    if os.environ.get("AGENTS_LIVE_TIMINGS"):
-        Path(os.environ["AGENTS_LIVE_TIMINGS"]).write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-@pytest.fixture(autouse=True)
-def timed(request):
-    started = time.monotonic()
-    yield
-    rig = request.node.funcargs.get("rig")
-    if rig is not None:
-        rig.timings[request.node.name] = round(time.monotonic() - started, 2)
+    report_wall_times(rig, request, "gemini-live")
 
 
 # ----------------------------------------------------------------------------
