@@ -6,47 +6,20 @@ Runs without the CLI. The fixture README's table names the state each screen mus
 from __future__ import annotations
 
 import datetime as dt
-import re
 from pathlib import Path
 
 import pytest
 
 from conftest import agents as ag
+from screens import Screens
 
 FOLDER = Path(__file__).parent / "fixtures" / "screens" / "codex-0.171.0-live"
 NOW = dt.datetime(2026, 12, 2, 21, 15, tzinfo=dt.timezone.utc).timestamp()  # when 09 was captured (machine in UTC)
 
 
-def backend():
-    return ag.Loader(Path("/nonexistent/agents.toml")).load_backends({})["codex"]
-
-
-def pane():
-    return ag.Pane(session="s", pane_id="%1", pid=1, dead=False, dead_status=None, activity=NOW, created=NOW,
-                   in_mode=False, owner="", width=120, height=40)
-
-
-def classify(lines):
-    return ag.read_screen(backend(), pane(), lines, NOW)
-
-
-def fixture(name):
-    return (FOLDER / name).read_text(encoding="utf-8").split("\n")
-
-
-def table():
-    """(file, state, limit kind) rows of the README table."""
-    rows = []
-    for line in (FOLDER / "README.md").read_text(encoding="utf-8").splitlines():
-        if re.match(r"^\| `?\d\d-", line):
-            cells = [cell.strip().strip("`") for cell in line.split("|")]
-            state = cells[3].split()[0].strip("`*,")
-            kind = re.search(r"\((usage|rate|retrying|manual)\)", cells[3])
-            rows.append((cells[1] if cells[1].endswith(".txt") else cells[1] + ".txt", state, kind.group(1) if kind else ""))
-    return rows
-
-
-ROWS = table()
+SCREENS = Screens(FOLDER, "codex", NOW)
+backend, pane, classify, fixture = SCREENS.backend, SCREENS.pane, SCREENS.classify, SCREENS.fixture
+ROWS = [row[:3] for row in SCREENS.table()]
 
 
 def test_the_table_covers_every_fixture():
