@@ -72,6 +72,31 @@ def marked_pids(config_path: Path) -> list[int]:
     return agents.processes_marked(prefix, whole_config=True)
 
 
+def pids_with_env(name: str, value: object) -> list[int]:
+    """Live processes whose environment has ``name=value`` (a sandbox's HOME or CODEX_HOME: a CLI,
+    what it relaunched and its tools, however they were started); zombies are gone already."""
+    wanted = f"{name}={value}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if stat.rsplit(")", 1)[-1].split()[0] != "Z" and wanted in environ.split(b"\0"):
+            found.append(int(entry))
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
 def without_table(text: str, name: str) -> str:
     """TOML text with the table ``[name]`` (its header and keys, up to the next header) taken out."""
     kept, skipping = [], False

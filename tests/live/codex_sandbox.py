@@ -29,6 +29,8 @@ import json
 import os
 from pathlib import Path
 
+from conftest import cmdline, pids_with_env  # noqa: F401 - the tests call <sandbox>.cmdline
+
 API_KEY_VAR = "MOCK_API_KEY"
 # Variables of the caller's environment that must not reach the sandboxed CLI.
 SCRUB_PREFIXES = ("OPENAI_", "CODEX_", "AZURE_OPENAI")
@@ -70,25 +72,4 @@ def session_meta(path: Path) -> dict:
 
 def sandbox_pids(codex_home: Path) -> list[int]:
     """Live processes whose environment names this CODEX_HOME (the CLI, its daemon, its tools)."""
-    wanted = f"CODEX_HOME={codex_home}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-            continue  # a zombie is already gone; its parent reaps it
-        if wanted in environ.split(b"\0"):
-            found.append(int(entry))
-    return found
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
+    return pids_with_env("CODEX_HOME", codex_home)

@@ -39,6 +39,8 @@ import json
 import os
 from pathlib import Path
 
+from conftest import cmdline, pids_with_env  # noqa: F401 - the tests call <sandbox>.cmdline
+
 API_KEY = "mock-gemini-key"
 # Variables of the caller's environment that must not reach the sandboxed CLI.
 SCRUB_PREFIXES = ("GEMINI_", "GOOGLE_", "CLOUDSDK_")
@@ -92,25 +94,4 @@ def chat_tokens(path: Path) -> dict[str, dict[str, int]]:
 
 def sandbox_pids(home: Path) -> list[int]:
     """Live processes whose environment names this HOME (the CLI, its relaunched child, its tools)."""
-    wanted = f"HOME={home}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-            continue
-        if wanted in environ.split(b"\0"):
-            found.append(int(entry))
-    return found
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
+    return pids_with_env("HOME", home)

@@ -31,6 +31,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+from conftest import cmdline, pids_with_env  # noqa: F401 - the tests call <sandbox>.cmdline
+
 from mock_opencode import opencode_config
 
 # Variables of the caller's environment that must not reach the sandboxed CLI.
@@ -74,25 +76,4 @@ def assistant_messages(home: Path) -> list[dict]:
 
 def sandbox_pids(home: Path) -> list[int]:
     """Live processes whose environment names this sandbox's XDG_DATA_HOME (the CLI and its tools)."""
-    wanted = f"XDG_DATA_HOME={home / '.local/share'}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-            continue  # a zombie is already gone; its parent reaps it
-        if wanted in environ.split(b"\0"):
-            found.append(int(entry))
-    return found
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
+    return pids_with_env("XDG_DATA_HOME", home / ".local/share")

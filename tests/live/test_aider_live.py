@@ -46,7 +46,7 @@ sys.path.insert(0, str(HERE.parent))
 import clis  # noqa: E402
 from cli_rig import CliRig, report_wall_times, timed  # noqa: E402,F401
 from claude_team import LiveProject, make_repo, toml_env  # noqa: E402
-from conftest import marked_pids  # noqa: E402
+from conftest import marked_pids, pids_with_env  # noqa: E402
 from conftest import agents as ag  # noqa: E402
 from mock_aider import MockAider  # noqa: E402
 
@@ -87,21 +87,7 @@ def aider_env(home: Path, base_url: str, analytics_log: Path) -> dict[str, str]:
 
 def sandbox_pids(home: Path) -> list[int]:
     """Live processes whose environment names this HOME (aider and anything it started)."""
-    wanted = f"HOME={home}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-            continue
-        if wanted in environ.split(b"\0"):
-            found.append(int(entry))
-    return found
+    return pids_with_env("HOME", home)
 
 
 class AiderProject(LiveProject):
