@@ -2778,12 +2778,10 @@ class Sender:
     PASTE_OVER = 400  # characters: a longer line goes as one paste (typed fast, a CLI splits it into a paste)
 
     def deliver(self, session: str, backend: Backend, text: str, allow_unknown: bool = False,
-                command: bool = False, settle: float = 0.0) -> Delivery:
+                command: bool = False) -> Delivery:
         """Deliver ``text``. ``allow_unknown`` lets a human's ``send`` type at a screen no pattern
         explains (the watchdog never does: an unknown screen may be a menu that Enter would answer);
-        ``command`` lets it send a CLI command (``/compact``) on purpose; ``settle``: seconds the
-        screen must keep reading the same before anything is typed (a kickoff: Codex draws its
-        prompt for a moment before its trust question)."""
+        ``command`` lets it send a CLI command (``/compact``) on purpose."""
         message = clean_message(text)
         if not message:
             return Delivery("failed", "empty message")
@@ -2803,12 +2801,6 @@ class Sender:
                 return Delivery("held", f"a dialog is open ({screen.detail[:60]}); not typed into it")
             if screen.state == "unknown" and not allow_unknown:
                 return Delivery("held", "the screen shows no prompt this backend knows; not typed into it")
-            if settle:
-                self.clock.sleep(settle)
-                pane, settled = self.look(session, backend)
-                if pane is None or (settled.state, settled.input_text) != (screen.state, screen.input_text):
-                    return Delivery("held", f"the screen changed within {settle:g}s (it reads {settled.state} "
-                                            f"now); not typed yet")
             ours = bool(screen.input_text) and squeeze(screen.input_text) == squeeze(message)
             if screen.input_text and not ours:
                 return Delivery("held", f"the input box already holds text ({screen.input_text[:40]!r})")
@@ -3243,6 +3235,8 @@ def check_startup(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -
         elif screen.state == "idle" and not record.kickoff:
             actions.append(Action("mark", agent.name, "prompt ready (no kickoff)", text="running"))
         elif screen.state == "idle" and now >= kickoff_next_try(record):
+            if now - screen_since(record, screen, now) < backend.ready_settle:
+                continue  # the prompt has only just appeared: a CLI may still draw a start-up dialog over it
             # Noted before typing: a `restart` or a second watchdog sees the kickoff in flight, and a
             # watchdog killed meanwhile knows it may have landed (then "busy" means it was taken).
             actions.append(note(agent.name, "kickoff in flight", kickoff_typed_at=now))
@@ -3486,10 +3480,8 @@ class Team:
         if unit is None:
             return Delivery("failed", "no such unit in the config")
         command = command or action.purpose in ("kickoff", "wake", "resume")
-        backend = backend_of(self.cfg, unit)
-        settle = backend.ready_settle if action.purpose in ("kickoff", "resume-note") else 0.0
         try:
-            return self.sender.deliver(unit.session, backend, action.text, allow_unknown, command, settle)
+            return self.sender.deliver(unit.session, backend_of(self.cfg, unit), action.text, allow_unknown, command)
         except RuntimeFailure as failure:
             return Delivery("failed", str(failure))
 
@@ -4512,6 +4504,8 @@ def deadlines(cfg: Config, state: dict, now: float) -> list[float]:
             moments += [record.screen_since + DIALOG_SETTLE, record.dialog_answered_at + 2.0]
         if record.lifecycle == "starting" and prompt_expected(cfg, unit, record, now):
             moments += [now + STARTING_POLL, kickoff_next_try(record)]
+            if record.screen == "idle":
+                moments.append(record.screen_since + backend_of(cfg, unit).ready_settle)
         if not isinstance(unit, Agent):
             continue
         if unit.wake and record.next_wake:

@@ -188,28 +188,18 @@ def test_real_sender_delivers_through_the_fake_tmux(tmp_path):
 def test_a_kickoff_waits_for_the_prompt_to_settle(tmp_path):
     """Codex 0.171 draws its prompt for half a second, then asks "Trust this folder?" over it: a
     kickoff typed at the first sight of the prompt went nowhere (a CI run on a slow machine)."""
-    backend = claude_backend(tmp_path)
-    clock = S.FakeClock()
-    tmux = S.FakeTmux(clock, default=lambda name: Behaviour(work=work(600)))
-    clock.world = tmux
-    tmux.new_session("sim-x", ["claude"], tmp_path, {"AGENTS_PY_NAME": "x"}, "owner", tmp_path)
-    clock.sleep(5)
-    agent, sender, sleep = tmux.agent("x"), ag.Sender(tmux, tmp_path / "locks", clock), clock.sleep
-
-    def dialog_drawn_within(seconds: float) -> None:  # the trust question appears during the first wait
-        clock.sleep = sleep
-        sleep(min(seconds, 0.5))
-        agent.open_dialog(clock.now(), known=True)
-        sleep(max(seconds - 0.5, 0))
-
-    clock.sleep = dialog_drawn_within
-    delivery = sender.deliver("sim-x", backend, "the kickoff", command=True, settle=1.0)
-    assert (delivery.outcome, delivery.presses) == ("held", 0), delivery
-    assert "the screen changed within 1s (it reads dialog now)" in delivery.detail
-    assert not agent.typed and not agent.received
-    agent.close_dialog(clock.now())
-    assert sender.deliver("sim-x", backend, "the kickoff", command=True, settle=1.0).ok
-    assert [m.text for m in agent.received] == ["the kickoff"]
+    sim = Sim(tmp_path, config_text([agent_spec("x")], loop=False, watchdog={"signal_interval": 0.5}, ready_settle=3.0),
+              behaviours={"x": Behaviour(work=work(600), boot_seconds=2.0)})
+    sim.up()
+    sim.at(START + 2.5, lambda: sim.dialog("x", known=True))  # the trust question, over the new prompt
+    sim.run(30)  # ticks every 0.5 s: with no settle the kickoff was typed at 2.0 s, into what the dialog covered
+    agent = sim.tmux.agent("x")
+    dialog = next(e for e in sim.events("dialog", "x"))
+    typed_before = [t for t in agent.typed if t[0] <= dialog["t"]]
+    assert not typed_before, typed_before  # nothing was typed at the prompt the dialog covered
+    assert [m.purpose for m in agent.received] == ["kickoff"]
+    assert agent.received[0].t >= dialog["t"] + 3  # the prompt after the answer settled first
+    no_failures(sim)
 
 
 def test_the_settle_delays_kickoffs_and_resume_notes_only(tmp_path):
