@@ -2880,7 +2880,8 @@ class Sender:
         message itself marks the submitted line.
         """
         tail = squeeze(typed.input_text)[-16:]
-        below = output_below(typed.lines, tail or squeeze(message)[-16:])
+        mark = tail or squeeze(message)[-16:]  # what marks the submitted line on screen
+        below = output_below(typed.lines, mark)
         deadline = self.clock.monotonic() + self.VERIFY_WINDOW
         while True:
             self.clock.sleep(0.15)
@@ -2892,9 +2893,7 @@ class Sender:
             if screen.state in ("busy", "limited") and was != screen.state:
                 return f"the agent turned {screen.state}"
             box = squeeze(screen.input_text)
-            if tail and below >= 0 and tail not in box and output_below(screen.lines, tail) > below:
-                return "new output below the submitted line"
-            if not tail and below >= 0 and output_below(screen.lines, squeeze(message)[-16:]) > below:
+            if mark and below >= 0 and mark not in box and output_below(screen.lines, mark) > below:
                 return "new output below the submitted line"
             if screen.state in ("idle", "busy", "limited") and tail and tail not in box:
                 return "the input box emptied"

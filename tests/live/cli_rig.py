@@ -74,6 +74,26 @@ class CliRig:
         return last or ""
 
 
+def up_with_held_kickoff(rig: CliRig, label: str, ready_timeout: float = 30.0) -> None:
+    """``up --no-watchdog main`` while the mock holds the kickoff's answer: ``facts`` keep what ``up``
+    printed, four states read while held, and the state once released; ``timings[label]`` the whole."""
+    started = time.monotonic()
+    gate = rig.mock.hold("kickoff answered: ready")
+    rig.facts["up"] = rig.run("up", "--no-watchdog", "main")
+    rig.facts["up_returned_after"] = round(time.monotonic() - started, 2)
+    held = []
+    for _ in range(4):
+        held.append(rig.state())
+        time.sleep(0.25)
+    rig.facts["held_states"] = held
+    gate.set()
+    try:
+        rig.facts["after_state"] = rig.ready(timeout=ready_timeout)
+    except BaseException as exc:  # noqa: BLE001 - the module's test a reports it
+        rig.facts["after_state"] = f"not ready: {exc}"
+    rig.timings[label] = round(time.monotonic() - started, 2)
+
+
 def report_wall_times(rig: CliRig, request, title: str, extra: list[str] = (), skip_in_total: str = "") -> None:
     """Print ``title wall times (s):`` and each scenario's seconds after the module (and write them to
     $AGENTS_LIVE_TIMINGS if set); ``skip_in_total``: a timing name part that the total leaves out."""

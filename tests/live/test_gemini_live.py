@@ -44,7 +44,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import clis  # noqa: E402
-from cli_rig import CliRig, report_wall_times, timed  # noqa: E402,F401
+from cli_rig import CliRig, report_wall_times, timed, up_with_held_kickoff  # noqa: E402,F401
 import gemini_sandbox as gs  # noqa: E402
 from claude_team import LiveProject, git, make_repo, toml_env  # noqa: E402
 from conftest import marked_pids  # noqa: E402
@@ -102,20 +102,7 @@ def rig(tmp_path_factory, request):
     binary = clis.require("gemini-cli")
     rig = Rig(binary, tmp_path_factory.mktemp("gemini-live"), request.config.pluginmanager.get_plugin("terminalreporter"))
     try:
-        started = time.monotonic()
-        gate = rig.mock.hold("kickoff answered: ready")
-        rig.facts["up"] = rig.run("up", "--no-watchdog", "main")
-        held = []
-        for _ in range(4):
-            held.append(rig.state())
-            time.sleep(0.25)
-        rig.facts["held_states"] = held
-        gate.set()
-        try:
-            rig.facts["after_state"] = rig.ready(timeout=30)
-        except BaseException as exc:  # noqa: BLE001 - test a reports it
-            rig.facts["after_state"] = f"not ready: {exc}"
-        rig.timings["a: up + trust/auth/key boxes + held kickoff + idle (fixture)"] = round(time.monotonic() - started, 2)
+        up_with_held_kickoff(rig, "a: up + trust/auth/key boxes + held kickoff + idle (fixture)")
         yield rig
     finally:
         try:

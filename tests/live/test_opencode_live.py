@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import clis  # noqa: E402
-from cli_rig import CliRig, report_wall_times, timed  # noqa: E402,F401
+from cli_rig import CliRig, report_wall_times, timed, up_with_held_kickoff  # noqa: E402,F401
 import opencode_sandbox as oc  # noqa: E402
 from claude_team import LiveProject, git, make_repo, toml_env  # noqa: E402
 from conftest import marked_pids  # noqa: E402
@@ -97,21 +97,7 @@ def rig(tmp_path_factory, request):
     binary = clis.require("opencode")
     rig = Rig(binary, tmp_path_factory.mktemp("opencode-live"), request.config.pluginmanager.get_plugin("terminalreporter"))
     try:
-        started = time.monotonic()
-        gate = rig.mock.hold("kickoff answered: ready")
-        rig.facts["up"] = rig.run("up", "--no-watchdog", "main")
-        rig.facts["up_returned_after"] = round(time.monotonic() - started, 2)
-        held = []
-        for _ in range(4):
-            held.append(rig.state())
-            time.sleep(0.25)
-        rig.facts["held_states"] = held
-        gate.set()
-        try:
-            rig.facts["after_state"] = rig.ready()
-        except BaseException as exc:  # noqa: BLE001 - test a reports it
-            rig.facts["after_state"] = f"not ready: {exc}"
-        rig.timings["a: up + held kickoff + idle (fixture)"] = round(time.monotonic() - started, 2)
+        up_with_held_kickoff(rig, "a: up + held kickoff + idle (fixture)", ready_timeout=rig.READY_TIMEOUT)
         yield rig
     finally:
         try:
