@@ -28,12 +28,14 @@ for each one's options.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import copy
 import dataclasses
 from datetime import date, datetime, timedelta, timezone, tzinfo
 import fcntl
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -5023,11 +5025,23 @@ class TokenCursor:
 
 
 class TokenLedger:
-    """Each API response counted once, with its largest figures, whatever file it was read in."""
+    """Each API response counted once, with its largest figures, whatever file it was read in.
 
-    def __init__(self) -> None:
-        self.seen: dict[str, list[int]] = {}  # response key → the figures counted for it
+    A response's figures can still grow while its later lines (its next content blocks) are
+    written, seconds apart; so the figures of the last ``window`` responses are kept, and an older
+    response is remembered by a 64-bit digest of its key alone. A copy of it (the history a
+    resumed session repeats) then counts nothing, and a team that answers 10,000 times a day
+    keeps a ledger of megabytes, not one line per response for ever. ``window=None`` keeps every
+    response's figures (a one-off scan).
+    """
+
+    WINDOW = 8192
+
+    def __init__(self, window: int | None = WINDOW) -> None:
+        self.seen: dict[str, list[int]] = {}  # response key → the figures counted for it (the recent ones)
+        self.settled: set[int] = set()  # digests of the keys of older responses
         self.totals: dict[str, list[int]] = {}  # group (a session, an agent) → the sum
+        self.window = window
 
     def count(self, key: str | None, figures: list[int], group: str, model: str = "") -> list[int]:
         """Count one line's figures; returns what they added (nothing for a copy already counted).
@@ -5037,7 +5051,11 @@ class TokenLedger:
         else:
             before = self.seen.get(key)
             if before is None:
+                if self.settled and key_digest(key) in self.settled:
+                    return [0, 0, 0, 0]
                 self.seen[key], delta = figures, figures
+                if self.window is not None and len(self.seen) > self.window:
+                    self.settle(len(self.seen) - self.window + self.window // 4)
             else:
                 grown = [max(old, new) for old, new in zip(before, figures)]
                 delta = [new - old for old, new in zip(before, grown)]
@@ -5048,6 +5066,27 @@ class TokenLedger:
                 for index, value in enumerate(delta):
                     sums[index] += value
         return delta
+
+    def settle(self, count: int) -> None:
+        """Forget the figures of the ``count`` oldest responses, keeping their keys' digests."""
+        for key in list(itertools.islice(self.seen, count)):
+            self.settled.add(key_digest(key))
+            del self.seen[key]
+
+    def settled_text(self) -> str:
+        """The settled digests as one base64 string (8 bytes each, sorted), for tokens.json."""
+        return base64.b64encode(b"".join(digest.to_bytes(8, "big") for digest in sorted(self.settled))).decode()
+
+    @staticmethod
+    def settled_from(text: str) -> set[int]:
+        packed = base64.b64decode(text.encode("ascii"), validate=True)
+        if len(packed) % 8:
+            raise ValueError("settled digests are not whole 8-byte values")
+        return {int.from_bytes(packed[at:at + 8], "big") for at in range(0, len(packed), 8)}
+
+
+def key_digest(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
 
 
 def split_models(figures: dict[str, list[int]]) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
@@ -5329,13 +5368,17 @@ class TokenBook:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             cursors = {path: TokenCursor(**cursor) for path, cursor in data["cursors"].items()}
             seen = {str(key): [token_count(n) for n in value][:4] for key, value in data["seen"].items()}
+            settled = TokenLedger.settled_from(data.get("settled", ""))  # absent in a book from before it was kept
             totals = {str(key): [token_count(n) for n in value][:4] for key, value in data["totals"].items()}
         except FileNotFoundError:
             return
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
             print(f"warning: {self.path}: unreadable ({error}); reading every transcript again", file=sys.stderr)
             return
-        self.cursors, self.ledger.seen, self.ledger.totals = cursors, seen, totals
+        self.cursors, self.ledger.seen, self.ledger.settled, self.ledger.totals = cursors, seen, settled, totals
+        if len(seen) > TokenLedger.WINDOW:  # an older book kept every response's figures
+            self.ledger.settle(len(seen) - TokenLedger.WINDOW)
+            self.dirty = True
 
     def read(self, cfg: Config, state: dict) -> dict[str, list[int]]:
         """Read what every agent's transcripts gained; returns each agent's cumulative usage."""
@@ -5367,7 +5410,7 @@ class TokenBook:
         if not self.dirty or (not force and now - self.saved_at < self.SAVE_EVERY):
             return
         data = {"cursors": {key: dataclasses.asdict(cursor) for key, cursor in self.cursors.items()},
-                "seen": self.ledger.seen, "totals": self.ledger.totals}
+                "seen": self.ledger.seen, "settled": self.ledger.settled_text(), "totals": self.ledger.totals}
         write_atomically(self.path, json.dumps(data, separators=(",", ":")))
         self.saved_at, self.dirty = now, False
 
@@ -5922,7 +5965,8 @@ def cmd_tokens(args: argparse.Namespace) -> int:
         return EXIT_OK
     table = []
     for row in rows:
-        name = row.get("agent") or str(row.get("phase_id")) + (" (in flight)" if row.get("in_flight") else "")
+        name = row.get("agent") or str(row.get("phase_id")) + (" (in flight)" if row.get("in_flight") else
+                                                                " (abandoned)" if row.get("abandoned") else "")
         figures = row if "agent" in row else row["total"]
         priced = {key: row[key] for key in ("cost_usd", "unpriced") if key in row}
         table.append(token_row(name, [token_count(figures.get(n)) for n in TOKEN_FIELDS], **priced))
@@ -5937,13 +5981,17 @@ def in_flight_rows(cfg: Config, state: dict, now: float) -> list[dict]:
     loop = loop_of(state)
     if not loop.token_phase or loop.complete:
         return []
-    book = TokenBook(cfg.state_dir / "tokens.json")  # read here, never saved: the watchdog's own stays as it is
-    tokens = book.read(cfg, state)
-    rows = [{**token_record(loop.token_phase, loop.phase_started or now, now, usage_since(tokens, loop.token_base)),
-             "in_flight": True}]
+    tokens = TokenBook(cfg.state_dir / "tokens.json").read(cfg, state)  # never saved: the watchdog's own stays
+    return [{**record, "in_flight": True} for record in records_in_flight(cfg, state, now, tokens)]
+
+
+def records_in_flight(cfg: Config, state: dict, now: float, tokens: dict[str, list[int]]) -> list[dict]:
+    """The gate (if one is open) and the phase under way, as token records ending ``now``."""
+    loop = loop_of(state)
+    rows = [token_record(loop.token_phase, loop.phase_started or now, now, usage_since(tokens, loop.token_base))]
     if loop.gate:
-        rows.insert(0, {**token_record(f"{loop.token_phase}:{loop.gate}", loop.gate_started, now,
-                                       usage_since(tokens, loop.gate_base)), "in_flight": True})
+        rows.insert(0, token_record(f"{loop.token_phase}:{loop.gate}", loop.gate_started, now,
+                                    usage_since(tokens, loop.gate_base)))
     return rows
 
 
@@ -5952,7 +6000,7 @@ def tokens_scan(paths: list[Path], as_json: bool, cost: bool = False, cfg: Confi
     missing = [str(path) for path in paths if not path.exists()]
     if missing:
         raise ConfigError([f"tokens --scan: no such file or folder: {', '.join(missing)}"])
-    ledger, files = TokenLedger(), transcript_files(paths)
+    ledger, files = TokenLedger(window=None), transcript_files(paths)  # one pass: every figure kept
     sessions: dict[str, int] = {}
     for session, counted in scan_in_parallel(files):
         sessions[session or "?"] = sessions.get(session or "?", 0) + 1
@@ -6121,6 +6169,25 @@ def cmd_phase(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def move_to_phase(cfg: Config, state: dict, wanted: str, now: float, tokens: dict[str, list[int]] | None) -> list[dict]:
+    """The loop memory moved by hand to phase ``wanted`` (it and later phases not done). Returns the
+    token records of what it leaves unfinished — the phase, and its gate, under way — marked
+    ``"abandoned": true``, so the bill still holds every token; the new phase counts from ``tokens``,
+    each agent's cumulative usage now (None: not known here, so from the watchdog's next look)."""
+    loop, ids = loop_of(state), [phase.id for phase in cfg.loop.phases]
+    left = []
+    if tokens is not None and loop.token_phase and not loop.complete:
+        left = [{**record, "abandoned": True} for record in records_in_flight(cfg, state, now, tokens)]
+        loop.token_phase, loop.token_base = wanted, tokens
+        loop.gate, loop.gate_base, loop.gate_started = "", tokens, now
+    else:
+        loop.token_phase = ""  # its tokens count from the watchdog's next look
+    loop.current, loop.phase_started = wanted, now
+    loop.done = [done for done in loop.done if done not in ids[ids.index(wanted):]]
+    loop.complete, loop.completed_at = False, 0.0
+    return left
+
+
 def phase_set(cfg: Config, store: StateStore, wanted: str) -> int:
     """Move the machine by hand: ``wanted`` becomes current (it and later phases not done) and the
     loop agents that run are restarted fresh with its kickoff."""
@@ -6131,21 +6198,23 @@ def phase_set(cfg: Config, store: StateStore, wanted: str) -> int:
                            f"(phases: {', '.join(ids)})"])
     events = EventLog(cfg.log_dir)
     now = time.time()
-    later = ids[ids.index(wanted):]
     with store.transaction() as state:
-        loop = loop_of(state)
-        loop.current, loop.phase_started = wanted, now
-        loop.token_phase = ""  # its tokens count from the next look
-        loop.done = [done for done in loop.done if done not in later]
-        loop.complete, loop.completed_at = False, 0.0
+        accounting = loop_of(state).token_phase and not loop_of(state).complete
+        tokens = TokenBook(cfg.state_dir / "tokens.json").read(cfg, state) if accounting else None
+        left = move_to_phase(cfg, state, wanted, now, tokens)
         running = [agent for agent in cfg.agents
                    if agent.kind == "loop" and record_of(state, agent.name).lifecycle not in ("stopped", "failed")]
         for agent in running:
             record_of(state, agent.name).pings = []
+        if cfg.watchdog.log_tokens:
+            for record in left:
+                append_token_record(cfg.log_dir / "token-log.jsonl", record)
     with contextlib.suppress(FileNotFoundError):
         (cfg.log_dir / "SEQUENCE-COMPLETE").unlink()
-    events.emit("phase-set", "", f"phase {wanted} set by hand (`agents.py phase set`)", now=now)
-    print(f"phase {wanted} is current")
+    used = f"; phase {left[-1]['phase_id']} left unfinished after {left[-1]['total']['total']:,} tokens" if left else ""
+    events.emit("phase-set", "", f"phase {wanted} set by hand (`agents.py phase set`){used}", now=now)
+    print(f"phase {wanted} is current" + (f" (phase {left[-1]['phase_id']}'s {left[-1]['total']['total']:,} tokens "
+                                          f"so far are logged as abandoned)" if left else ""))
     with contextlib.suppress(RuntimeFailure):
         git = Git(cfg.loop.folder)
         text = git.show(git.head(cfg.loop.remote, cfg.loop.branch), in_subdir(cfg.loop, cfg.loop.phases[ids.index(wanted)].status))
@@ -6581,7 +6650,9 @@ the machine.
                       [{"id", "status_file", "done"}], "current", "complete"})
   phase set ID        make ID the current phase (it and the phases after it
                       count as not done) and restart the loop agents with its
-                      kickoff; an unknown ID is an error (exit 2)
+                      kickoff; the phase under way is logged in token-log.jsonl
+                      as "abandoned": true with what it used so far; an
+                      unknown ID is an error (exit 2)
 
 examples:
   agents.py phase show

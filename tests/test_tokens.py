@@ -60,6 +60,46 @@ def test_one_response_counts_once_with_its_largest_figures_across_files(tmp_path
     assert ag.split_models(ledger.totals)[0] == {"s1": [20, 12, 0, 0], "s2": [10, 1, 0, 0]}
 
 
+def test_a_week_of_responses_keeps_the_book_small_and_still_counts_each_once(tmp_path):
+    """70,000 responses (a week of a busy agent): the book on disk stays under 20 bytes a response (~11 for each settled one),
+    a copy of a long-settled response still counts nothing — before and after the book is saved
+    and read back — and a recent response's later, larger line still adds its difference."""
+    book = ag.TokenBook(tmp_path / "tokens.json")
+    count = 70_000
+    for n in range(count):
+        book.ledger.count(f"claude:msg_01{n:022d}:req_011C{n:020d}", [10, 1, 0, 0], "builder", "claude-sonnet-4-5")
+    assert len(book.ledger.seen) <= ag.TokenLedger.WINDOW
+    assert book.ledger.count("claude:msg_01" + "0" * 22 + ":req_011C" + "0" * 20, [10, 1, 0, 0], "builder") == [0] * 4
+    book.dirty = True
+    book.save(now=1.0, force=True)
+    size = book.path.stat().st_size
+    assert size < 20 * count, size  # ~11 bytes a settled response, plus the window; every figure kept: ~75
+    again = ag.TokenBook(book.path)
+    assert again.ledger.totals == book.ledger.totals == {"builder": [10 * count, count, 0, 0],
+                                                         "builder\tclaude-sonnet-4-5": [10 * count, count, 0, 0]}
+    assert again.ledger.count(f"claude:msg_01{5:022d}:req_011C{5:020d}", [10, 1, 0, 0], "builder") == [0] * 4
+    newest = f"claude:msg_01{count - 1:022d}:req_011C{count - 1:020d}"
+    assert again.ledger.count(newest, [10, 4, 0, 0], "builder") == [0, 3, 0, 0]  # its next block, grown
+    assert again.ledger.count("claude:msg_new:req_new", [7, 1, 0, 0], "builder") == [7, 1, 0, 0]
+
+
+def test_an_older_book_keeping_every_figure_is_settled_when_read(tmp_path, capsys):
+    """A tokens.json written before digests were kept (every response's figures) is read as it
+    was, its old responses settled; a damaged digest field is reported and every transcript read
+    again, never silently dropped."""
+    path = tmp_path / "tokens.json"
+    seen = {f"claude:m{n}:r{n}": [1, 1, 0, 0] for n in range(ag.TokenLedger.WINDOW + 500)}
+    path.write_text(json.dumps({"cursors": {}, "seen": seen, "totals": {"a": [len(seen), len(seen), 0, 0]}}))
+    book = ag.TokenBook(path)
+    assert len(book.ledger.seen) == ag.TokenLedger.WINDOW and len(book.ledger.settled) == 500 and book.dirty
+    assert book.ledger.count("claude:m0:r0", [1, 1, 0, 0], "a") == [0] * 4
+    assert book.ledger.count(f"claude:m{len(seen) - 1}:r{len(seen) - 1}", [1, 2, 0, 0], "a") == [0, 1, 0, 0]
+    path.write_text(json.dumps({"cursors": {}, "seen": {}, "settled": "not base64!", "totals": {}}))
+    damaged = ag.TokenBook(path)
+    assert damaged.ledger.totals == {} and damaged.cursors == {}
+    assert "tokens.json: unreadable" in capsys.readouterr().err
+
+
 def test_a_torn_last_line_waits_for_the_rest_and_counts_once(tmp_path):
     ledger, path = ag.TokenLedger(), tmp_path / "s.jsonl"
     whole = lines(response("msg_1", 5), response("msg_2", 7))

@@ -407,6 +407,41 @@ def test_token_records_equal_the_transcripts_usage_across_a_watchdog_kill(projec
     assert sum(row["total"] for row in by_agent) == listed["total"]["total"]
 
 
+def test_a_phase_set_by_hand_logs_what_the_phase_it_leaves_used(project):
+    """`phase set` mid-phase and mid-gate: the phase and gate it leaves are logged as abandoned,
+    with every token used so far; the new phase counts from the moment it was set."""
+    team = Team(project, phases=("p1", "p2"))
+    team.up()
+    claim = team.push("claim(g1): the parser")
+    team.handoff_event(claim)
+    for name in ("rev1", "rev2"):
+        team.wait_received(name, "claim(g1)")
+    team.wait_idle()
+    before = time.time()  # every agent idle: nothing is used until p2's kickoffs
+    result = project.run("phase", "set", "p2")
+    assert result.returncode == 0, result.stderr
+    assert "phase p2 is current (phase p1's" in result.stdout and "logged as abandoned" in result.stdout
+    for name in ("builder", "rev1", "rev2"):
+        team.wait_received(name, "Phase p2 starts now.")
+    team.wait_idle()
+    team.push("status(p2): done", {"STATUS-p2.md": "## DONE\n"})
+    log = project.root / ".agents" / "logs" / "token-log.jsonl"
+    wait_for(lambda: '"phase_id": "p2"' in log.read_text(), timeout=30, message="the p2 record")
+    finished = at(project.events("tokens")[-1])
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(row["phase_id"], row.get("abandoned", False)) for row in rows] == \
+        [("p1:g1", True), ("p1", True), ("p2", False)]
+    names = ("builder", "rev1", "rev2")
+    p1, p2 = ({name: figures["total"] for name, figures in row["agents"].items()} for row in rows[1:])
+    assert p1 == {name: usage_of(project, name, before) for name in names}
+    assert p2 == {name: usage_of(project, name, finished) - usage_of(project, name, before) for name in names}
+    assert all(p1.values()) and all(p2.values())
+    table = project.run("tokens").stdout
+    assert "p1 (abandoned)" in table and "p1:g1 (abandoned)" in table
+    listed = json.loads(project.run("tokens", "--json").stdout)
+    assert listed["total"]["total"] == sum(p1.values()) + sum(p2.values())  # the bill holds every token
+
+
 def test_a_phase_over_its_budget_pauses_the_loop_agents_until_the_budget_is_raised(project):
     team = Team(project, phases=("p1", "p2"))
     project.config.write_text(project.config.read_text().replace('[loop]\nrepo = "watch"',
