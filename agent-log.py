@@ -883,6 +883,10 @@ class AgentSource:
     cwd: Path  # the agent's working folder (absolute)
     home: Path  # the CLI's data folder: CLAUDE_CONFIG_DIR or ~/.claude; CODEX_HOME or ~/.codex
     session_ids: list[str]
+    # Codex agents sharing this cwd and home (in config order, this one included) and the session
+    # ids recorded for the others: their rollouts are told apart by those, as agents.py does.
+    sharers: list[str] = field(default_factory=list)
+    theirs: set[str] = field(default_factory=set)
 
     def files(self) -> list[Path]:
         """The transcript files that exist now (call again to pick up new ones)."""
@@ -914,10 +918,23 @@ class AgentSource:
     def _codex_files(self) -> list[Path]:
         sessions = self.home / "sessions"
         rollouts = sorted(sessions.rglob("rollout-*.jsonl")) if sessions.is_dir() else []
+        wanted = str(self.cwd)
+        if self.sharers:  # recorded ids decide; a rollout nobody was seen to own is the first sharer's
+            return [path for path in rollouts if codex_cwd(path) == wanted and (
+                rollout_session(path) in self.session_ids
+                or rollout_session(path) not in self.theirs and self.sharers[0] == self.name)]
         if self.session_ids:
             return [path for path in rollouts if any(sid in path.name for sid in self.session_ids)]
-        wanted = str(self.cwd)
         return [path for path in rollouts if codex_cwd(path) == wanted]
+
+
+ROLLOUT_SESSION = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.jsonl$")
+
+
+def rollout_session(path: Path) -> str:
+    """The session id a Codex rollout's name ends with (``rollout-<time>-<id>.jsonl``); "" if none."""
+    found = ROLLOUT_SESSION.search(str(path))
+    return found.group(1) if found else ""
 
 
 def first_field(path: Path, key: str, lines: int = 5) -> Any:
@@ -960,6 +977,32 @@ def agent_source(config_path: Path, name: str) -> AgentSource:
         raise UsageError(f"{config_path}: no [[agent]] named {name!r} (agents: {names})")
     defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
 
+    state_dir = folder / as_text(data.get("state_dir") or ".agents/state")
+    units: dict = {}
+    try:
+        units = json.loads((state_dir / "state.json").read_text(encoding="utf-8")).get("units", {})
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, AttributeError) as error:
+        print(f"agent-log.py: warning: {state_dir / 'state.json'}: unreadable ({error})", file=sys.stderr)
+
+    def ids_of(who: str) -> list[str]:
+        record = units.get(who, {}) if isinstance(units, dict) else {}
+        return [as_text(sid) for sid in record.get("session_ids", []) if sid] if isinstance(record, dict) else []
+
+    transcripts, cwd, home = where_transcripts_are(data, folder, agent, defaults)
+    if transcripts == "codex":
+        sharers = [as_text(other.get("name")) for other in agents
+                   if where_transcripts_are(data, folder, other, defaults) == (transcripts, cwd, home)]
+        sharers = sharers if len(sharers) > 1 else []
+        theirs = {sid for other in sharers if other != name for sid in ids_of(other)}
+        return AgentSource(name, "codex", cwd, home, ids_of(name), sharers, theirs)
+    return AgentSource(name, transcripts, cwd, home, ids_of(name))
+
+
+def where_transcripts_are(data: dict, folder: Path, agent: dict, defaults: dict) -> tuple[str, Path, Path]:
+    """An agent's transcript format, cwd and CLI data folder, as agents.py starts it."""
+
     def setting(key: str, fallback: Any) -> Any:
         return agent.get(key, defaults.get(key, fallback))
 
@@ -983,21 +1026,11 @@ def agent_source(config_path: Path, name: str) -> AgentSource:
             configured = str(home) + configured[1:]
         return (cwd / configured).resolve()  # relative to the agent's cwd, as the CLI sees it
 
-    state_dir = folder / as_text(data.get("state_dir") or ".agents/state")
-    session_ids: list[str] = []
-    try:
-        state = json.loads((state_dir / "state.json").read_text(encoding="utf-8"))
-        record = state.get("units", {}).get(name, {})
-        session_ids = [as_text(sid) for sid in record.get("session_ids", []) if sid]
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError, AttributeError) as error:
-        print(f"agent-log.py: warning: {state_dir / 'state.json'}: unreadable ({error})", file=sys.stderr)
     if transcripts == "codex":
-        return AgentSource(name, "codex", cwd, data_dir("CODEX_HOME", ".codex"), session_ids)
+        return transcripts, cwd, data_dir("CODEX_HOME", ".codex")
     if transcripts == "claude":
-        return AgentSource(name, "claude", cwd, data_dir("CLAUDE_CONFIG_DIR", ".claude"), session_ids)
-    return AgentSource(name, "none", cwd, home, session_ids)
+        return transcripts, cwd, data_dir("CLAUDE_CONFIG_DIR", ".claude")
+    return transcripts, cwd, home
 
 
 # ============================================================================

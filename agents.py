@@ -2989,6 +2989,7 @@ class World(dict):
 
     repo: RepoView | None = None  # None: no [loop], nothing to read
     tokens: dict[str, list[int]] | None = None  # None: not read this tick
+    held: dict[str, set[str]] | None = None  # Codex agents sharing a cwd → the rollouts seen held open by each
 
 
 def observe_repo(cfg: Config, git: Git, state: dict, now: float) -> RepoView | None:
@@ -4313,6 +4314,20 @@ def latest_gate(cfg: Config, state: dict, world: World) -> str:
     return re.sub(r"^feat:\s*", "", labels[-1]) if labels else ""
 
 
+def check_transcripts(cfg: Config, state: dict, world: World, now: float) -> list[Action]:
+    """Where Codex agents share a cwd, a rollout seen held open by one's CLI is recorded as that
+    agent's session: token reads attribute it by this, and agent-log.py --agent finds it."""
+    actions = []
+    for name, sessions in sorted((world.held or {}).items()):
+        record = record_of(state, name)
+        new = sorted(set(sessions) - set(record.session_ids))
+        if new and cfg.unit(name) is not None:
+            actions.append(Action("event", name, f"Codex session {', '.join(new)} is {name}'s: its CLI holds the "
+                                  f"rollout open", purpose="transcript",
+                                  memory={"session_ids": [*record.session_ids, *new][-MAX_SESSION_IDS:]}))
+    return actions
+
+
 def check_tokens(cfg: Config, state: dict, world: World, now: float) -> list[Action]:
     """Close out token records: a phase's usage when it ends, and a gate's when the next claim's
     label replaces it (``token_granularity = "gate"``), each agent's delta since the start.
@@ -4423,7 +4438,7 @@ def restarts_for(cfg: Config, state: dict, agents: list[Agent], reason: str) -> 
             for agent in agents if record_of(state, agent.name).lifecycle not in ("stopped",)]
 
 
-WATCHDOG_CHECKS = (check_repo, check_tokens, check_budget, check_phases, check_screens, check_rebuilt, check_startup,
+WATCHDOG_CHECKS = (check_repo, check_transcripts, check_tokens, check_budget, check_phases, check_screens, check_rebuilt, check_startup,
                    check_dialogs, check_limits, check_heal, check_stall, check_wakes, check_handoff)
 
 
@@ -4672,6 +4687,7 @@ class Watchdog:
             if self.server_unreachable(cfg, state, seen):
                 return []
             seen.repo, seen.tokens = repo, tokens
+            seen.held = self.book.held if self.book is not None else None
             self.sessions = {look.unit.session for look in seen.values()}
             self.dead_seen = {look.unit.session for look in seen.values() if look.pane is not None and look.pane.dead}
             actions: list[Action] = []
@@ -5308,11 +5324,15 @@ def cli_home(cfg: Config, agent: Agent, variable: str, default: str) -> Path:
     return (agent.folder / configured).resolve()
 
 
-def agent_transcripts(cfg: Config, agent: Agent, record: UnitRecord, home: Path | None = None) -> list[Path]:
+def agent_transcripts(cfg: Config, agent: Agent, record: UnitRecord, home: Path | None = None,
+                      owners: dict[str, str] | None = None) -> list[Path]:
     """An agent's transcript files that exist now. Claude Code: the session ids it was started
     with, and their sub-agents. Codex: the rollouts whose session_meta names the agent's cwd and
-    that began after its first start. (agent-log.py --agent finds the same files.) ``home`` is
-    the CLI's data folder when already known (``transcript_home``)."""
+    that began after its first start; where other Codex agents share that cwd, ``owners`` (rollout
+    session id → agent, from ``rollout_owners``) decides, and a rollout nobody was seen to own is
+    the first sharer's, so it is counted once. (agent-log.py --agent finds the same files: it
+    takes the session ids recorded in the state.) ``home`` is the CLI's data folder when already
+    known (``transcript_home``)."""
     backend = cfg.backends[agent.backend]
     home = home or transcript_home(cfg, agent)
     if backend.transcripts == "claude":
@@ -5339,8 +5359,61 @@ def agent_transcripts(cfg: Config, agent: Agent, record: UnitRecord, home: Path 
                     meta = json.loads(handle.readline()).get("payload") or {}
                 if meta.get("cwd") == str(agent.folder):
                     found.append(path)
+        sharers = codex_sharers(cfg).get(agent.name)
+        if sharers and owners is not None:
+            found = [path for path in found
+                     if owners.get(rollout_session(path), sharers[0]) == agent.name]
         return found
     return []
+
+
+ROLLOUT_SESSION = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.jsonl$")
+
+
+def rollout_session(path: Path | str) -> str:
+    """The session id a Codex rollout's name ends with (``rollout-<time>-<id>.jsonl``); "" if none."""
+    found = ROLLOUT_SESSION.search(str(path))
+    return found.group(1) if found else ""
+
+
+def codex_sharers(cfg: Config) -> dict[str, list[str]]:
+    """Codex agents that share a cwd and a CODEX_HOME with another: name → the group, in config
+    order. Their rollouts cannot be told apart by cwd; whose each is, their processes show."""
+    groups: dict[tuple[Path, Path], list[str]] = {}
+    for agent in cfg.agents:
+        if cfg.backends[agent.backend].transcripts == "codex":
+            groups.setdefault((agent.folder, transcript_home(cfg, agent)), []).append(agent.name)
+    return {name: group for group in groups.values() if len(group) > 1 for name in group}
+
+
+def rollouts_held_open(cfg: Config) -> dict[str, set[str]]:
+    """For each Codex agent that shares its cwd: the session ids of the rollouts its processes
+    hold open now (the CLI keeps its rollout open while it runs), from /proc."""
+    sharers = codex_sharers(cfg)
+    if not sharers:
+        return {}
+    table = ProcessTable.scan(config_marker(cfg))
+    held: dict[str, set[str]] = {}
+    for agent in cfg.agents:
+        if agent.name not in sharers:
+            continue
+        for pid in table.marked.get(unit_marker(cfg, agent), []):
+            with contextlib.suppress(OSError):
+                for entry in os.listdir(f"/proc/{pid}/fd"):
+                    with contextlib.suppress(OSError):
+                        target = os.readlink(f"/proc/{pid}/fd/{entry}")
+                        if "/rollout-" in target and rollout_session(target):
+                            held.setdefault(agent.name, set()).add(rollout_session(target))
+    return held
+
+
+def rollout_owners(cfg: Config, state: dict, held: dict[str, set[str]]) -> dict[str, str]:
+    """Rollout session id → the agent it is known to be: recorded in the state, or held open now."""
+    owners = {}
+    for agent in cfg.agents:
+        for session in [*record_of(state, agent.name).session_ids, *sorted(held.get(agent.name, ()))]:
+            owners.setdefault(session, agent.name)
+    return owners
 
 
 class TokenBook:
@@ -5361,6 +5434,7 @@ class TokenBook:
         self.dirty = False
         self.homes: dict[str, Path] = {}  # agent → its CLI's data folder, for the config in homes_of
         self.homes_of: Config | None = None
+        self.held: dict[str, set[str]] = {}  # Codex agent sharing a cwd → the rollouts seen held open by it
         self.load()
 
     def load(self) -> None:
@@ -5382,6 +5456,9 @@ class TokenBook:
 
     def read(self, cfg: Config, state: dict) -> dict[str, list[int]]:
         """Read what every agent's transcripts gained; returns each agent's cumulative usage."""
+        for name, sessions in rollouts_held_open(cfg).items():
+            self.held.setdefault(name, set()).update(sessions)
+        owners = rollout_owners(cfg, state, self.held) if self.held or codex_sharers(cfg) else None
         for agent in cfg.agents:
             if cfg.backends[agent.backend].transcripts == "none":
                 continue
@@ -5390,7 +5467,7 @@ class TokenBook:
             home = self.homes.get(agent.name)
             if home is None:
                 home = self.homes[agent.name] = transcript_home(cfg, agent)
-            for path in agent_transcripts(cfg, agent, record_of(state, agent.name), home):
+            for path in agent_transcripts(cfg, agent, record_of(state, agent.name), home, owners):
                 key = str(path)
                 cursor = self.cursors.get(key, TokenCursor())
                 with contextlib.suppress(OSError):
@@ -6332,6 +6409,7 @@ EVENT_KINDS = {
     "bug": "an illegal lifecycle move, refused",
     "state-repaired": "a damaged state file or field repaired (named), never silently reset",
     "tokens": "a phase's or gate's token record written", "tokens-failed": "transcripts that could not be read",
+    "transcript": "a Codex rollout known to be an agent's (its CLI holds it open; the agents share a cwd)",
     "budget-pause": "a budget passed: the loop agents are paused", "budget-ok": "under budget again: resumed",
     "interrupt": "a paused agent's turn interrupted (its interrupt_key)",
 }

@@ -172,3 +172,68 @@ def test_cost_prices_each_model_by_its_longest_prefix_and_never_guesses(tmp_path
     bad = subprocess.run([sys.executable, str(ag.Path(ag.__file__)), "--config", str(config), "check"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "[pricing] claude-x.output: expected dollars per million tokens" in bad.stderr
+
+
+def test_codex_agents_sharing_a_cwd_each_count_only_the_rollouts_their_cli_holds(tmp_path):
+    """Two Codex agents in one folder (the example config's layout): each rollout counts for the
+    agent whose process holds it open — a real process with the agent's marker here, as the CLI
+    keeps its rollout open — never for both; a rollout nobody was seen to hold counts once, for
+    the first of them; the owners are recorded as session ids (an event each) and still decide
+    once the processes are gone."""
+    work, home = tmp_path / "work", tmp_path / "codex-home"
+    work.mkdir()
+    config = tmp_path / "agents.toml"
+    config.write_text(f'[watchdog]\nlog_tokens = true\n[backend.codex]\nenv = {{ CODEX_HOME = "{home}" }}\n'
+                      '[[agent]]\nname = "builder"\nbackend = "codex"\ncwd = "work"\n'
+                      '[[agent]]\nname = "adversary"\nbackend = "codex"\ncwd = "work"\n')
+    cfg = ag.load_config(str(config))
+    assert ag.codex_sharers(cfg) == {"builder": ["builder", "adversary"], "adversary": ["builder", "adversary"]}
+    day = home / "sessions" / "2026" / "12" / "07"
+    day.mkdir(parents=True)
+
+    def rollout(session: str, output: int) -> ag.Path:
+        path = day / f"rollout-2026-12-07T10-00-00-{session}.jsonl"
+        path.write_bytes(lines({"timestamp": "t0", "type": "session_meta", "payload": {"id": session, "cwd": str(work)}},
+                               {"timestamp": "t1", "type": "event_msg", "payload": {"type": "token_count", "info": {
+                                   "total_token_usage": {"input_tokens": 100, "output_tokens": output}}}}))
+        return path
+
+    mine, theirs, orphan = (f"0000000{n}-1b57-71f2-9323-c52887429134" for n in (1, 2, 3))
+    paths = {session: rollout(session, output) for session, output in ((mine, 1), (theirs, 2), (orphan, 3))}
+    state = {"units": {}}
+    holders = []
+    try:
+        for name, session in (("builder", mine), ("adversary", theirs)):
+            env = {**ag.os.environ, "AGENTS_PY_UNIT": ag.unit_marker(cfg, cfg.unit(name))}
+            holder = subprocess.Popen([sys.executable, "-c", "import sys; f = open(sys.argv[1], 'a'); "
+                                       "print('open', flush=True); sys.stdin.read()", str(paths[session])],
+                                      env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            holders.append(holder)
+            assert holder.stdout.readline() == "open\n"
+        book = ag.TokenBook(tmp_path / "tokens.json")
+        figures = book.read(cfg, state)
+        assert book.held == {"builder": {mine}, "adversary": {theirs}}
+        assert figures["builder"] == [100 + 100, 1 + 3, 0, 0]  # its own, and the one nobody holds
+        assert figures["adversary"] == [100, 2, 0, 0]
+        world = ag.World()
+        world.held = book.held
+        actions = ag.check_transcripts(cfg, state, world, 0.0)
+        assert [(a.unit, a.purpose, a.memory["session_ids"]) for a in actions] == \
+            [("adversary", "transcript", [theirs]), ("builder", "transcript", [mine])]
+        assert "its CLI holds the rollout open" in actions[0].reason
+    finally:
+        for holder in holders:
+            holder.kill()
+            holder.wait(timeout=30)
+    for action in actions:
+        ag.remember(ag.record_of(state, action.unit), action.memory)
+    fresh = ag.TokenBook(tmp_path / "tokens-again.json")  # nothing held now: the recorded ids decide
+    figures = fresh.read(cfg, state)
+    assert fresh.held == {} and figures["builder"] == [200, 4, 0, 0] and figures["adversary"] == [100, 2, 0, 0]
+    (tmp_path / ".agents" / "state").mkdir(parents=True)  # agent-log.py --agent takes the same files
+    (tmp_path / ".agents" / "state" / "state.json").write_text(json.dumps(
+        {"units": {name: {"session_ids": ag.record_of(state, name).session_ids} for name in ("builder", "adversary")}}))
+    for name in ("builder", "adversary"):
+        out = subprocess.run([sys.executable, str(AGENT_LOG), "--totals", "--agent", name, "--config", str(config)],
+                             capture_output=True, text=True, timeout=60)
+        assert [int(n) for n in TOTAL.findall(out.stdout.splitlines()[-1])[0][:4]] == figures[name], out

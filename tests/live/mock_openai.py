@@ -76,7 +76,8 @@ class Turn:
 
 
 def usage_for(n: int) -> dict[str, Any]:
-    cached, output, reasoning = 200 * n, 50 + n, 10
+    """The n-th response's usage: distinct figures, the cached part always within the input (as the API's)."""
+    cached, output, reasoning = 90 * (n % 11), 50 + n, 10
     return {"input_tokens": 1000 + n, "input_tokens_details": {"cached_tokens": cached},
             "output_tokens": output, "output_tokens_details": {"reasoning_tokens": reasoning},
             "total_tokens": 1000 + n + output}

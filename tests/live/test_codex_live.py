@@ -14,6 +14,9 @@ One ``up`` per module (the ``rig`` fixture); each test waits for the agent to be
   d  429s: busy while Codex retries, ``limited (API rate limit)`` once it gives up, never idle;
      a ``usage_limit_reached`` answer reads ``limited until …`` with the reset parsed (status --json)
   e  ``tokens --scan`` over the rollouts equals the usage the mock served for the main turns
+  f  a second agent in main's folder and CODEX_HOME: the running CLIs hold their rollouts open,
+     each agent's tokens are its own rollout's (told apart by /proc), and both together are what
+     the mock served — nothing counted twice
   z  an agent started WITHOUT ``--no-daemon`` leaves ``codex app-server --managed-daemon``
      behind; ``down`` ends it (by its marker) and every other process of both sandboxes
 
@@ -88,6 +91,13 @@ class Rig(CliRig):
             backend = "codex"
             cwd = "repo"
             prompt = {json.dumps(KICKOFF)}
+
+            # Beside main, in its folder and CODEX_HOME (the example config's layout): test f.
+            [[agent]]
+            name = "pair"
+            backend = "codex"
+            cwd = "repo"
+            prompt = "You are pair: reply ready."
 
             [[agent]]
             name = "daemon"
@@ -242,6 +252,31 @@ def test_e_rollout_tokens_equal_what_was_served(rig):
     assert total["cache_creation"] == 0
     # The title request's usage is not in the rollout.
     assert rig.mock.served_usage_total("side")["responses"] >= 1
+
+
+# ----------------------------------------------------------------------------
+# f. two agents in one folder: each rollout counted once, for the agent whose CLI holds it
+# ----------------------------------------------------------------------------
+
+def test_f_two_agents_in_one_folder_count_each_rollout_once(rig):
+    up = rig.run("up", "--no-watchdog", "pair")
+    assert up.returncode == 0, up.stdout + up.stderr
+    rig.wait("pair's kickoff", lambda: "You are pair: reply ready." in rig.mock.user_texts(), timeout=60, name="pair")
+    rig.ready("pair", timeout=60)
+    files = rig.wait("two rollouts", lambda: len(cx.rollouts(rig.codex_home)) == 2 and cx.rollouts(rig.codex_home))
+    whose = {("pair" if "You are pair" in path.read_text() else "main"): path for path in files}
+    assert set(whose) == {"main", "pair"}, files
+    cfg = ag.load_config(str(rig.project.config))
+    book = ag.TokenBook(rig.root / "f-tokens.json")
+    figures = book.read(cfg, ag.StateStore(cfg.state_dir).load())
+    assert book.held == {name: {ag.rollout_session(path)} for name, path in whose.items()}
+    for name, path in whose.items():
+        ledger = ag.TokenLedger()
+        ag.read_transcript(path, ag.TokenCursor(), ledger)
+        assert figures[name] == next(iter(ag.split_models(ledger.totals)[0].values())), name
+    served = rig.mock.served_usage_total("main")
+    both = [a + b for a, b in zip(figures["main"], figures["pair"])]
+    assert both[0] + both[3] == served["input"] and both[1] == served["output"], (both, served)  # not twice
 
 
 # ----------------------------------------------------------------------------
