@@ -5038,6 +5038,7 @@ class TokenCursor:
     session: str = ""  # the session the file belongs to (Claude sessionId, Codex session_meta id)
     codex: bool | None = None  # the format, decided by the first line
     model: str = ""  # Codex: the model its turn_context names (its token_count rows do not)
+    tail: str = ""  # a digest of the TAIL_BYTES before offset: a file cut and regrown past it reads differently
 
 
 class TokenLedger:
@@ -5122,38 +5123,54 @@ def read_transcript(path: Path, cursor: TokenCursor, ledger: TokenLedger, group:
                     final: bool = False) -> TokenCursor:
     """Count what was appended to ``path`` since ``cursor``; returns the cursor moved on.
 
-    A file that shrank or was replaced (a new inode) is read again from the start (its responses
-    are known, so nothing counts twice); a deleted or unreadable one is left as it was. Lines
-    that are not JSON, or of a type no reader knows, are skipped. ``group`` defaults to the
-    session the lines belong to. With ``final`` a last line without its newline is read too.
+    A file that shrank, was replaced (a new inode) or was cut short and regrown past the cursor
+    (the bytes before it read differently) is read again from the start: its responses are known,
+    so nothing counts twice. A deleted or unreadable one is left as it was. Lines that are not
+    JSON, or of a type no reader knows, are skipped. ``group`` defaults to the session the lines
+    belong to. With ``final`` a last line without its newline is read too.
     """
     try:
         with open(path, "rb") as handle:
             info = os.fstat(handle.fileno())
             if info.st_ino != cursor.inode or info.st_size < cursor.offset:
                 cursor = TokenCursor(inode=info.st_ino)
-            handle.seek(cursor.offset)
+            back = min(cursor.offset, TAIL_BYTES)  # the bytes before the cursor, read again to compare
+            handle.seek(cursor.offset - back)
             data = handle.read()
+            if back and cursor.tail and tail_digest(data[:back]) != cursor.tail:
+                cursor, back = TokenCursor(inode=info.st_ino), 0
+                handle.seek(0)
+                data = handle.read()
     except OSError:
         return cursor
-    end = len(data) if final else data.rfind(b"\n") + 1
-    cursor = dataclasses.replace(cursor, offset=cursor.offset + end)
-    if cursor.codex is None and end:
-        first = data[:min(end, 400)]
+    # data[back:] is what is new; a cursor stays at a line's end.
+    newline = data.rfind(b"\n", back)
+    end = len(data) if final else newline + 1 if newline >= 0 else back
+    cursor = dataclasses.replace(cursor, offset=cursor.offset - back + end,
+                                 tail=tail_digest(data[max(0, end - TAIL_BYTES):end]))
+    if cursor.codex is None and end > back:
+        first = data[back:min(end, back + 400)]
         cursor.codex = b'"payload"' in first or b'"session_meta"' in first
     if cursor.codex:
-        for raw in data[:end].splitlines():
+        for raw in data[back:end].splitlines():
             _codex_line(raw, cursor, ledger, group)
         return cursor
     # Only a response's line carries usage: find those in the buffer and read nothing else (the
     # big tool results in between are never split out or decoded).
-    at = data.find(b'"usage"', 0, end)
+    at = data.find(b'"usage"', back, end)
     while at != -1:
-        start, stop = data.rfind(b"\n", 0, at) + 1, data.find(b"\n", at, end)
+        start, stop = data.rfind(b"\n", back, at) + 1 or back, data.find(b"\n", at, end)
         stop = end if stop == -1 else stop
         _claude_line(data, start, stop, cursor, ledger, group)
         at = data.find(b'"usage"', stop, end)
     return cursor
+
+
+TAIL_BYTES = 4096
+
+
+def tail_digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
 USAGE_AT = re.compile(rb'"usage": ?\{')

@@ -125,6 +125,28 @@ def test_a_replaced_or_shrunk_file_is_read_again_without_counting_twice(tmp_path
     assert ag.read_transcript(path, cursor, ledger) == cursor  # gone: left as it was
 
 
+def test_a_file_cut_short_and_regrown_past_the_cursor_is_read_again(tmp_path):
+    """Same inode, a size past the cursor, but other bytes before it: read from the start (the
+    responses already counted count nothing), not from the middle of some line."""
+    ledger, path = ag.TokenLedger(), tmp_path / "s.jsonl"
+    path.write_bytes(lines(response("msg_1", 5), response("msg_2", 7)))
+    cursor = ag.read_transcript(path, ag.TokenCursor(), ledger)
+    inode = path.stat().st_ino
+    with open(path, "r+b") as handle:  # rewritten in place: one response kept, two new, longer
+        handle.truncate(0)
+        handle.write(lines(response("msg_1", 5), response("msg_3", 11, request="req_3333"),
+                           response("msg_4", 13, request="req_4444")))
+    assert path.stat().st_ino == inode and path.stat().st_size > cursor.offset
+    cursor = ag.read_transcript(path, cursor, ledger)
+    assert ag.split_models(ledger.totals)[0]["s1"] == [40, 5 + 7 + 11 + 13, 0, 0]
+    assert cursor.offset == path.stat().st_size
+    with open(path, "ab") as handle:  # a plain append afterwards: only the new line is read
+        handle.write(lines(response("msg_5", 1)))
+    assert ag.split_models(ledger.totals)[0]["s1"] == [40, 36, 0, 0]
+    ag.read_transcript(path, cursor, ledger)
+    assert ag.split_models(ledger.totals)[0]["s1"] == [50, 37, 0, 0]
+
+
 def test_synthetic_lines_and_garbage_count_nothing(tmp_path):
     ledger, path = ag.TokenLedger(), tmp_path / "s.jsonl"
     synthetic = response("msg_x", 50)
