@@ -370,7 +370,8 @@ def usage_of(project: Project, name: str, before: float = float("inf"), cache_re
                for entry in project.sim_log(name) if entry.get("kind") == "usage" and at(entry) < before)
 
 
-def test_token_records_equal_the_transcripts_usage_across_a_watchdog_kill(project):
+def mid_gate(project: Project) -> tuple[Team, str]:
+    """A p1/p2 team up, its claim(g1) pinged to both reviewers, every agent idle again."""
     team = Team(project, phases=("p1", "p2"))
     team.up()
     claim = team.push("claim(g1): the parser")
@@ -378,6 +379,11 @@ def test_token_records_equal_the_transcripts_usage_across_a_watchdog_kill(projec
     for name in ("rev1", "rev2"):
         team.wait_received(name, "claim(g1)")
     team.wait_idle()
+    return team, claim
+
+
+def test_token_records_equal_the_transcripts_usage_across_a_watchdog_kill(project):
+    team, claim = mid_gate(project)
     first = project.watchdog_pid()
     os.kill(first, signal.SIGKILL)  # mid-phase, mid-gate
     wait_for(lambda: not ag.pid_alive(first), message="the watchdog gone")
@@ -410,13 +416,7 @@ def test_token_records_equal_the_transcripts_usage_across_a_watchdog_kill(projec
 def test_a_phase_set_by_hand_logs_what_the_phase_it_leaves_used(project):
     """`phase set` mid-phase and mid-gate: the phase and gate it leaves are logged as abandoned,
     with every token used so far; the new phase counts from the moment it was set."""
-    team = Team(project, phases=("p1", "p2"))
-    team.up()
-    claim = team.push("claim(g1): the parser")
-    team.handoff_event(claim)
-    for name in ("rev1", "rev2"):
-        team.wait_received(name, "claim(g1)")
-    team.wait_idle()
+    team, _ = mid_gate(project)
     before = time.time()  # every agent idle: nothing is used until p2's kickoffs
     result = project.run("phase", "set", "p2")
     assert result.returncode == 0, result.stderr
