@@ -4318,9 +4318,10 @@ def check_transcripts(cfg: Config, state: dict, world: World, now: float) -> lis
     """Where Codex agents share a cwd, a rollout seen held open by one's CLI is recorded as that
     agent's session: token reads attribute it by this, and agent-log.py --agent finds it."""
     actions = []
+    known = {session for agent in cfg.agents for session in record_of(state, agent.name).session_ids}
     for name, sessions in sorted((world.held or {}).items()):
         record = record_of(state, name)
-        new = sorted(set(sessions) - set(record.session_ids))
+        new = sorted(set(sessions) - known)
         if new and cfg.unit(name) is not None:
             actions.append(Action("event", name, f"Codex session {', '.join(new)} is {name}'s: its CLI holds the "
                                   f"rollout open", purpose="transcript",
@@ -4438,8 +4439,9 @@ def restarts_for(cfg: Config, state: dict, agents: list[Agent], reason: str) -> 
             for agent in agents if record_of(state, agent.name).lifecycle not in ("stopped",)]
 
 
-WATCHDOG_CHECKS = (check_repo, check_transcripts, check_tokens, check_budget, check_phases, check_screens, check_rebuilt, check_startup,
-                   check_dialogs, check_limits, check_heal, check_stall, check_wakes, check_handoff)
+WATCHDOG_CHECKS = (check_repo, check_transcripts, check_tokens, check_budget, check_phases, check_screens,
+                   check_rebuilt, check_startup, check_dialogs, check_limits, check_heal, check_stall, check_wakes,
+                   check_handoff)
 
 
 SEND_PRIORITY = ("kickoff", "resume-note", "resume", "ping", "nudge", "waiting-over", "wake")  # which message goes first
@@ -5342,14 +5344,14 @@ def cli_home(cfg: Config, agent: Agent, variable: str, default: str) -> Path:
 
 
 def agent_transcripts(cfg: Config, agent: Agent, record: UnitRecord, home: Path | None = None,
-                      owners: dict[str, str] | None = None) -> list[Path]:
+                      owners: dict[str, str] | None = None, sharers: dict[str, list[str]] | None = None) -> list[Path]:
     """An agent's transcript files that exist now. Claude Code: the session ids it was started
     with, and their sub-agents. Codex: the rollouts whose session_meta names the agent's cwd and
     that began after its first start; where other Codex agents share that cwd, ``owners`` (rollout
     session id → agent, from ``rollout_owners``) decides, and a rollout nobody was seen to own is
     the first sharer's, so it is counted once. (agent-log.py --agent finds the same files: it
-    takes the session ids recorded in the state.) ``home`` is the CLI's data folder when already
-    known (``transcript_home``)."""
+    takes the session ids recorded in the state.) ``home`` and ``sharers`` (``codex_sharers``)
+    when already known."""
     backend = cfg.backends[agent.backend]
     home = home or transcript_home(cfg, agent)
     if backend.transcripts == "claude":
@@ -5376,10 +5378,9 @@ def agent_transcripts(cfg: Config, agent: Agent, record: UnitRecord, home: Path 
                     meta = json.loads(handle.readline()).get("payload") or {}
                 if meta.get("cwd") == str(agent.folder):
                     found.append(path)
-        sharers = codex_sharers(cfg).get(agent.name)
-        if sharers and owners is not None:
-            found = [path for path in found
-                     if owners.get(rollout_session(path), sharers[0]) == agent.name]
+        group = (codex_sharers(cfg) if sharers is None else sharers).get(agent.name)
+        if group and owners is not None:
+            found = [path for path in found if owners.get(rollout_session(path), group[0]) == agent.name]
         return found
     return []
 
@@ -5403,32 +5404,43 @@ def codex_sharers(cfg: Config) -> dict[str, list[str]]:
     return {name: group for group in groups.values() if len(group) > 1 for name in group}
 
 
-def rollouts_held_open(cfg: Config) -> dict[str, set[str]]:
-    """For each Codex agent that shares its cwd: the session ids of the rollouts its processes
-    hold open now (the CLI keeps its rollout open while it runs), from /proc."""
-    sharers = codex_sharers(cfg)
+def rollouts_held_open(cfg: Config, sharers: dict[str, list[str]]) -> dict[str, set[str]]:
+    """For each Codex agent in ``sharers``: the session ids of the rollouts its processes hold open
+    for writing now (the CLI keeps its rollout open while it runs; a reader's ``tail`` does not count)."""
     if not sharers:
         return {}
     table = ProcessTable.scan(config_marker(cfg))
     held: dict[str, set[str]] = {}
     for agent in cfg.agents:
-        if agent.name not in sharers:
-            continue
-        for pid in table.marked.get(unit_marker(cfg, agent), []):
-            with contextlib.suppress(OSError):
-                for entry in os.listdir(f"/proc/{pid}/fd"):
-                    with contextlib.suppress(OSError):
-                        target = os.readlink(f"/proc/{pid}/fd/{entry}")
-                        if "/rollout-" in target and rollout_session(target):
-                            held.setdefault(agent.name, set()).add(rollout_session(target))
-    return held
+        if agent.name in sharers:
+            for pid in table.marked.get(unit_marker(cfg, agent), []):
+                sessions = {rollout_session(path) for path in files_written_by(pid) if "/rollout-" in path}
+                held.setdefault(agent.name, set()).update(sessions - {""})
+    return {name: sessions for name, sessions in held.items() if sessions}
+
+
+def files_written_by(pid: int) -> list[str]:
+    """The files a process holds open for writing, from /proc (none where it cannot be read)."""
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                info = Path(f"/proc/{pid}/fdinfo/{entry}").read_text()
+                flags = int(info.split("flags:", 1)[1].split()[0], 8)
+                if flags & os.O_ACCMODE != os.O_RDONLY:
+                    found.append(os.readlink(f"/proc/{pid}/fd/{entry}"))
+    return found
 
 
 def rollout_owners(cfg: Config, state: dict, held: dict[str, set[str]]) -> dict[str, str]:
-    """Rollout session id → the agent it is known to be: recorded in the state, or held open now."""
-    owners = {}
+    """Rollout session id → the agent it is known to be: recorded in the state first, then held
+    open (a session already recorded for one agent stays that agent's)."""
+    owners: dict[str, str] = {}
     for agent in cfg.agents:
-        for session in [*record_of(state, agent.name).session_ids, *sorted(held.get(agent.name, ()))]:
+        for session in record_of(state, agent.name).session_ids:
+            owners.setdefault(session, agent.name)
+    for agent in cfg.agents:
+        for session in sorted(held.get(agent.name, ())):
             owners.setdefault(session, agent.name)
     return owners
 
@@ -5473,9 +5485,10 @@ class TokenBook:
 
     def read(self, cfg: Config, state: dict) -> dict[str, list[int]]:
         """Read what every agent's transcripts gained; returns each agent's cumulative usage."""
-        for name, sessions in rollouts_held_open(cfg).items():
+        sharers = codex_sharers(cfg)
+        for name, sessions in rollouts_held_open(cfg, sharers).items():
             self.held.setdefault(name, set()).update(sessions)
-        owners = rollout_owners(cfg, state, self.held) if self.held or codex_sharers(cfg) else None
+        owners = rollout_owners(cfg, state, self.held) if sharers else None
         for agent in cfg.agents:
             if cfg.backends[agent.backend].transcripts == "none":
                 continue
@@ -5484,7 +5497,7 @@ class TokenBook:
             home = self.homes.get(agent.name)
             if home is None:
                 home = self.homes[agent.name] = transcript_home(cfg, agent)
-            for path in agent_transcripts(cfg, agent, record_of(state, agent.name), home, owners):
+            for path in agent_transcripts(cfg, agent, record_of(state, agent.name), home, owners, sharers):
                 key = str(path)
                 cursor = self.cursors.get(key, TokenCursor())
                 with contextlib.suppress(OSError):
@@ -6291,10 +6304,15 @@ def phase_set(cfg: Config, store: StateStore, wanted: str) -> int:
         raise ConfigError([f"{Loader._label(cfg.path)}: [loop] phases: no phase {wanted!r}{hint} "
                            f"(phases: {', '.join(ids)})"])
     events = EventLog(cfg.log_dir)
+    tokens = None
+    before = store.load()
+    if loop_of(before).token_phase and not loop_of(before).complete:
+        try:  # read before the lock (cumulative figures): the watchdog and `status` do not wait on it
+            tokens = TokenBook(cfg.state_dir / "tokens.json").read(cfg, before)
+        except Exception as error:  # noqa: BLE001 - the phase still moves; only its record is lost
+            print(f"warning: transcripts unreadable ({error}); the phase left gets no token record", file=sys.stderr)
     now = time.time()
     with store.transaction() as state:
-        accounting = loop_of(state).token_phase and not loop_of(state).complete
-        tokens = TokenBook(cfg.state_dir / "tokens.json").read(cfg, state) if accounting else None
         left = move_to_phase(cfg, state, wanted, now, tokens)
         running = [agent for agent in cfg.agents
                    if agent.kind == "loop" and record_of(state, agent.name).lifecycle not in ("stopped", "failed")]

@@ -225,9 +225,10 @@ def test_codex_agents_sharing_a_cwd_each_count_only_the_rollouts_their_cli_holds
     state = {"units": {}}
     holders = []
     try:
-        for name, session in (("builder", mine), ("adversary", theirs)):
+        # The adversary also reads the builder's rollout (a `tail -f`): only a writer owns one.
+        for name, session, mode in (("builder", mine, "a"), ("adversary", theirs, "a"), ("adversary", mine, "r")):
             env = {**ag.os.environ, "AGENTS_PY_UNIT": ag.unit_marker(cfg, cfg.unit(name))}
-            holder = subprocess.Popen([sys.executable, "-c", "import sys; f = open(sys.argv[1], 'a'); "
+            holder = subprocess.Popen([sys.executable, "-c", f"import sys; f = open(sys.argv[1], {mode!r}); "
                                        "print('open', flush=True); sys.stdin.read()", str(paths[session])],
                                       env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             holders.append(holder)
