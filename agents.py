@@ -2159,6 +2159,22 @@ def generation(record: UnitRecord) -> tuple:
     return record.started_at, record.lifecycle, record.since
 
 
+def loop_generation(loop: LoopRecord) -> str:
+    """What identifies the loop memory the team's actions were decided on: a `phase set` from the
+    shell between a tick's decision and its act voids them (applied, they would bring the old phase back)."""
+    fields = {f.name: getattr(loop, f.name) for f in dataclasses.fields(loop) if f.name != "pending_records"}
+    return hashlib.blake2b(json.dumps(fields, sort_keys=True).encode(), digest_size=16).hexdigest()
+
+
+def decided_on(state: dict, actions: list[Action]) -> dict[str, Any]:
+    """What ``actions`` were decided on, for ``carry_out`` to check: each unit's generation, and
+    the loop's (key "") when team actions are among them."""
+    decided: dict[str, Any] = {action.unit: generation(record_of(state, action.unit)) for action in actions if action.unit}
+    if any(not action.unit for action in actions):
+        decided[""] = loop_generation(loop_of(state))
+    return decided
+
+
 LIFECYCLE = {  # state → the states it may move to (any state may be started again: `starting`/`running`)
     "stopped": {"starting", "running", "exited"},
     "starting": {"starting", "running", "backoff", "failed", "stopped", "exited"},
@@ -3359,7 +3375,7 @@ class Team:
 
     # -- acting --
 
-    def carry_out(self, actions: list[Action], decided: dict[str, tuple], now: float) -> None:
+    def carry_out(self, actions: list[Action], decided: dict[str, Any], now: float) -> None:
         """Carry out decided actions, recording each result as soon as it is known.
 
         Each start, mark or key press runs in a state transaction of its own, so
@@ -3368,11 +3384,17 @@ class Team:
         from the shell must not wait for them), several units in parallel, and
         their outcomes recorded together afterwards. An action whose unit changed
         since the decision (a `restart` or `down` from the shell got in between:
-        its generation moved) is dropped, not carried out on stale grounds.
+        its generation moved) is dropped, not carried out on stale grounds; so
+        are the team's actions if the loop memory changed (a `phase set`).
         """
         team = [action for action in actions if not action.unit]
         if team:  # the team's own memory (phase, tokens, hand-off): all of it in one transaction
             with self.store.transaction() as state:
+                if "" in decided and loop_generation(loop_of(state)) != decided[""]:
+                    for action in team:  # the next tick decides again from what the loop says now
+                        self.events.emit("skipped", "", f"{action.kind} ({action.reason}): the loop changed "
+                                                        f"meanwhile (a `phase set`?)", now=now)
+                    team = []
                 for action in team:
                     try:
                         self._act_team(action, state, now)
@@ -3549,7 +3571,7 @@ class Team:
                            *(a for a in check_startup(self.cfg, state, seen, now)
                              if a.unit in names and a.purpose != "slow-start" and a.kind != "start")]
                 actions = apply_notes(state, actions)
-                decided = {action.unit: generation(record_of(state, action.unit)) for action in actions}
+                decided = decided_on(state, actions)
             self.carry_out(actions, decided, now)
             state = self.store.load()
             pending = [a for a in agents if record_of(state, a.name).lifecycle == "starting"
@@ -4590,6 +4612,8 @@ class Watchdog:
         self.dead_seen: set[str] = set()
         self.book: TokenBook | None = None  # the agents' transcripts as read so far
         self.tokens_read_at = float("-inf")
+        self.sharers: tuple[Config | None, dict[str, list[str]]] = (None, {})  # Codex agents sharing a cwd
+        self.holders_read_at = float("-inf")
 
     def _stamp(self) -> tuple:
         with contextlib.suppress(OSError):
@@ -4679,6 +4703,7 @@ class Watchdog:
             self.repo_read_at = now
             repo = self.observe_repo(cfg, snapshot, now)
         tokens = self.observe_tokens(cfg, snapshot, now, repo)
+        held = self.observe_holders(cfg, now)
         with self.team.store.transaction() as state:
             self.notice_clock_jump(state, now)
             try:
@@ -4689,7 +4714,8 @@ class Watchdog:
             if self.server_unreachable(cfg, state, seen):
                 return []
             seen.repo, seen.tokens = repo, tokens
-            seen.held = self.book.held if self.book is not None else None
+            known = self.book.held if self.book is not None else {}  # seen at token reads, and just now
+            seen.held = {name: known.get(name, set()) | held.get(name, set()) for name in {*known, *held}}
             self.sessions = {look.unit.session for look in seen.values()}
             self.dead_seen = {look.unit.session for look in seen.values() if look.pane is not None and look.pane.dead}
             actions: list[Action] = []
@@ -4700,7 +4726,7 @@ class Watchdog:
                     self.report_failure("check-failed", f"{check.__name__}: {error!r}", now, traceback_text())
             actions = apply_notes(state, actions)
             actions = resolve(actions)
-            decided = {action.unit: generation(record_of(state, action.unit)) for action in actions if action.unit}
+            decided = decided_on(state, actions)
         if actions:
             self.team.carry_out(actions, decided, now)
         if self.book is not None:
@@ -4730,6 +4756,27 @@ class Watchdog:
         except Exception as error:  # a transcript we cannot read must not stop the tick
             self.report_failure("tokens-failed", f"reading transcripts: {error!r}", now, traceback_text())
             return None
+
+    HOLDERS_EVERY = 10.0  # seconds between looks at which Codex rollout each sharing agent's CLI holds
+
+    def observe_holders(self, cfg: Config, now: float) -> dict[str, set[str]]:
+        """Where Codex agents share a cwd: the rollouts each one's CLI holds open now. Looked for every
+        few seconds (a /proc scan, a few ms), not only at token reads: a run shorter than
+        ``heavy_interval`` is still its agent's (check_transcripts records it)."""
+        if self.sharers[0] is not cfg:
+            try:
+                self.sharers = cfg, codex_sharers(cfg)
+            except Exception as error:  # an agent's env that cannot be worked out must not stop the tick
+                self.report_failure("tokens-failed", f"finding Codex agents that share a cwd: {error!r}", now)
+                return {}
+        if not self.sharers[1] or 0 <= now - self.holders_read_at < self.HOLDERS_EVERY:
+            return {}
+        self.holders_read_at = now
+        try:
+            return rollouts_held_open(cfg, self.sharers[1])
+        except Exception as error:
+            self.report_failure("tokens-failed", f"looking for the CLIs holding Codex rollouts: {error!r}", now)
+            return {}
 
     def observe_repo(self, cfg: Config, state: dict, now: float) -> RepoView | None:
         """The work repo's remote branch, through a ``Git`` kept per repo folder."""
@@ -6438,7 +6485,7 @@ EVENT_KINDS = {
     "sequence-complete": "every phase done", "config-error": "an edit that does not validate (ignored)",
     "config-ok": "the config validates again", "config-added": "a unit new in the config",
     "config-removed": "a unit gone from the config", "clock-jump": "the wall clock jumped; timers moved",
-    "skipped": "an action dropped: the unit changed meanwhile", "act-failed": "an action that raised",
+    "skipped": "an action dropped: its unit (or the loop) changed meanwhile", "act-failed": "an action that raised",
     "check-failed": "a check that raised (the others went on)", "observe-failed": "tmux could not be read",
     "tick-failed": "a tick that raised", "server-unreachable": "sessions gone but processes alive: not healing",
     "bug": "an illegal lifecycle move, refused",

@@ -239,6 +239,35 @@ def test_the_loop_checks_are_pure_and_their_order_does_not_matter(tmp_path):
     assert {action.purpose for action in forward} >= {"advance", "ping", "handoff"}
 
 
+def test_a_phase_set_between_a_ticks_decision_and_its_act_is_not_undone(tmp_path):
+    """A tick decides on the loop in one transaction and applies the team's memory in a later one.
+    A `phase set` landing in between wins: the tick's advance is dropped with an event, not applied
+    over it (that would bring back the phase left and forget the one set by hand)."""
+    sim = team(tmp_path, phases=("p1", "p2", "p3"))
+    sim.git.push("status(p1): done", {"STATUS-p1.md": "## DONE\n"})
+    team_ = sim.watchdog.team
+    carry_out, landed = team_.carry_out, []
+
+    def phase_set_lands_first(actions, decided, now):
+        if any(action.purpose == "advance" for action in actions) and not landed:
+            with sim.store.transaction() as state:  # what `agents.py phase set p3` does to the loop
+                ag.move_to_phase(sim.cfg, state, "p3", now, None)
+            landed.append(now)
+        return carry_out(actions, decided, now)
+
+    team_.carry_out = phase_set_lands_first
+    sim.run(20 * MINUTE)
+    assert landed, "the status file never made a tick decide the advance"
+    loop = ag.loop_of(sim.store.load())
+    assert (loop.current, loop.done) == ("p3", []), loop
+    (skipped,) = [e for e in sim.events("skipped") if "phase p2 begins" in e["reason"]]
+    assert "the loop changed meanwhile" in skipped["reason"]
+    assert sim.events("advance") == []
+    for name in ("builder", "rev1", "rev2"):  # restarted (decided with the advance) into the phase set
+        assert kickoffs(sim, name)[-1] == f"Phase p3 kickoff for {name}: read STATUS-p3.md.", kickoffs(sim, name)
+    no_failures(sim)
+
+
 def test_days_of_a_builder_and_adversary_over_faults(tmp_path):
     """A scripted Builder/Adversary pair for 3 simulated days: claims pushed at random moments (some in
     storms), reviews, DONE markers, the remote down for spells, force-pushes, a status file deleted and

@@ -6,7 +6,10 @@ the watchdog is killed in between."""
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -159,3 +162,35 @@ def test_tokens_shows_the_phase_and_gate_in_flight(tmp_path):
     assert [(row["phase_id"], row["total"]["total"], row.get("in_flight")) for row in rows] == \
         [("p1:g1", 44, True), ("p1", 154, True)]
     assert {name: figures["total"] for name, figures in rows[1]["agents"].items()} == {"builder": 110, "rev": 44}
+
+
+def test_a_short_codex_run_in_a_shared_folder_is_recorded_for_its_agent_without_a_token_read(tmp_path):
+    """Two Codex-transcript agents in one folder, no token logging (nothing reads transcripts): the
+    watchdog still looks every few seconds which rollout each one's CLI holds open — a real
+    process with the agent's marker here, gone after 30 s — and records it as that agent's session."""
+    home = tmp_path / "codex-home"
+    specs = [agent_spec("builder"), agent_spec("adversary")]
+    text = config_text(specs, watchdog={"signal_interval": 15, "stall_idle": 6 * HOUR}, loop=False)
+    text = text.replace("[backend.claude]\n", f'[backend.claude]\ntranscripts = "codex"\n'
+                                              f'env = {{ CODEX_HOME = "{home}" }}\n', 1)
+    sim = Sim(tmp_path, text, behaviours={spec["name"]: Behaviour(work=quick) for spec in specs})
+    assert ag.codex_sharers(sim.cfg) == {"builder": ["builder", "adversary"], "adversary": ["builder", "adversary"]}
+    sim.up()
+    sim.run(MINUTE)
+    session = "00000001-1b57-71f2-9323-c52887429134"
+    rollout = home / "sessions" / "2026" / "12" / "07" / f"rollout-2026-12-07T10-00-00-{session}.jsonl"
+    rollout.parent.mkdir(parents=True)
+    env = {**os.environ, "AGENTS_PY_UNIT": ag.unit_marker(sim.cfg, sim.cfg.unit("adversary"))}
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; f = open(sys.argv[1], 'a'); print('open', flush=True); "
+                               "sys.stdin.read()", str(rollout)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline() == "open\n"
+        sim.run(30)  # a run far shorter than heavy_interval
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    (event,) = sim.events("transcript", "adversary")
+    assert f"Codex session {session} is adversary's" in event["reason"], event
+    assert sim.record("adversary").session_ids[-1] == session
+    assert session not in sim.record("builder").session_ids and sim.events("transcript", "builder") == []
