@@ -923,9 +923,9 @@ class AgentSource:
             return [path for path in rollouts if codex_cwd(path) == wanted and (
                 rollout_session(path) in self.session_ids
                 or rollout_session(path) not in self.theirs and self.sharers[0] == self.name)]
-        if self.session_ids:
-            return [path for path in rollouts if any(sid in path.name for sid in self.session_ids)]
-        return [path for path in rollouts if codex_cwd(path) == wanted]
+        # Alone in its folder: every rollout there (the ids the watchdog saw it write are among them;
+        # a run it did not see, too short or while it was down, is not missed).
+        return [path for path in rollouts if codex_cwd(path) == wanted or rollout_session(path) in self.session_ids]
 
 
 ROLLOUT_SESSION = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.jsonl$")

@@ -826,6 +826,9 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
         ],
         "resume": "continue",
         "transcripts": "codex",
+        # "codex [flags] resume <id>" reopens the rollout of that session and appends to it. The id is the one
+        # of the rollout the CLI holds open, recorded by the watchdog (event `transcript`) and before a restart.
+        "resume_args": ["resume", "{session_id}"],
     },
     "gemini": {
         # --yolo: unattended, a tool approval box would stop the agent (and the prompt turns "*").
@@ -1856,6 +1859,7 @@ class UnitRecord:
     session_ids: list[str] = field(default_factory=list)  # every CLI session id we started it with
     kickoff: str = ""  # kickoff (or resume note) waiting to be delivered once the prompt shows
     resumed_from: str = ""  # the session id this life resumed ("": started fresh)
+    life_session: str = ""  # where the CLI picks its own id (Codex): this life's, once seen held open ("": not yet)
     fresh_next: bool = False  # its last resume failed: the next heal starts it fresh
     conversing: bool = False  # its current session took a message, so there is a conversation to resume
     first_started: float = 0.0  # its first start ever (Codex rollouts from before it are not its own)
@@ -3100,7 +3104,21 @@ def resumable_session(cfg: Config, unit: Agent | Service, record: UnitRecord) ->
     if not isinstance(unit, Agent) or not record.session_ids or not record.conversing:
         return ""  # a session killed before it took its kickoff has no conversation yet
     backend = cfg.backends[unit.backend]
-    return record.session_ids[-1] if backend.restart_mode == "resume" and backend.resume_args else ""
+    if backend.restart_mode != "resume" or not backend.resume_args:
+        return ""
+    # An id we gave it at start, or (Codex) the one its CLI was seen writing in this life: never an
+    # older life's conversation because this one's was not seen yet.
+    return record.session_ids[-1] if backend.session_id_flag else record.life_session
+
+
+def held_rollout_news(cfg: Config, state: dict, sessions: Iterable[str]) -> list[str]:
+    """Of the rollouts an agent's CLI holds open, the sessions not yet recorded for any agent."""
+    known = {session for agent in cfg.agents for session in record_of(state, agent.name).session_ids}
+    return sorted(set(sessions) - known)
+
+
+def held_rollout_reason(name: str, sessions: list[str]) -> str:
+    return f"Codex session {', '.join(sessions)} is {name}'s: its CLI holds the rollout open"
 
 
 def launch_plan(cfg: Config, unit: Agent | Service, session_id: str | None,
@@ -3314,9 +3332,11 @@ class Team:
         the state knows nothing about, whose kickoff nobody would ever send. (`up` of many units
         saves once for all of them, then makes their sessions.)
         """
-        self.stop(unit, panes, processes)
         record = record_of(state, unit.name)
         backend = backend_of(self.cfg, unit)
+        if resume and isinstance(unit, Agent) and backend.transcripts == "codex" and backend.resume_args:
+            self.note_held_rollout(unit, record, state, now)  # before its CLI is ended: its session, to resume
+        self.stop(unit, panes, processes)
         import uuid
 
         resumed = resumable_session(self.cfg, unit, record) if resume and not record.fresh_next else ""
@@ -3348,6 +3368,7 @@ class Team:
         else:
             record.kickoff = kickoff_for(self.cfg, unit, state) if isinstance(unit, Agent) else ""
         record.resumed_from = resumed
+        record.life_session = resumed  # a fresh Codex life's id is known once its CLI is seen holding it
         record.conversing = bool(resumed)
         # Only a kickoff needs the prompt: without one (a service, a script-like task) it runs from here.
         transition(record, "starting" if record.kickoff else "running", reason, now, self.events, unit.name)
@@ -3360,6 +3381,19 @@ class Team:
                              now=now, session=unit.session, argv=shlex.join(argv), session_id=session_id or resumed,
                              resumed=resumed or None)
         return make_session
+
+    def note_held_rollout(self, unit: Agent, record: UnitRecord, state: dict, now: float) -> None:
+        """Record the rollout a Codex agent's CLI holds open now as its session (check_transcripts
+        does the same every few seconds; a `restart` may come sooner than its first look)."""
+        try:
+            held = rollouts_held_open(self.cfg, {unit.name: [unit.name]}).get(unit.name, set())
+        except OSError:
+            return
+        new = held_rollout_news(self.cfg, state, held)
+        if new:
+            record.session_ids = [*record.session_ids, *new][-MAX_SESSION_IDS:]
+            record.life_session = new[-1]
+            self.events.emit("transcript", unit.name, held_rollout_reason(unit.name, new), now=now)
 
     def stop(self, unit: Agent | Service, panes: dict[str, Pane] | None = None,
              processes: ProcessTable | None = None) -> list[int]:
@@ -4337,17 +4371,16 @@ def latest_gate(cfg: Config, state: dict, world: World) -> str:
 
 
 def check_transcripts(cfg: Config, state: dict, world: World, now: float) -> list[Action]:
-    """Where Codex agents share a cwd, a rollout seen held open by one's CLI is recorded as that
-    agent's session: token reads attribute it by this, and agent-log.py --agent finds it."""
+    """A rollout seen held open by a Codex agent's CLI is recorded as that agent's session: a heal
+    resumes into it and, where Codex agents share a cwd, token reads and agent-log.py --agent
+    attribute it by this."""
     actions = []
-    known = {session for agent in cfg.agents for session in record_of(state, agent.name).session_ids}
     for name, sessions in sorted((world.held or {}).items()):
-        record = record_of(state, name)
-        new = sorted(set(sessions) - known)
+        record, new = record_of(state, name), held_rollout_news(cfg, state, sessions)
         if new and cfg.unit(name) is not None:
-            actions.append(Action("event", name, f"Codex session {', '.join(new)} is {name}'s: its CLI holds the "
-                                  f"rollout open", purpose="transcript",
-                                  memory={"session_ids": [*record.session_ids, *new][-MAX_SESSION_IDS:]}))
+            actions.append(Action("event", name, held_rollout_reason(name, new), purpose="transcript",
+                                  memory={"session_ids": [*record.session_ids, *new][-MAX_SESSION_IDS:],
+                                          "life_session": new[-1]}))
     return actions
 
 
@@ -4612,7 +4645,7 @@ class Watchdog:
         self.dead_seen: set[str] = set()
         self.book: TokenBook | None = None  # the agents' transcripts as read so far
         self.tokens_read_at = float("-inf")
-        self.sharers: tuple[Config | None, dict[str, list[str]]] = (None, {})  # Codex agents sharing a cwd
+        self.codex: tuple[Config | None, dict[str, list[str]]] = (None, {})  # the config's Codex agents
         self.holders_read_at = float("-inf")
 
     def _stamp(self) -> tuple:
@@ -4757,23 +4790,24 @@ class Watchdog:
             self.report_failure("tokens-failed", f"reading transcripts: {error!r}", now, traceback_text())
             return None
 
-    HOLDERS_EVERY = 10.0  # seconds between looks at which Codex rollout each sharing agent's CLI holds
+    HOLDERS_EVERY = 10.0  # seconds between looks at which rollout each Codex agent's CLI holds
 
     def observe_holders(self, cfg: Config, now: float) -> dict[str, set[str]]:
-        """Where Codex agents share a cwd: the rollouts each one's CLI holds open now. Looked for every
-        few seconds (a /proc scan, a few ms), not only at token reads: a run shorter than
-        ``heavy_interval`` is still its agent's (check_transcripts records it)."""
-        if self.sharers[0] is not cfg:
+        """The rollouts each Codex agent's CLI holds open now: its session (a heal resumes into it),
+        and, where agents share a cwd, whose rollout is whose. Looked for every few seconds (a /proc
+        scan, a few ms), not only at token reads: a run shorter than ``heavy_interval`` is known too
+        (check_transcripts records it)."""
+        if self.codex[0] is not cfg:
             try:
-                self.sharers = cfg, codex_sharers(cfg)
+                self.codex = cfg, codex_agents(cfg)
             except Exception as error:  # an agent's env that cannot be worked out must not stop the tick
-                self.report_failure("tokens-failed", f"finding Codex agents that share a cwd: {error!r}", now)
+                self.report_failure("tokens-failed", f"finding the Codex agents: {error!r}", now)
                 return {}
-        if not self.sharers[1] or 0 <= now - self.holders_read_at < self.HOLDERS_EVERY:
+        if not self.codex[1] or 0 <= now - self.holders_read_at < self.HOLDERS_EVERY:
             return {}
         self.holders_read_at = now
         try:
-            return rollouts_held_open(cfg, self.sharers[1])
+            return rollouts_held_open(cfg, self.codex[1])
         except Exception as error:
             self.report_failure("tokens-failed", f"looking for the CLIs holding Codex rollouts: {error!r}", now)
             return {}
@@ -5441,6 +5475,14 @@ def rollout_session(path: Path | str) -> str:
     return found.group(1) if found else ""
 
 
+def codex_agents(cfg: Config) -> dict[str, list[str]]:
+    """Every Codex agent: name → the agents whose rollouts it cannot be told apart from by cwd
+    (itself, or its sharers). The rollout its CLI holds open is its session, to resume into."""
+    sharers = codex_sharers(cfg)
+    return {agent.name: sharers.get(agent.name, [agent.name]) for agent in cfg.agents
+            if cfg.backends[agent.backend].transcripts == "codex"}
+
+
 def codex_sharers(cfg: Config) -> dict[str, list[str]]:
     """Codex agents that share a cwd and a CODEX_HOME with another: name → the group, in config
     order. Their rollouts cannot be told apart by cwd; whose each is, their processes show."""
@@ -5452,8 +5494,8 @@ def codex_sharers(cfg: Config) -> dict[str, list[str]]:
 
 
 def rollouts_held_open(cfg: Config, sharers: dict[str, list[str]]) -> dict[str, set[str]]:
-    """For each Codex agent in ``sharers``: the session ids of the rollouts its processes hold open
-    for writing now (the CLI keeps its rollout open while it runs; a reader's ``tail`` does not count)."""
+    """For each Codex agent named in ``sharers``: the session ids of the rollouts its processes hold
+    open for writing now (the CLI keeps its rollout open while it runs; a reader's ``tail`` does not count)."""
     if not sharers:
         return {}
     table = ProcessTable.scan(config_marker(cfg))
@@ -6491,7 +6533,7 @@ EVENT_KINDS = {
     "bug": "an illegal lifecycle move, refused",
     "state-repaired": "a damaged state file or field repaired (named), never silently reset",
     "tokens": "a phase's or gate's token record written", "tokens-failed": "transcripts that could not be read",
-    "transcript": "a Codex rollout known to be an agent's (its CLI holds it open; the agents share a cwd)",
+    "transcript": "a Codex rollout known to be an agent's session (its CLI holds it open): resumed into, counted for it",
     "budget-pause": "a budget passed: the loop agents are paused", "budget-ok": "under budget again: resumed",
     "interrupt": "a paused agent's turn interrupted (its interrupt_key)",
 }
@@ -6583,8 +6625,9 @@ idle is not stalled:
 
 a heal resumes:
   A dead agent is restarted after its backoff into the same conversation where
-  its CLI can resume (Claude Code: --resume <its session id>), with a one-line
-  note; else, or with restart_mode = "fresh", fresh with its kickoff.
+  its CLI can resume (Claude Code: --resume <its session id>; Codex: resume <the
+  id of the rollout it was seen writing>), with a one-line note; else, or with
+  restart_mode = "fresh", fresh with its kickoff.
 
 exit codes:
   0 ok   1 runtime failure (tmux refused, delivery not seen)   2 usage or config error
@@ -6686,9 +6729,10 @@ examples:
     sub = command("restart", "kill an agent or service and start it again", """\
 Ends the session and everything it left behind and starts it again: back into
 its last conversation where its backend can resume one (restart_mode =
-"resume"; Claude Code: --resume <its session id>), with a one-line note that it
-was restarted; otherwise, or with --fresh, in a new conversation with its
-kickoff. Clears a crash-loop `failed` state.
+"resume"; Claude Code: --resume <its session id>; Codex: resume <the id of the
+rollout its CLI holds open>), with a one-line note that it was restarted;
+otherwise, or with --fresh, in a new conversation with its kickoff. Clears a
+crash-loop `failed` state.
 
 examples:
   agents.py restart builder            # same conversation, told it was restarted

@@ -5,6 +5,7 @@ the watchdog is killed in between."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -164,33 +165,80 @@ def test_tokens_shows_the_phase_and_gate_in_flight(tmp_path):
     assert {name: figures["total"] for name, figures in rows[1]["agents"].items()} == {"builder": 110, "rev": 44}
 
 
+@contextlib.contextmanager
+def holding(path, sim: Sim, name: str):
+    """A real process with agent ``name``'s marker holding ``path`` open for writing, as Codex's
+    CLI holds its rollout; ended on leaving."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "AGENTS_PY_UNIT": ag.unit_marker(sim.cfg, sim.cfg.unit(name))}
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; f = open(sys.argv[1], 'a'); print('open', flush=True); "
+                               "sys.stdin.read()", str(path)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline() == "open\n"
+        yield
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+
+
+def codex_like(tmp_path, specs: list[dict], home, **backend) -> Sim:
+    """The sim's agents with Codex's transcripts (CODEX_HOME ``home``) and ``backend`` keys."""
+    text = config_text(specs, watchdog={"signal_interval": 15, "stall_idle": 6 * HOUR}, loop=False)
+    keys = "".join(f"{key} = {json.dumps(value)}\n" for key, value in backend.items())
+    text = text.replace("[backend.claude]\n", f'[backend.claude]\ntranscripts = "codex"\n{keys}'
+                                              f'env = {{ CODEX_HOME = "{home}" }}\n', 1)
+    return Sim(tmp_path, text, behaviours={spec["name"]: Behaviour(work=quick) for spec in specs})
+
+
+def rollout_path(home, session: str):
+    return home / "sessions" / "2026" / "12" / "07" / f"rollout-2026-12-07T10-00-00-{session}.jsonl"
+
+
 def test_a_short_codex_run_in_a_shared_folder_is_recorded_for_its_agent_without_a_token_read(tmp_path):
     """Two Codex-transcript agents in one folder, no token logging (nothing reads transcripts): the
     watchdog still looks every few seconds which rollout each one's CLI holds open — a real
     process with the agent's marker here, gone after 30 s — and records it as that agent's session."""
     home = tmp_path / "codex-home"
-    specs = [agent_spec("builder"), agent_spec("adversary")]
-    text = config_text(specs, watchdog={"signal_interval": 15, "stall_idle": 6 * HOUR}, loop=False)
-    text = text.replace("[backend.claude]\n", f'[backend.claude]\ntranscripts = "codex"\n'
-                                              f'env = {{ CODEX_HOME = "{home}" }}\n', 1)
-    sim = Sim(tmp_path, text, behaviours={spec["name"]: Behaviour(work=quick) for spec in specs})
+    sim = codex_like(tmp_path, [agent_spec("builder"), agent_spec("adversary")], home)
     assert ag.codex_sharers(sim.cfg) == {"builder": ["builder", "adversary"], "adversary": ["builder", "adversary"]}
     sim.up()
     sim.run(MINUTE)
     session = "00000001-1b57-71f2-9323-c52887429134"
-    rollout = home / "sessions" / "2026" / "12" / "07" / f"rollout-2026-12-07T10-00-00-{session}.jsonl"
-    rollout.parent.mkdir(parents=True)
-    env = {**os.environ, "AGENTS_PY_UNIT": ag.unit_marker(sim.cfg, sim.cfg.unit("adversary"))}
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; f = open(sys.argv[1], 'a'); print('open', flush=True); "
-                               "sys.stdin.read()", str(rollout)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)
-    try:
-        assert holder.stdout.readline() == "open\n"
+    with holding(rollout_path(home, session), sim, "adversary"):
         sim.run(30)  # a run far shorter than heavy_interval
-    finally:
-        holder.kill()
-        holder.wait(timeout=30)
     (event,) = sim.events("transcript", "adversary")
     assert f"Codex session {session} is adversary's" in event["reason"], event
     assert sim.record("adversary").session_ids[-1] == session
     assert session not in sim.record("builder").session_ids and sim.events("transcript", "builder") == []
+
+
+def test_a_healed_codex_agent_resumes_the_rollout_its_cli_held_and_a_fresh_life_never_an_older_one(tmp_path):
+    """Codex picks its own session id: the watchdog learns it from the rollout the CLI holds open,
+    and a heal resumes into it (``resume <id>``, a resume note, not the kickoff). After a fresh
+    start (a reboot), a death before the new rollout is seen starts fresh again: never back into
+    the conversation of an older life."""
+    home = tmp_path / "codex-home"
+    sim = codex_like(tmp_path, [agent_spec("main", watch="heal")], home, session_id_flag="",
+                     resume_args=["resume", "{session_id}"])
+    sim.up()
+    sim.run(MINUTE)  # the kickoff taken: a conversation
+    session = "00000002-1b57-71f2-9323-c52887429134"
+    with holding(rollout_path(home, session), sim, "main"):
+        sim.run(30)
+    assert sim.record("main").life_session == session
+    sim.crash("main")
+    sim.run(5 * MINUTE)
+    start = sim.events("start", "main")[-1]
+    assert start["argv"].endswith(f"resume {session}") and start["resumed"] == session, start
+    assert [m.purpose for m in sim.received("main")][-1] == "resume-note"
+    assert len(sim.received("main", "kickoff")) == 1
+    with sim.store.transaction() as state:  # a fresh start (a stall reboot does this): a new rollout to come
+        sim.watchdog.team.launch(sim.cfg.unit("main"), state, "rebooted fresh", sim.now)
+    sim.run(MINUTE)  # its kickoff taken; its CLI not seen holding a rollout yet
+    assert len(sim.received("main", "kickoff")) == 2 and sim.record("main").life_session == ""
+    sim.crash("main")
+    sim.run(5 * MINUTE)
+    start = sim.events("start", "main")[-1]
+    assert "resume" not in start["argv"] and not start.get("resumed"), start
+    assert len(sim.received("main", "kickoff")) == 3  # fresh, with its kickoff

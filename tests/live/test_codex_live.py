@@ -10,6 +10,8 @@ One ``up`` per module (the ``rig`` fixture); each test waits for the agent to be
 
   a  ``up`` answers ``Trust this folder?`` (Enter), the kickoff reaches the model verbatim,
      ``status`` reads busy during a held turn and idle after; a slow turn reads busy then idle
+  b  ``restart main`` resumes it (``codex … resume <id>``, the id of the rollout its CLI holds open):
+     the model gets the resume note with the old turns; the same rollout grows; tokens count once
   c  an ``exec_command`` function call really commits in the agent's repo
   d  429s: busy while Codex retries, ``limited (API rate limit)`` once it gives up, never idle;
      a ``usage_limit_reached`` answer reads ``limited until …`` with the reset parsed (status --json)
@@ -176,6 +178,34 @@ def test_a_slow_turn_reads_busy_then_idle(rig):
     assert busy and busy[-1] >= 2.5, readings  # the model's 4 s of silence read as busy
     assert all(state in ("busy", "idle") for _, state in readings), readings
     assert "Worked for" in rig.screen()
+
+
+# ----------------------------------------------------------------------------
+# b. restart resumes into the conversation: `codex … resume <the id of the rollout it holds>`
+# ----------------------------------------------------------------------------
+
+def test_b_restart_resumes_main_into_its_conversation(rig):
+    rig.ready()
+    (path,) = cx.rollouts(rig.codex_home)
+    session, size = ag.rollout_session(path), path.stat().st_size
+    files = len(cx.rollouts(rig.codex_home))
+    restart = rig.run("restart", "main")
+    assert restart.returncode == 0, restart.stdout + restart.stderr + rig.screen()
+    # The rollout its CLI held open, recorded just before it was ended, is the session resumed.
+    assert [e["reason"] for e in rig.project.events("transcript", "main")][-1] == \
+        f"Codex session {session} is main's: its CLI holds the rollout open"
+    start = rig.project.events("start", "main")[-1]
+    assert start["argv"].endswith(f" resume {session}") and start.get("resumed") == session, start
+    note = rig.wait("the resume note", lambda: [r for r in rig.mock.requests("main")
+                                                if "You were restarted after" in json.dumps(r["body"])], timeout=60)
+    history = json.dumps(note[0]["body"])
+    assert "You are main: reply" in history and "slow answer arrived" in history, history  # the old turns came too
+    rig.ready()
+    assert len(cx.rollouts(rig.codex_home)) == files and path.stat().st_size > size  # the same rollout, grown
+    result = rig.run("tokens", "--scan", str(rig.codex_home / "sessions"), "--json")
+    total, served = json.loads(result.stdout)["total"], rig.mock.served_usage_total("main")
+    assert total["input"] + total["cache_read"] == served["input"] and total["output"] == served["output"], \
+        (total, served)  # the resumed rollout's figures count once
 
 
 # ----------------------------------------------------------------------------
