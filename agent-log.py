@@ -3,9 +3,10 @@
 
 One file, Python 3.11+, standard library only; it does not import agents.py and
 needs nothing installed. It reads Claude Code session files
-(``~/.claude/projects/<project>/<session>.jsonl`` and their sub-agent files) and
-Codex rollouts (``~/.codex/sessions/YYYY/MM/DD/rollout-*.jsonl``) and prints one
-block per event. Every printed line starts with the same fixed prefix::
+(``~/.claude/projects/<project>/<session>.jsonl`` and their sub-agent files),
+Codex rollouts (``~/.codex/sessions/YYYY/MM/DD/rollout-*.jsonl``) and Gemini CLI
+chats (``~/.gemini/tmp/<project>/chats/session-*.jsonl``) and prints one block
+per event. Every printed line starts with the same fixed prefix::
 
     HH:MM:SS ROLE    [sub:AGENT] text
 
@@ -22,6 +23,7 @@ The file is cut into sections, each using only the ones above it:
     Usage ledger  de-duplication of API responses and the totals
     Claude Code   one transcript line → events
     Codex         one rollout line → events
+    Gemini CLI    one chat line → events
     Files         reading a file incrementally, choosing its reader
     Finding       paths, folders, and an agent's transcripts from agents.toml
     Output        rendering events as prefixed lines; the run and follow loops
@@ -93,9 +95,10 @@ DATA_URI = re.compile(r"data:(image/[\w.+-]+);base64,([A-Za-z0-9+/]{16,}=*)")
 
 # Blocks the CLIs wrap around what the model is told, which a reader of the log
 # never wants: Claude Code's reminders and local-command caveats, Codex's
-# environment and instruction blocks. Removed with their content.
+# environment and instruction blocks, Gemini CLI's session context. Removed with their content.
 WRAPPER_TAGS = ("system-reminder", "local-command-caveat", "environment_context", "user_instructions",
-                "skills_instructions", "permissions instructions", "collaboration_mode", "user_shell_command_caveat")
+                "skills_instructions", "permissions instructions", "collaboration_mode", "user_shell_command_caveat",
+                "session_context")
 WRAPPERS = re.compile(
     r"<(" + "|".join(re.escape(tag) for tag in WRAPPER_TAGS) + r")(?:\s[^>]*)?>.*?(?:</\1>|\Z)", re.S)
 # Whole messages that are injected context rather than anything a person typed.
@@ -747,6 +750,208 @@ class CodexReader:
 
 
 # ============================================================================
+# Gemini CLI
+#   One line of a Gemini CLI chat file (seen in 0.61) → events. A header
+#   {sessionId, projectHash, startTime, kind} opens the file, and a resumed
+#   session appends another; messages are {id, timestamp, type, content} with
+#   type user, gemini (the model: content, thoughts, toolCalls with their
+#   results, tokens), info, warning or error. A message is written again, whole,
+#   when it changes (first without its tool calls, then with them), and
+#   {"$set": {"messages": [...]}} lists messages again; other $set keys
+#   (lastUpdated, …) are bookkeeping, skipped.
+# ============================================================================
+
+GEMINI_NOTE_TYPES = ("info", "warning", "error")  # messages the CLI wrote itself: SYS lines
+# Gemini CLI wraps shell output in this tag before the model sees it: the tag goes, the output stays.
+UNTRUSTED_TAG = re.compile(r"</?untrusted_context>\n?")
+
+
+def gemini_usage(tokens: dict) -> Usage:
+    """A Gemini message's tokens → Usage. Its input includes the cached part;
+    thoughts and tool-use prompt tokens are counted beside output and input."""
+    cached = as_int(tokens.get("cached"))
+    return Usage(input=max(0, as_int(tokens.get("input")) - cached) + as_int(tokens.get("tool")),
+                 output=as_int(tokens.get("output")) + as_int(tokens.get("thoughts")), cache_read=cached)
+
+
+def gemini_parts(content: Any) -> list[dict]:
+    """A message's content as a list of parts: a plain string is one text part."""
+    if isinstance(content, str):
+        return [{"text": content}]
+    return [part for part in content if isinstance(part, dict)] if isinstance(content, list) else []
+
+
+def gemini_part_text(part: dict) -> str:
+    """A text, image or file part as text; "" for tool calls and results (shown on their own)."""
+    if "text" in part:
+        return as_text(part.get("text"))
+    data = part.get("inlineData")
+    if isinstance(data, dict):
+        return image_note(as_text(data.get("mimeType")), as_text(data.get("data")))
+    if isinstance(part.get("fileData"), dict):
+        return f"[file: {as_text(part['fileData'].get('fileUri')) or '?'}]"
+    return ""
+
+
+def gemini_response_text(response: dict) -> tuple[str, bool]:
+    """A functionResponse's output as text, and whether it is an error."""
+    body = response.get("response")
+    failed = isinstance(body, dict) and "error" in body and "output" not in body
+    if isinstance(body, dict) and ("output" in body or "error" in body):
+        body = body.get("output", body.get("error"))
+    return UNTRUSTED_TAG.sub("", as_text(body)), failed
+
+
+class GeminiReader:
+    """Turns Gemini CLI chat lines into events, one line at a time.
+
+    The same message id comes back whenever the CLI rewrites a message, and a
+    ``$set`` lists old messages again. Rule: each part of a message is printed
+    once, the first time it is seen not empty: its text, each thought, each
+    tool call and each tool result. Calls and results are keyed by call id,
+    because a result is repeated in the user message that follows and a
+    resumed session lists the calls again as functionCall parts. Usage is keyed
+    by session and message id, so the ledger counts a response once however
+    often it is written.
+    """
+
+    def __init__(self, path: Path, debug: bool = False) -> None:
+        self.debug = debug
+        self.session = ""  # the session id of the last header
+        self.side = ""  # "sub:<id8>" when the header says this chat is a sub-agent's
+        self.model = ""  # the model of the last answer, to report changes
+        # Parts printed so far: (message id, "text" or thought number), (call id, "call" or "result").
+        self.shown: set[tuple[str, Any]] = set()
+
+    def read(self, obj: dict) -> list[Event]:
+        when = parse_timestamp(obj.get("timestamp"))
+        if isinstance(obj.get("$set"), dict):
+            changes = obj["$set"]
+            listed = changes.get("messages")
+            events = []
+            for message in listed if isinstance(listed, list) else []:
+                if isinstance(message, dict):
+                    events += self._message(message)
+            what = "$set " + ", ".join(sorted(map(str, changes)))
+        elif "type" in obj:
+            events = self._message(obj)
+            kind = as_text(obj.get("type")) or "(no type)"
+            known = kind in ("user", "gemini", *GEMINI_NOTE_TYPES)
+            what = f"{kind} (nothing new to print)" if known else kind
+        elif "sessionId" in obj:
+            events, what = self._header(obj), "header"
+        else:
+            events, what = [], "(no type)"
+        if not events and self.debug:
+            events = [Event("SYS", f"? {what}", time=when)]
+        for event in events:
+            event.side = event.side or self.side
+        return events
+
+    def _first(self, ident: str, part: Any) -> bool:
+        """Whether this part is new, marking it printed. A part without an id is always new."""
+        if not ident:
+            return True
+        if (ident, part) in self.shown:
+            return False
+        self.shown.add((ident, part))
+        return True
+
+    def _header(self, obj: dict) -> list[Event]:
+        session = as_text(obj.get("sessionId"))
+        kind = as_text(obj.get("kind")) or "main"
+        resumed = session == self.session
+        self.session = session
+        if kind == "subagent":
+            self.side = "sub:" + (session[:8] or "?")
+        text = f"session {session} (gemini-cli, {kind})" + (" resumed" if resumed else "")
+        folders = obj.get("directories")
+        if isinstance(folders, list) and folders:
+            text += " directories " + " ".join(as_text(folder) for folder in folders)
+        return [Event("SYS", text, time=parse_timestamp(obj.get("startTime")))]
+
+    def _message(self, message: dict) -> list[Event]:
+        kind = message.get("type")
+        when = parse_timestamp(message.get("timestamp"))
+        ident = as_text(message.get("id"))
+        if kind == "user":
+            return self._user(ident, message.get("content"), when)
+        if kind == "gemini":
+            return self._answer(ident, message, when)
+        if kind in GEMINI_NOTE_TYPES:
+            text = clean("\n".join(filter(None, map(gemini_part_text, gemini_parts(message.get("content"))))))
+            if text and self._first(ident, "text"):
+                return [Event("SYS", f"{kind}: {text}", time=when)]
+        return []
+
+    def _user(self, ident: str, content: Any, when: datetime | None) -> list[Event]:
+        texts, results = [], []
+        for part in gemini_parts(content):
+            response = part.get("functionResponse")
+            if isinstance(response, dict):
+                output, failed = gemini_response_text(response)
+                results += self._result(as_text(response.get("id")), output, "error" if failed else "", when)
+            else:
+                texts.append(gemini_part_text(part))
+        text = clean("\n".join(filter(None, texts)))
+        if text and not INJECTED_MESSAGE.match(text) and self._first(ident, "text"):
+            return [Event("USER", text, time=when)] + results
+        return results
+
+    def _answer(self, ident: str, message: dict, when: datetime | None) -> list[Event]:
+        events: list[Event] = []
+        model = as_text(message.get("model"))
+        if model and model != self.model:
+            self.model = model
+            events.append(Event("SYS", f"model {model}", time=when))
+        thoughts = message.get("thoughts")
+        for number, thought in enumerate(thoughts if isinstance(thoughts, list) else []):
+            if isinstance(thought, dict):  # {subject, description}: the subject above what was thought
+                thought = "\n".join(as_text(thought.get(key)) for key in ("subject", "description") if thought.get(key))
+            text = clean(as_text(thought))
+            if self._first(ident, number):
+                events.append(Event("THINK", text or "[thinking not shown]", time=when))
+        parts = gemini_parts(message.get("content"))
+        text = clean("\n".join(filter(None, map(gemini_part_text, parts))))
+        if text and self._first(ident, "text"):
+            events.append(Event("ASSIST", text, time=when))
+        # The calls: from toolCalls, or as functionCall parts when a $set lists the message again.
+        calls = message.get("toolCalls")
+        calls = [call for call in calls if isinstance(call, dict)] if isinstance(calls, list) else []
+        calls += [part["functionCall"] for part in parts if isinstance(part.get("functionCall"), dict)]
+        results: list[Event] = []
+        for call in calls:
+            call_id = as_text(call.get("id"))
+            if self._first(call_id, "call"):
+                events.append(Event("TOOL>", clean(render_tool_input(call.get("args"))),
+                                    head=tool_head(call.get("name") or "?", call_id), time=when, cut=True))
+            result = call.get("result")
+            outputs = [part for part in result if isinstance(part, dict)] if isinstance(result, list) else []
+            if outputs:
+                texts = [gemini_response_text(part["functionResponse"])[0]
+                         if isinstance(part.get("functionResponse"), dict) else gemini_part_text(part)
+                         for part in outputs]
+                status = as_text(call.get("status"))
+                results += self._result(call_id, "\n".join(texts), "" if status == "success" else status,
+                                        parse_timestamp(call.get("timestamp")) or when)
+        key = ("gemini", self.session, ident) if ident else None
+        response = key or object()  # without an id, each line is a response of its own
+        for event in events:
+            event.response = response
+        tokens = message.get("tokens")
+        if isinstance(tokens, dict):
+            events.append(Event("USAGE", time=when, response=response, usage=gemini_usage(tokens), usage_key=key))
+        # Results come after the response's usage, as they do in the other formats.
+        return events + results
+
+    def _result(self, call_id: str, output: str, status: str, when: datetime | None) -> list[Event]:
+        if not self._first(call_id, "result"):
+            return []
+        head = tool_head(None, call_id) + (f" {status.upper()}" if status else "")
+        return [Event("TOOL<", clean(output), head=head, time=when, cut=True)]
+
+
+# ============================================================================
 # Files
 #   Reading a transcript incrementally (complete lines only, from a byte
 #   offset), choosing its reader from its first line, and surviving anything:
@@ -763,7 +968,7 @@ class Transcript:
         self.usage_only = usage_only  # --totals: a Claude line without usage is not decoded
         self.offset = 0  # bytes consumed (complete lines only)
         self.lineno = 0  # lines consumed
-        self.reader: ClaudeReader | CodexReader | None = None
+        self.reader: ClaudeReader | CodexReader | GeminiReader | None = None
         self.totals = Totals()
         self.started = False  # the file header has been printed
         self.last_time: datetime | None = None  # the latest timestamp of a line read
@@ -825,7 +1030,9 @@ class Transcript:
             # A shape no reader expected: say so under --debug, never stop the run.
             return [Event("SYS", f"? line {self.lineno} not understood ({error})")] if self.debug else []
 
-    def _choose_reader(self, obj: dict) -> ClaudeReader | CodexReader:
+    def _choose_reader(self, obj: dict) -> ClaudeReader | CodexReader | GeminiReader:
+        if "projectHash" in obj or "$set" in obj or obj.get("type") == "gemini":
+            return GeminiReader(self.path, self.debug)
         is_codex = ("payload" in obj and "timestamp" in obj) or obj.get("type") in CODEX_ITEM_TYPES \
             or ("instructions" in obj and "id" in obj and "type" not in obj) or "record_type" in obj
         return CodexReader(self.path, self.debug) if is_codex else ClaudeReader(self.path, self.debug)
@@ -870,7 +1077,7 @@ def project_slug(cwd: Path) -> str:
 
 
 # The built-in backend presets of agents.py and the transcript format of each.
-PRESET_TRANSCRIPTS = {"claude": "claude", "codex": "codex", "gemini": "none", "aider": "none",
+PRESET_TRANSCRIPTS = {"claude": "claude", "codex": "codex", "gemini": "gemini", "aider": "none",
                       "opencode": "none", "shell": "none"}
 
 
@@ -879,9 +1086,11 @@ class AgentSource:
     """Where an agent's transcripts are, as resolved from agents.toml."""
 
     name: str
-    format: str  # "claude", "codex" or "none"
+    format: str  # "claude", "codex", "gemini" or "none"
     cwd: Path  # the agent's working folder (absolute)
-    home: Path  # the CLI's data folder: CLAUDE_CONFIG_DIR or ~/.claude; CODEX_HOME or ~/.codex
+    # The CLI's data folder: CLAUDE_CONFIG_DIR or ~/.claude; CODEX_HOME or ~/.codex;
+    # $GEMINI_CLI_HOME/.gemini or ~/.gemini.
+    home: Path
     session_ids: list[str]
     # Codex agents sharing this cwd and home (in config order, this one included) and the session
     # ids recorded for the others: their rollouts are told apart by those, as agents.py does.
@@ -894,6 +1103,8 @@ class AgentSource:
             return self._claude_files()
         if self.format == "codex":
             return self._codex_files()
+        if self.format == "gemini":
+            return self._gemini_files()
         return []
 
     def _claude_files(self) -> list[Path]:
@@ -926,6 +1137,17 @@ class AgentSource:
         # Alone in its folder: every rollout there (the ids the watchdog saw it write are among them;
         # a run it did not see, too short or while it was down, is not missed).
         return [path for path in rollouts if codex_cwd(path) == wanted or rollout_session(path) in self.session_ids]
+
+    def _gemini_files(self) -> list[Path]:
+        """Each recorded session's chat, tmp/<project>/chats/session-<time>-<id8>.jsonl (its header
+        names the whole id), then its sub-agents' chats in chats/<id>/. The project folder's name
+        comes from ~/.gemini/projects.json; any project is looked in, as session ids are unique."""
+        files: list[Path] = []
+        for session in self.session_ids:
+            files += [path for path in sorted(self.home.glob(f"tmp/*/chats/session-*-{session[:8]}.jsonl"))
+                      if first_field(path, "sessionId", lines=1) == session]
+            files += sorted(self.home.glob(f"tmp/*/chats/{session}/*.jsonl"))
+        return list(dict.fromkeys(files))
 
 
 ROLLOUT_SESSION = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.jsonl$")
@@ -1030,6 +1252,8 @@ def where_transcripts_are(data: dict, folder: Path, agent: dict, defaults: dict)
         return transcripts, cwd, data_dir("CODEX_HOME", ".codex")
     if transcripts == "claude":
         return transcripts, cwd, data_dir("CLAUDE_CONFIG_DIR", ".claude")
+    if transcripts == "gemini":  # GEMINI_CLI_HOME stands in for the home folder, not for .gemini
+        return transcripts, cwd, data_dir("GEMINI_CLI_HOME", "") / ".gemini"
     return transcripts, cwd, home
 
 
@@ -1218,8 +1442,9 @@ class Run:
 # ============================================================================
 
 OVERVIEW = """\
-Render coding-agent transcripts (Claude Code session files, Codex rollouts)
-as plain, greppable text: one block per event, every line starting with
+Render coding-agent transcripts (Claude Code session files, Codex rollouts,
+Gemini CLI chats) as plain, greppable text: one block per event, every line
+starting with
 
   HH:MM:SS ROLE    [sub:AGENT] text
 
@@ -1238,7 +1463,8 @@ as plain, greppable text: one block per event, every line starting with
             TOTAL    per file, after all files: its responses' usage (a response
                      is counted in the first file it appears in), then a grand
                      total when there are several files
-  [sub:X]   only on lines of a sub-agent (Claude Code sidechains, Codex sub-agents)
+  [sub:X]   only on lines of a sub-agent (Claude Code sidechains, Codex and Gemini
+            sub-agents)
 
 The role column is padded to 7 characters, so the text always starts in the
 same column (the 18th). A block's further lines repeat the prefix and indent
@@ -1259,7 +1485,11 @@ twice. <synthetic> lines (errors the CLI wrote itself) are no API calls. Codex
 writes cumulative totals (token_count); each advance is one USAGE line and rows
 that repeat unchanged totals are skipped. For Codex, in= is input not read from
 the cache (its input_tokens minus cached_input_tokens) and out= includes
-reasoning."""
+reasoning. Gemini CLI writes a message again whenever it changes (first
+without its tool calls, then with them) and lists old messages again on
+resume: each message id is one response, each part (text, thought, tool call,
+tool result) is printed once; in= is its input minus the cached part plus
+tool-use prompt tokens, out= its output plus thoughts."""
 
 EPILOG = """\
 examples:
@@ -1291,7 +1521,10 @@ finding an agent's transcripts (--agent NAME):
   non-alphanumeric character as ->/<session id>.jsonl, plus that session's
   <session id>/subagents/agent-*.jsonl. For a Codex backend: the rollouts under
   $CODEX_HOME (else $HOME/.codex)/sessions whose session_meta names the agent's
-  cwd. agents.py is not imported: this file stands alone.
+  cwd. For a Gemini CLI backend: under $GEMINI_CLI_HOME/.gemini (else
+  $HOME/.gemini), tmp/*/chats/session-*-<first 8 of the id>.jsonl whose header
+  names a recorded session id, plus its sub-agents' chats/<session id>/*.jsonl.
+  agents.py is not imported: this file stands alone.
 
 following (-f):
   Prints everything there is, then polls every --interval seconds for lines
@@ -1344,9 +1577,9 @@ def sources_for(args: argparse.Namespace) -> Callable[[], list[Path]]:
         agent = agent_source(config, args.agent)
         if agent.format == "none":
             raise UsageError(f"{config}: agent {args.agent!r} uses a backend that keeps no transcripts "
-                             "(set transcripts = \"claude\" or \"codex\" on its [backend.*])")
-        if agent.format == "claude" and not agent.session_ids:
-            folder = agent.home / "projects" / project_slug(agent.cwd)
+                             "(set transcripts = \"claude\", \"codex\" or \"gemini\" on its [backend.*])")
+        if agent.format in ("claude", "gemini") and not agent.session_ids:
+            folder = agent.home / "projects" / project_slug(agent.cwd) if agent.format == "claude" else agent.home / "tmp"
             raise RuntimeProblem(f"no session ids recorded for agent {args.agent!r} (has agents.py started it?); "
                                  f"its project's transcripts are in {folder}")
         extra = list(args.paths)

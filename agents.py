@@ -228,7 +228,7 @@ KINDS = ("loop", "persistent", "task")
 WATCH_MODES = ("heal+stall", "heal", "none")
 RESTART_MODES = ("resume", "fresh")
 MAX_BUDGET = 10 ** 12  # tokens: a budget above this is a typo, not a budget
-TRANSCRIPT_FORMATS = ("claude", "codex", "none")
+TRANSCRIPT_FORMATS = ("claude", "codex", "gemini", "none")
 TOKEN_GRANULARITIES = ("gate", "phase")
 
 
@@ -537,7 +537,7 @@ class Backend:
     resume: str = setting("continue", doc="message sent once a limit has reset", check=as_text)
     interrupt_key: str = setting("Escape", doc="tmux key that interrupts a turn (a budget pause presses it)",
                                  check=as_key)
-    transcripts: str = setting("none", doc="transcript format: 'claude', 'codex' or 'none'",
+    transcripts: str = setting("none", doc="transcript format: 'claude', 'codex', 'gemini' or 'none'",
                                check=as_choice(*TRANSCRIPT_FORMATS))
     session_id_flag: str = setting("", doc="flag that starts the CLI with a session id of ours (Claude: --session-id)",
                                    check=as_text)
@@ -881,6 +881,7 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
         # The chat ~/.gemini/tmp/<project>/chats/session-*.jsonl takes the id; "--resume <uuid>" reopens it.
         "session_id_flag": "--session-id",
         "resume_args": ["--resume", "{session_id}"],
+        "transcripts": "gemini",  # each model message in the chat carries its tokens
     },
     "aider": {
         # Unattended: --yes-always answers aider's own questions (it answers "no" to the ones that need an
@@ -2163,19 +2164,30 @@ def generation(record: UnitRecord) -> tuple:
     return record.started_at, record.lifecycle, record.since
 
 
-def loop_generation(loop: LoopRecord) -> str:
-    """What identifies the loop memory the team's actions were decided on: a `phase set` from the
-    shell between a tick's decision and its act voids them (applied, they would bring the old phase back)."""
-    fields = {f.name: getattr(loop, f.name) for f in dataclasses.fields(loop) if f.name != "pending_records"}
-    return hashlib.blake2b(json.dumps(fields, sort_keys=True).encode(), digest_size=16).hexdigest()
+# The phase machine's memory: what `agents.py phase set` moves, and what a tick's phase and token
+# actions are decided on. (The hand-off's memory — baseline, seen commits, inboxes — is not in it.)
+PHASE_FIELDS = ("current", "done", "complete", "phase_started", "completed_at", "token_phase", "token_base",
+                "gate", "gate_base", "gate_started")
+
+
+def phase_memory(loop: LoopRecord) -> dict[str, Any]:
+    return {name: copy.deepcopy(getattr(loop, name)) for name in PHASE_FIELDS}
+
+
+def phase_bound(action: Action) -> bool:
+    """An action decided on the phase machine's memory: void once a `phase set` has moved it
+    (applied, it would bring the old phase back, or restart agents for a phase no longer begun)."""
+    if not action.unit:
+        return bool(action.records) or any(name in PHASE_FIELDS for name in action.memory)
+    return action.kind == "start" and action.purpose == "phase"
 
 
 def decided_on(state: dict, actions: list[Action]) -> dict[str, Any]:
     """What ``actions`` were decided on, for ``carry_out`` to check: each unit's generation, and
-    the loop's (key "") when team actions are among them."""
+    the phase machine's memory (key "") when actions bound to it are among them."""
     decided: dict[str, Any] = {action.unit: generation(record_of(state, action.unit)) for action in actions if action.unit}
-    if any(not action.unit for action in actions):
-        decided[""] = loop_generation(loop_of(state))
+    if any(phase_bound(action) for action in actions):
+        decided[""] = phase_memory(loop_of(state))
     return decided
 
 
@@ -3112,7 +3124,9 @@ def resumable_session(cfg: Config, unit: Agent | Service, record: UnitRecord) ->
 
 
 def held_rollout_news(cfg: Config, state: dict, sessions: Iterable[str]) -> list[str]:
-    """Of the rollouts an agent's CLI holds open, the sessions not yet recorded for any agent."""
+    """Of the rollouts an agent's CLI holds open, the sessions not yet recorded for any agent,
+    oldest first (Codex ids are UUIDv7: time-ordered). The oldest of a new life is its CLI's own;
+    a later one is a `codex exec` its tools ran, never the conversation to resume."""
     known = {session for agent in cfg.agents for session in record_of(state, agent.name).session_ids}
     return sorted(set(sessions) - known)
 
@@ -3335,7 +3349,7 @@ class Team:
         record = record_of(state, unit.name)
         backend = backend_of(self.cfg, unit)
         if resume and isinstance(unit, Agent) and backend.transcripts == "codex" and backend.resume_args:
-            self.note_held_rollout(unit, record, state, now)  # before its CLI is ended: its session, to resume
+            self.note_held_rollout(unit, record, state, now, processes)  # before its CLI ends: the session to resume
         self.stop(unit, panes, processes)
         import uuid
 
@@ -3382,17 +3396,18 @@ class Team:
                              resumed=resumed or None)
         return make_session
 
-    def note_held_rollout(self, unit: Agent, record: UnitRecord, state: dict, now: float) -> None:
+    def note_held_rollout(self, unit: Agent, record: UnitRecord, state: dict, now: float,
+                          processes: ProcessTable | None = None) -> None:
         """Record the rollout a Codex agent's CLI holds open now as its session (check_transcripts
         does the same every few seconds; a `restart` may come sooner than its first look)."""
         try:
-            held = rollouts_held_open(self.cfg, {unit.name: [unit.name]}).get(unit.name, set())
+            held = rollouts_held_open(self.cfg, [unit.name], processes).get(unit.name, set())
         except OSError:
             return
         new = held_rollout_news(self.cfg, state, held)
         if new:
             record.session_ids = [*record.session_ids, *new][-MAX_SESSION_IDS:]
-            record.life_session = new[-1]
+            record.life_session = record.life_session or new[0]
             self.events.emit("transcript", unit.name, held_rollout_reason(unit.name, new), now=now)
 
     def stop(self, unit: Agent | Service, panes: dict[str, Pane] | None = None,
@@ -3419,17 +3434,19 @@ class Team:
         their outcomes recorded together afterwards. An action whose unit changed
         since the decision (a `restart` or `down` from the shell got in between:
         its generation moved) is dropped, not carried out on stale grounds; so
-        are the team's actions if the loop memory changed (a `phase set`).
+        is one decided on the phase machine's memory once that moved (a `phase set`).
         """
         team = [action for action in actions if not action.unit]
-        if team:  # the team's own memory (phase, tokens, hand-off): all of it in one transaction
+        moved: list[str] = []  # the phase fields changed since the decision
+        if team or "" in decided:  # the team's own memory (phase, tokens, hand-off): all of it in one transaction
             with self.store.transaction() as state:
-                if "" in decided and loop_generation(loop_of(state)) != decided[""]:
-                    for action in team:  # the next tick decides again from what the loop says now
-                        self.events.emit("skipped", "", f"{action.kind} ({action.reason}): the loop changed "
-                                                        f"meanwhile (a `phase set`?)", now=now)
-                    team = []
+                if "" in decided:
+                    now_memory = phase_memory(loop_of(state))
+                    moved = [name for name in PHASE_FIELDS if now_memory[name] != decided[""][name]]
                 for action in team:
+                    if moved and phase_bound(action):
+                        self._skip_moved(action, moved, now)
+                        continue
                     try:
                         self._act_team(action, state, now)
                     except Exception as error:
@@ -3437,6 +3454,9 @@ class Team:
                                          traceback=traceback_text())
             self.flush_token_records()
         for action in [a for a in actions if a.kind != "send" and a.unit]:
+            if moved and phase_bound(action):
+                self._skip_moved(action, moved, now)
+                continue
             with self.store.transaction() as state:
                 record = record_of(state, action.unit)
                 if generation(record) != decided.get(action.unit):
@@ -3477,6 +3497,12 @@ class Team:
                                      f"{delivery.detail} (the unit changed meanwhile; nothing recorded)")
                     continue
                 self._record_delivery(action, delivery, state, self.clock.now())
+
+    def _skip_moved(self, action: Action, moved: list[str], now: float) -> None:
+        """An action dropped: the phase machine moved (by hand) between its decision and now; the next
+        tick decides again from what the loop says."""
+        self.events.emit("skipped", action.unit, f"{action.kind} ({action.reason}): the phase machine changed "
+                                                 f"meanwhile ({', '.join(moved)}: `agents.py phase set`?)", now=now)
 
     def _act_failed(self, action: Action, record: UnitRecord, error: Exception, now: float) -> None:
         """Report a failed action; a failed start is noted so that heal decides its backoff next tick."""
@@ -4380,7 +4406,7 @@ def check_transcripts(cfg: Config, state: dict, world: World, now: float) -> lis
         if new and cfg.unit(name) is not None:
             actions.append(Action("event", name, held_rollout_reason(name, new), purpose="transcript",
                                   memory={"session_ids": [*record.session_ids, *new][-MAX_SESSION_IDS:],
-                                          "life_session": new[-1]}))
+                                          "life_session": record.life_session or new[0]}))
     return actions
 
 
@@ -4490,7 +4516,7 @@ def budget_ok(cfg: Config, state: dict, reason: str) -> list[Action]:
 
 def restarts_for(cfg: Config, state: dict, agents: list[Agent], reason: str) -> list[Action]:
     """Fresh starts of the loop agents for a new phase (those stopped or failed are left as they are)."""
-    return [Action("start", agent.name, reason, memory={"pings": []})
+    return [Action("start", agent.name, reason, purpose="phase", memory={"pings": []})
             for agent in agents if record_of(state, agent.name).lifecycle not in ("stopped",)]
 
 
@@ -4645,7 +4671,8 @@ class Watchdog:
         self.dead_seen: set[str] = set()
         self.book: TokenBook | None = None  # the agents' transcripts as read so far
         self.tokens_read_at = float("-inf")
-        self.codex: tuple[Config | None, dict[str, list[str]]] = (None, {})  # the config's Codex agents
+        self.codex_agents: list[str] = []  # the Codex agents of codex_agents_of, whose CLIs' rollouts are looked at
+        self.codex_agents_of: Config | None = None
         self.holders_read_at = float("-inf")
 
     def _stamp(self) -> tuple:
@@ -4736,7 +4763,6 @@ class Watchdog:
             self.repo_read_at = now
             repo = self.observe_repo(cfg, snapshot, now)
         tokens = self.observe_tokens(cfg, snapshot, now, repo)
-        held = self.observe_holders(cfg, now)
         with self.team.store.transaction() as state:
             self.notice_clock_jump(state, now)
             try:
@@ -4747,8 +4773,9 @@ class Watchdog:
             if self.server_unreachable(cfg, state, seen):
                 return []
             seen.repo, seen.tokens = repo, tokens
-            known = self.book.held if self.book is not None else {}  # seen at token reads, and just now
-            seen.held = {name: known.get(name, set()) | held.get(name, set()) for name in {*known, *held}}
+            # Under the lock: what the CLIs hold now belongs to the lives the state describes (a `restart`
+            # cannot start a new life between this look and the decisions made on it).
+            seen.held = self.observe_holders(cfg, now)
             self.sessions = {look.unit.session for look in seen.values()}
             self.dead_seen = {look.unit.session for look in seen.values() if look.pane is not None and look.pane.dead}
             actions: list[Action] = []
@@ -4797,17 +4824,14 @@ class Watchdog:
         and, where agents share a cwd, whose rollout is whose. Looked for every few seconds (a /proc
         scan, a few ms), not only at token reads: a run shorter than ``heavy_interval`` is known too
         (check_transcripts records it)."""
-        if self.codex[0] is not cfg:
-            try:
-                self.codex = cfg, codex_agents(cfg)
-            except Exception as error:  # an agent's env that cannot be worked out must not stop the tick
-                self.report_failure("tokens-failed", f"finding the Codex agents: {error!r}", now)
-                return {}
-        if not self.codex[1] or 0 <= now - self.holders_read_at < self.HOLDERS_EVERY:
+        if self.codex_agents_of is not cfg:
+            self.codex_agents_of = cfg
+            self.codex_agents = [agent.name for agent in cfg.agents if cfg.backends[agent.backend].transcripts == "codex"]
+        if not self.codex_agents or 0 <= now - self.holders_read_at < self.HOLDERS_EVERY:
             return {}
         self.holders_read_at = now
         try:
-            return rollouts_held_open(cfg, self.codex[1])
+            return rollouts_held_open(cfg, self.codex_agents)
         except Exception as error:
             self.report_failure("tokens-failed", f"looking for the CLIs holding Codex rollouts: {error!r}", now)
             return {}
@@ -5118,10 +5142,18 @@ class TokenCursor:
     offset: int = 0  # bytes consumed (complete lines only)
     inode: int = 0  # a replaced file has a new inode: read it again from the start
     codex_totals: dict[str, int] = field(default_factory=dict)  # a rollout's last cumulative totals
-    session: str = ""  # the session the file belongs to (Claude sessionId, Codex session_meta id)
-    codex: bool | None = None  # the format, decided by the first line
+    session: str = ""  # the session the file belongs to (Claude sessionId, Codex session_meta id, Gemini header)
+    format: str = ""  # claude, codex or gemini, decided by the first line ("": nothing read yet)
     model: str = ""  # Codex: the model its turn_context names (its token_count rows do not)
     tail: str = ""  # a digest of the TAIL_BYTES before offset: a file cut and regrown past it reads differently
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TokenCursor:
+        data = dict(data)
+        if "codex" in data:  # a book from before Gemini chats were read kept the format as a flag
+            flag = data.pop("codex")
+            data["format"] = "" if flag is None else "codex" if flag else "claude"
+        return cls(**data)
 
 
 class TokenLedger:
@@ -5231,12 +5263,12 @@ def read_transcript(path: Path, cursor: TokenCursor, ledger: TokenLedger, group:
     end = len(data) if final else newline + 1 if newline >= 0 else back
     cursor = dataclasses.replace(cursor, offset=cursor.offset - back + end,
                                  tail=tail_digest(data[max(0, end - TAIL_BYTES):end]))
-    if cursor.codex is None and end > back:
-        first = data[back:min(end, back + 400)]
-        cursor.codex = b'"payload"' in first or b'"session_meta"' in first
-    if cursor.codex:
+    if not cursor.format and end > back:
+        cursor.format = transcript_format(data[back:min(end, back + 400)])
+    if cursor.format in ("codex", "gemini"):
+        read_line = _codex_line if cursor.format == "codex" else _gemini_line
         for raw in data[back:end].splitlines():
-            _codex_line(raw, cursor, ledger, group)
+            read_line(raw, cursor, ledger, group)
         return cursor
     # Only a response's line carries usage: find those in the buffer and read nothing else (the
     # big tool results in between are never split out or decoded).
@@ -5250,6 +5282,16 @@ def read_transcript(path: Path, cursor: TokenCursor, ledger: TokenLedger, group:
 
 
 TAIL_BYTES = 4096
+
+
+def transcript_format(first: bytes) -> str:
+    """A transcript's format, from its first bytes: a Codex rollout's lines have a payload; a
+    Gemini chat starts with a header naming its project hash (or with a ``$set`` update)."""
+    if b'"payload"' in first or b'"session_meta"' in first:
+        return "codex"
+    if b'"projectHash"' in first or first.startswith(b'{"$set"'):
+        return "gemini"
+    return "claude"
 
 
 def tail_digest(data: bytes) -> str:
@@ -5379,6 +5421,35 @@ def _codex_line(raw: bytes, cursor: TokenCursor, ledger: TokenLedger, group: str
     ledger.count(key, figures, group or cursor.session or "?", cursor.model or "codex")
 
 
+def gemini_figures(tokens: dict) -> list[int]:
+    """A Gemini message's tokens: its input includes the cached part; thoughts and tool-use prompts
+    are billed beside output and input."""
+    cached = token_count(tokens.get("cached"))
+    return [max(0, token_count(tokens.get("input")) - cached) + token_count(tokens.get("tool")),
+            token_count(tokens.get("output")) + token_count(tokens.get("thoughts")), 0, cached]
+
+
+def _gemini_line(raw: bytes, cursor: TokenCursor, ledger: TokenLedger, group: str | None) -> None:
+    """A Gemini chat line: the header (its session), a model message with its tokens, or a ``$set``
+    re-listing messages. A message is written again as it grows (its tool calls): one id counts once."""
+    if b'"tokens"' not in raw and b'"projectHash"' not in raw:
+        return
+    try:
+        line = json.loads(raw)
+        update = line.get("$set")
+    except (ValueError, AttributeError):
+        return
+    if "projectHash" in line:
+        cursor.session = cursor.session or str(line.get("sessionId") or "")
+    listed = update.get("messages") if isinstance(update, dict) else None
+    for message in [line, *(listed if isinstance(listed, list) else [])]:
+        tokens = message.get("tokens") if isinstance(message, dict) and message.get("type") == "gemini" else None
+        if isinstance(tokens, dict):
+            model = str(message.get("model") or "gemini")
+            ledger.count(f"gemini:{cursor.session}:{message.get('id')}", gemini_figures(tokens),
+                         group or cursor.session or "?", model)
+
+
 def transcript_files(paths: Iterable[Path]) -> list[Path]:
     """The transcripts under ``paths``: files as given, folders searched for ``*.jsonl``."""
     found = []
@@ -5405,9 +5476,13 @@ def project_slug(folder: Path) -> str:
 
 
 def transcript_home(cfg: Config, agent: Agent) -> Path:
-    """Where the agent's CLI keeps its transcripts: Claude's config folder, Codex's home."""
-    if cfg.backends[agent.backend].transcripts == "codex":
+    """Where the agent's CLI keeps its transcripts: Claude's config folder, Codex's home, Gemini's
+    ``.gemini`` (under ``GEMINI_CLI_HOME`` if set, else the home folder)."""
+    transcripts = cfg.backends[agent.backend].transcripts
+    if transcripts == "codex":
         return cli_home(cfg, agent, "CODEX_HOME", ".codex")
+    if transcripts == "gemini":
+        return cli_home(cfg, agent, "GEMINI_CLI_HOME", "") / ".gemini"
     return cli_home(cfg, agent, "CLAUDE_CONFIG_DIR", ".claude")
 
 
@@ -5426,8 +5501,8 @@ def cli_home(cfg: Config, agent: Agent, variable: str, default: str) -> Path:
 
 def agent_transcripts(cfg: Config, agent: Agent, record: UnitRecord, home: Path | None = None,
                       owners: dict[str, str] | None = None, sharers: dict[str, list[str]] | None = None) -> list[Path]:
-    """An agent's transcript files that exist now. Claude Code: the session ids it was started
-    with, and their sub-agents. Codex: the rollouts whose session_meta names the agent's cwd and
+    """An agent's transcript files that exist now. Claude Code and Gemini CLI: the session ids it
+    was started with, and their sub-agents. Codex: the rollouts whose session_meta names the agent's cwd and
     that began after its first start; where other Codex agents share that cwd, ``owners`` (rollout
     session id → agent, from ``rollout_owners``) decides, and a rollout nobody was seen to own is
     the first sharer's, so it is counted once. (agent-log.py --agent finds the same files: it
@@ -5463,7 +5538,24 @@ def agent_transcripts(cfg: Config, agent: Agent, record: UnitRecord, home: Path 
         if group and owners is not None:
             found = [path for path in found if owners.get(rollout_session(path), group[0]) == agent.name]
         return found
+    if backend.transcripts == "gemini":
+        # tmp/<project>/chats/session-<time>-<id8>.jsonl (a resume may open a second one with the same id),
+        # and its sub-agents' chats in tmp/<project>/chats/<id>/.
+        files = []
+        for session in record.session_ids:
+            files += [path for path in sorted(home.glob(f"tmp/*/chats/session-*-{session[:8]}.jsonl"))
+                      if chat_session(path) == session]
+            files += sorted(home.glob(f"tmp/*/chats/{session}/*.jsonl"))
+        return files
     return []
+
+
+def chat_session(path: Path) -> str:
+    """The session id a Gemini chat's header line names ("" if it cannot be read)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        with open(path, "rb") as handle:
+            return str(json.loads(handle.readline()).get("sessionId") or "")
+    return ""
 
 
 ROLLOUT_SESSION = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.jsonl$")
@@ -5473,14 +5565,6 @@ def rollout_session(path: Path | str) -> str:
     """The session id a Codex rollout's name ends with (``rollout-<time>-<id>.jsonl``); "" if none."""
     found = ROLLOUT_SESSION.search(str(path))
     return found.group(1) if found else ""
-
-
-def codex_agents(cfg: Config) -> dict[str, list[str]]:
-    """Every Codex agent: name → the agents whose rollouts it cannot be told apart from by cwd
-    (itself, or its sharers). The rollout its CLI holds open is its session, to resume into."""
-    sharers = codex_sharers(cfg)
-    return {agent.name: sharers.get(agent.name, [agent.name]) for agent in cfg.agents
-            if cfg.backends[agent.backend].transcripts == "codex"}
 
 
 def codex_sharers(cfg: Config) -> dict[str, list[str]]:
@@ -5493,15 +5577,17 @@ def codex_sharers(cfg: Config) -> dict[str, list[str]]:
     return {name: group for group in groups.values() if len(group) > 1 for name in group}
 
 
-def rollouts_held_open(cfg: Config, sharers: dict[str, list[str]]) -> dict[str, set[str]]:
-    """For each Codex agent named in ``sharers``: the session ids of the rollouts its processes hold
-    open for writing now (the CLI keeps its rollout open while it runs; a reader's ``tail`` does not count)."""
-    if not sharers:
+def rollouts_held_open(cfg: Config, names: Iterable[str], table: ProcessTable | None = None) -> dict[str, set[str]]:
+    """For each Codex agent in ``names``: the session ids of the rollouts its processes hold open
+    for writing now (the CLI keeps its rollout open while it runs; a reader's ``tail`` does not
+    count). ``table``: a scan of the processes already taken."""
+    names = set(names)
+    if not names:
         return {}
-    table = ProcessTable.scan(config_marker(cfg))
+    table = table or ProcessTable.scan(config_marker(cfg))
     held: dict[str, set[str]] = {}
     for agent in cfg.agents:
-        if agent.name in sharers:
+        if agent.name in names:
             for pid in table.marked.get(unit_marker(cfg, agent), []):
                 sessions = {rollout_session(path) for path in files_written_by(pid) if "/rollout-" in path}
                 held.setdefault(agent.name, set()).update(sessions - {""})
@@ -5558,7 +5644,7 @@ class TokenBook:
     def load(self) -> None:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-            cursors = {path: TokenCursor(**cursor) for path, cursor in data["cursors"].items()}
+            cursors = {path: TokenCursor.from_dict(cursor) for path, cursor in data["cursors"].items()}
             seen = {str(key): [token_count(n) for n in value][:4] for key, value in data["seen"].items()}
             settled = TokenLedger.settled_from(data.get("settled", ""))  # absent in a book from before it was kept
             totals = {str(key): [token_count(n) for n in value][:4] for key, value in data["totals"].items()}
@@ -6532,7 +6618,8 @@ EVENT_KINDS = {
     "tick-failed": "a tick that raised", "server-unreachable": "sessions gone but processes alive: not healing",
     "bug": "an illegal lifecycle move, refused",
     "state-repaired": "a damaged state file or field repaired (named), never silently reset",
-    "tokens": "a phase's or gate's token record written", "tokens-failed": "transcripts that could not be read",
+    "tokens": "a phase's or gate's token record written",
+    "tokens-failed": "transcripts (or the CLIs holding them open) that could not be read",
     "transcript": "a Codex rollout known to be an agent's session (its CLI holds it open): resumed into, counted for it",
     "budget-pause": "a budget passed: the loop agents are paused", "budget-ok": "under budget again: resumed",
     "interrupt": "a paused agent's turn interrupted (its interrupt_key)",

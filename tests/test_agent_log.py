@@ -11,6 +11,9 @@ The fixtures are in tests/fixtures/transcripts/:
   (msg_mockb_…) because both mock runs numbered their messages from 1.
 - ``codex-0.169.0/sessions/…``: a real ``codex exec`` rollout of Codex CLI
   0.169.0 against a small mock of the Responses API, trimmed the same way.
+- ``gemini-cli-0.61.0/tmp/repo/chats/…``: a real Gemini CLI 0.61 chat (a
+  kickoff, a shell call written first without and then with its tool call,
+  a resume that re-lists the messages and appends a second header).
 - synthetic edge cases, one concern each: ``small.jsonl`` (every role once),
   ``dedup-growing.jsonl`` (the simulated agent's lines: same message.id and
   requestId, growing usage), ``dedup-requestref.jsonl`` (2.1.x requestRef
@@ -49,6 +52,7 @@ REAL_SESSION = REAL_CLAUDE / "a5e40b92-f994-4fe2-bda2-46b052396dd4.jsonl"
 REAL_SUBAGENT = REAL_CLAUDE / "a5e40b92-f994-4fe2-bda2-46b052396dd4" / "subagents" / "agent-ae28203a805312fa4.jsonl"
 REAL_SESSION_2 = REAL_CLAUDE / "0c56a509-0a17-4400-ba5d-5b744f456501.jsonl"
 REAL_CODEX = next((FIXTURES / "codex-0.169.0").rglob("rollout-*.jsonl"))
+REAL_GEMINI = FIXTURES / "gemini-cli-0.61.0" / "tmp" / "repo" / "chats" / "session-2026-12-07T23-03-60ae4081.jsonl"
 
 
 def load_tool():
@@ -229,6 +233,49 @@ def test_real_codex_rollout():
     assert lines[2:] == REAL_CODEX_TEXT.format(name=REAL_CODEX.name, blank="   ").split("\n")
 
 
+REAL_GEMINI_TEXT = """\
+23:03:33 SYS     session 60ae4081-0b31-495c-a17f-675ded3f5622 (gemini-cli, main)
+23:03:37 USER    You are main: reply "ready" & don't run $(anything) or `this`; wait for work.
+23:03:39 SYS     model gemini-3.1-pro-preview
+23:03:39 ASSIST  kickoff answered: ready
+23:03:39 USAGE   in=982 out=62 cache_creation=0 cache_read=20
+23:03:42 USER    make an empty commit
+23:03:42 TOOL>   run_shell_command (run_shell_command__run_shell_command_1796684622081_0) $ git commit --allow-empty -m from-gemini-live
+23:03:42 TOOL>     description: mock command
+23:03:42 USAGE   in=964 out=64 cache_creation=0 cache_read=40
+23:03:42 TOOL<   (run_shell_command__run_shell_command_1796684622081_0) Output: [main 53eb9b1] from-gemini-live
+23:03:42 TOOL<     Process Group PGID: 3475
+23:03:42 ASSIST  committed it.
+23:03:42 USAGE   in=955 out=65 cache_creation=0 cache_read=50
+23:03:45 USER    this will be rate limited
+23:03:49 ASSIST  answered after the 429s
+23:03:49 USAGE   in=937 out=67 cache_creation=0 cache_read=70
+23:03:50 USER    and now the quota
+23:03:51 ASSIST  answered after keep trying
+23:03:51 USAGE   in=919 out=69 cache_creation=0 cache_read=90
+23:03:56 SYS     session 60ae4081-0b31-495c-a17f-675ded3f5622 (gemini-cli, main) resumed
+23:03:58 USER    You were restarted after restart (at 23:03); your conversation is as you left it. Carry on where you left off.
+23:03:58 ASSIST  ack: You were restarted after restart (at 23:03); your conversati
+23:03:58 USAGE   in=901 out=71 cache_creation=0 cache_read=110
+23:03:58 TOTAL   in=5658 out=398 cache_creation=0 cache_read=380 total=6436 responses=6 ({name})"""
+
+
+def test_real_gemini_chat():
+    """Gemini CLI 0.61 writes a message again when it changes and re-lists the
+    messages on resume: each part is printed once (the shell call, written
+    without and then with its tool call, once; its result, repeated in the next
+    user message, once), one USAGE line per message id, the <session_context>
+    it injects hidden, the $set bookkeeping skipped."""
+    lines = render(REAL_GEMINI)
+    assert lines[2:] == REAL_GEMINI_TEXT.format(name=REAL_GEMINI.name).split("\n")
+    assert "23:03:37 USER    You are main: reply \"ready\" & don't run $(anything) or `this`; wait for work." in lines
+    assert "23:03:39 ASSIST  kickoff answered: ready" in lines
+    assert len([line for line in with_role(lines, "TOOL>") if "run_shell_command (" in line]) == 1
+    assert len([line for line in with_role(lines, "TOOL<") if "(run_shell_command__" in line]) == 1
+    assert len(with_role(lines, "USAGE")) == 6
+    assert not any("session_context" in line or "Workspace Directories" in line for line in lines)
+
+
 NOISE = """\
 03:04:01 USER    /model opus
 03:04:01 SYS     Set model to opus
@@ -391,6 +438,11 @@ USAGE_TABLE = [
     # and to the rollout's own final total_token_usage (3105).
     ("codex-0.169.0", REAL_CODEX.name,
      "in=1522 out=83 cache_creation=0 cache_read=1500 total=3105 responses=2"),
+    # Real Gemini CLI 0.61: input 6038, output 338, cached 380, thoughts 60, tool 0 over six
+    # message ids (one written twice, all re-listed on resume): in = input - cached + tool,
+    # out = output + thoughts, cache_read = cached.
+    ("gemini-cli-0.61.0", REAL_GEMINI.name,
+     "in=5658 out=398 cache_creation=0 cache_read=380 total=6436 responses=6"),
 ]
 
 
@@ -466,6 +518,18 @@ def test_a_file_that_shrinks_is_read_again(tmp_path: Path):
 # --agent NAME --config FILE
 # ----------------------------------------------------------------------------
 
+def gemini_chat(session: str, text: str, mid: str, kind: str = "main", second: int = 1) -> str:
+    """A Gemini CLI chat: its header, a prompt, and the answer written twice (as the CLI rewrites a message)."""
+    stamp = f"2026-01-02T03:04:{second:02d}.000Z"
+    answer = {"id": mid, "timestamp": stamp, "type": "gemini", "content": text, "model": "sim-1",
+              "tokens": {"input": 10, "output": 2, "cached": 0, "thoughts": 0, "tool": 0, "total": 12}}
+    return "\n".join(json.dumps(obj) for obj in (
+        {"sessionId": session, "projectHash": "ab12", "startTime": stamp, "lastUpdated": stamp, "kind": kind},
+        {"id": "u" + mid, "timestamp": stamp, "type": "user", "content": [{"text": f"to {text}"}]},
+        answer, {"$set": {"lastUpdated": stamp}}, answer,
+    )) + "\n"
+
+
 def claude_line(session: str, text: str, mid: str, cwd: Path, second: int = 1) -> str:
     stamp = f"2026-01-02T03:04:{second:02d}.000Z"
     return "\n".join(json.dumps(obj) for obj in (
@@ -496,6 +560,10 @@ env = { CLAUDE_CONFIG_DIR = ".claude-data" }
 preset = "codex"
 env = { CODEX_HOME = "~/codex-home" }
 
+[backend.gm]
+preset = "gemini"
+env = { GEMINI_CLI_HOME = "~/gemini-home" }
+
 [defaults]
 backend = "sim"
 cwd = "work"
@@ -522,10 +590,21 @@ name = "fresh"
 [[agent]]
 name = "bash"
 backend = "shell"
+
+[[agent]]
+name = "gem"
+backend = "gm"
+env = { HOME = "HOMEDIR" }
+
+[[agent]]
+name = "gemfresh"
+backend = "gemini"
+env = { HOME = "HOMEDIR" }
 """.replace("HOMEDIR", str(tmp_path / "home")))
     state = {"units": {"builder": {"session_ids": ["sid-a", "sid-c"], "lifecycle": "running"},
                        "reviewer": {"session_ids": ["sid-b"]},
-                       "plain": {"session_ids": ["sid-p"]}}}
+                       "plain": {"session_ids": ["sid-p"]},
+                       "gem": {"session_ids": [GEM_SESSION]}}}
     (root / "state").mkdir()
     (root / "state" / "state.json").write_text(json.dumps(state))
     project = work / ".claude-data" / "projects" / re.sub(r"[^A-Za-z0-9]", "-", str(work.resolve()))
@@ -548,7 +627,19 @@ backend = "shell"
             {"timestamp": "2026-01-02T03:04:06Z", "type": "response_item",
              "payload": {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}},
         )) + "\n")
+    # Gemini: $GEMINI_CLI_HOME/.gemini; a chat whose name has the same 8 characters but whose
+    # header names another session is not the agent's.
+    chats = tmp_path / "home" / "gemini-home" / ".gemini" / "tmp" / "work" / "chats"
+    (chats / GEM_SESSION).mkdir(parents=True)
+    (chats / f"session-2026-01-02T03-04-{GEM_SESSION[:8]}.jsonl").write_text(gemini_chat(GEM_SESSION, "gemini one", "g1"))
+    (chats / f"session-2026-01-02T03-09-{GEM_SESSION[:8]}.jsonl").write_text(
+        gemini_chat(GEM_SESSION[:8] + "-9999-9999-9999-999999999999", "not the agent's", "g2", second=9))
+    (chats / GEM_SESSION / "5b6c7d8e-aaaa-bbbb-cccc-dddddddddddd.jsonl").write_text(
+        gemini_chat("5b6c7d8e-aaaa-bbbb-cccc-dddddddddddd", "gemini helper", "g3", kind="subagent", second=2))
     return root / "agents.toml"
+
+
+GEM_SESSION = "6a7b8c9d-1111-2222-3333-444444444444"
 
 
 AGENT_TABLE = [
@@ -557,6 +648,9 @@ AGENT_TABLE = [
     ("reviewer", ["sid-b.jsonl"], ["reviewer one"]),
     ("plain", ["sid-p.jsonl"], ["plain one"]),  # no CLAUDE_CONFIG_DIR: $HOME/.claude
     ("coder", ["rollout-2026-01-02T03-04-05-aaaa.jsonl"], ["codex here"]),  # Codex: rollouts of its cwd
+    # Gemini: the chat whose header names the recorded id, then its sub-agents' chats
+    ("gem", [f"session-2026-01-02T03-04-{GEM_SESSION[:8]}.jsonl", "5b6c7d8e-aaaa-bbbb-cccc-dddddddddddd.jsonl"],
+     ["gemini one", "[sub:5b6c7d8e] gemini helper"]),
 ]
 
 
@@ -575,8 +669,10 @@ def test_agent_config_from_the_environment(team: Path, monkeypatch: pytest.Monke
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["--agent", "nobody"], 2, "no [[agent]] named 'nobody' (agents: builder, reviewer, plain, coder, fresh, bash)"),
+    (["--agent", "nobody"], 2,
+     "no [[agent]] named 'nobody' (agents: builder, reviewer, plain, coder, fresh, bash, gem, gemfresh)"),
     (["--agent", "fresh"], 1, "no session ids recorded for agent 'fresh'"),
+    (["--agent", "gemfresh"], 1, "no session ids recorded for agent 'gemfresh'"),
     (["--agent", "bash"], 2, "keeps no transcripts"),
 ])
 def test_agent_config_errors(team: Path, args: list[str], code: int, message: str):

@@ -100,6 +100,54 @@ def test_an_older_book_keeping_every_figure_is_settled_when_read(tmp_path, capsy
     assert "tokens.json: unreadable" in capsys.readouterr().err
 
 
+def test_a_book_from_before_gemini_keeps_its_cursors(tmp_path, capsys):
+    """Cursors once kept the format as a flag (``"codex": true/false/null``): read as it was, no
+    transcript read again."""
+    path = tmp_path / "tokens.json"
+    old = {"offset": 10, "inode": 7, "codex_totals": {}, "session": "s", "model": "", "tail": ""}
+    path.write_text(json.dumps({"cursors": {"a": {**old, "codex": True}, "b": {**old, "codex": False},
+                                            "c": {**old, "codex": None}}, "seen": {}, "totals": {}}))
+    book = ag.TokenBook(path)
+    assert {key: (cursor.format, cursor.offset) for key, cursor in book.cursors.items()} == \
+        {"a": ("codex", 10), "b": ("claude", 10), "c": ("", 10)}
+    assert capsys.readouterr().err == ""
+
+
+def test_a_gemini_agents_chats_are_found_by_its_session_ids_and_counted_once(tmp_path):
+    """Gemini CLI writes tmp/<project>/chats/session-<time>-<id8>.jsonl (a resume may open a second
+    file with the same id) and its sub-agents' chats under chats/<id>/; a message written again as
+    it grows (its tool calls), or re-listed by a ``$set``, counts once."""
+    home = tmp_path / "gemini-home"
+    config = tmp_path / "agents.toml"
+    config.write_text(f'[backend.gemini]\nenv = {{ GEMINI_CLI_HOME = "{home}" }}\n'
+                      '[[agent]]\nname = "main"\nbackend = "gemini"\ncwd = "."\n')
+    cfg = ag.load_config(str(config))
+    mine, other = "60ae4081-0b31-495c-a17f-675ded3f5622", "60ae4081-ffff-495c-a17f-675ded3f5622"  # same 8 first
+    chats = home / ".gemini" / "tmp" / "work" / "chats"
+    (chats / mine).mkdir(parents=True)
+
+    def chat(path, session: str, *messages: dict) -> None:
+        header = {"sessionId": session, "projectHash": "abc", "startTime": "t", "lastUpdated": "t", "kind": "main"}
+        path.write_bytes(lines(header, *messages))
+
+    def answer(mid: str, tokens: dict, **more) -> dict:
+        return {"id": mid, "type": "gemini", "content": "x", "model": "gemini-3.1-pro-preview", "tokens": tokens, **more}
+
+    first = {"input": 1000, "output": 50, "cached": 200, "thoughts": 10, "tool": 5, "total": 1065}
+    chat(chats / f"session-2026-12-07T10-00-{mine[:8]}.jsonl", mine, {"id": "u1", "type": "user", "content": "hi"},
+         answer("g1", first), answer("g1", first, toolCalls=[{"name": "run_shell_command"}]),
+         {"$set": {"messages": [answer("g1", first)]}})
+    chat(chats / f"session-2026-12-07T11-00-{mine[:8]}.jsonl", mine, answer("g2", {"input": 10, "output": 1}))
+    chat(chats / mine / "sub-1.jsonl", "sub-1", answer("s1", {"input": 7, "output": 2, "cached": 3}))
+    chat(chats / f"session-2026-12-07T12-00-{other[:8]}.jsonl", other, answer("g9", {"input": 999, "output": 99}))
+    record = ag.UnitRecord(session_ids=[mine])
+    found = ag.agent_transcripts(cfg, cfg.unit("main"), record)
+    assert [path.name for path in found] == [f"session-2026-12-07T10-00-{mine[:8]}.jsonl",
+                                              f"session-2026-12-07T11-00-{mine[:8]}.jsonl", "sub-1.jsonl"]
+    figures = ag.TokenBook(tmp_path / "tokens.json").read(cfg, {"units": {"main": record}})
+    assert figures["main"] == [1000 - 200 + 5 + 10 + 4, 50 + 10 + 1 + 2, 0, 200 + 3]
+
+
 def test_a_torn_last_line_waits_for_the_rest_and_counts_once(tmp_path):
     ledger, path = ag.TokenLedger(), tmp_path / "s.jsonl"
     whole = lines(response("msg_1", 5), response("msg_2", 7))

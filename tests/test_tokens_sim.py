@@ -242,3 +242,23 @@ def test_a_healed_codex_agent_resumes_the_rollout_its_cli_held_and_a_fresh_life_
     start = sim.events("start", "main")[-1]
     assert "resume" not in start["argv"] and not start.get("resumed"), start
     assert len(sim.received("main", "kickoff")) == 3  # fresh, with its kickoff
+
+
+def test_a_restart_before_the_watchdogs_first_look_still_resumes_the_rollout_its_cli_holds(tmp_path):
+    """`restart` looks at what the CLI holds open just before ending it: a conversation the
+    watchdog's 10-second look has not seen yet is still the one resumed."""
+    home = tmp_path / "codex-home"
+    sim = codex_like(tmp_path, [agent_spec("main", watch="heal")], home, session_id_flag="",
+                     resume_args=["resume", "{session_id}"])
+    sim.up()
+    sim.run(MINUTE)
+    session = "00000003-1b57-71f2-9323-c52887429134"
+    with holding(rollout_path(home, session), sim, "main"):
+        assert sim.record("main").life_session == ""  # not seen yet
+        sim.operator_restart("main")
+    (event,) = sim.events("transcript", "main")
+    assert f"Codex session {session} is main's" in event["reason"], event
+    start = sim.events("start", "main")[-1]
+    assert start["argv"].endswith(f"resume {session}") and start["resumed"] == session, start
+    sim.run(MINUTE)
+    assert [m.purpose for m in sim.received("main")][-1] == "resume-note"

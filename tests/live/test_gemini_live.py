@@ -16,7 +16,8 @@ One ``up`` per module (the ``rig`` fixture); each test waits for the agent to be
      a terminal quota error ("Please retry in 7200s") reads ``limited until …`` with the reset
      parsed from ``Access resets at 5:25 PM UTC``; the preset's resume ("continue" + Enter) picks
      "Keep trying" and the turn is answered
-  e  the chat file's ``tokens`` equal the usage the mock served for the main turns
+  e  the chat file's ``tokens`` equal the usage the mock served for the main turns, and so do
+     agents.py's reading of main's transcripts and ``agent-log.py --totals --agent main``
   f  the agent starts with ``--session-id <id>`` (its chat file takes the id); ``restart`` resumes it with
      ``--resume <id>``: the old turns go with the next request, the same chat file grows (a stub
      file may appear), the old CLI ended
@@ -32,6 +33,7 @@ import json
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import time
 from datetime import datetime
@@ -50,6 +52,8 @@ from claude_team import LiveProject, git, make_repo, toml_env  # noqa: E402
 from conftest import marked_pids  # noqa: E402
 from conftest import agents as ag  # noqa: E402
 from mock_gemini import MockGemini, newest_user_text  # noqa: E402
+
+AGENT_LOG = HERE.parent.parent / "agent-log.py"
 
 KICKOFF = "You are {name}: reply \"ready\" & don't run $(anything) or `this`; wait for work."
 KICKOFF_RENDERED = KICKOFF.replace("{name}", "main")
@@ -232,6 +236,17 @@ def test_e_chat_tokens_equal_what_was_served(rig):
     assert sum(t["output"] for t in tokens) == served["candidates"], (tokens, served)
     assert sum(t["thoughts"] for t in tokens) == served["thoughts"], (tokens, served)
     assert sum(t["total"] for t in tokens) == served["total"], (tokens, served)
+    # agents.py finds main's chat by the session id it started it with, under the sandbox HOME, and reads
+    # the same: input without its cached part, thoughts as output. agent-log.py --agent agrees.
+    expected = [served["prompt"] - served["cached"], served["candidates"] + served["thoughts"], 0, served["cached"]]
+    cfg = ag.load_config(str(rig.project.config))
+    book = ag.TokenBook(rig.root / "e-tokens.json")
+    assert book.read(cfg, ag.StateStore(cfg.state_dir).load())["main"] == expected, expected
+    log = subprocess.run([sys.executable, str(AGENT_LOG), "--totals", "--agent", "main", "--config",
+                          str(rig.project.config)], capture_output=True, text=True, timeout=60)
+    assert log.returncode == 0, log.stderr
+    total = log.stdout.splitlines()[-1]
+    assert f"in={expected[0]} out={expected[1]} cache_creation=0 cache_read={expected[3]} " in total, log.stdout
 
 
 # ----------------------------------------------------------------------------
