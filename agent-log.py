@@ -811,8 +811,8 @@ class GeminiReader:
     tool call and each tool result. Calls and results are keyed by call id,
     because a result is repeated in the user message that follows and a
     resumed session lists the calls again as functionCall parts. Usage is keyed
-    by session and message id, so the ledger counts a response once however
-    often it is written.
+    by message id, so the ledger counts a response once however often it is
+    written (agents.py keys it the same way).
     """
 
     def __init__(self, path: Path, debug: bool = False) -> None:
@@ -934,12 +934,15 @@ class GeminiReader:
                 status = as_text(call.get("status"))
                 results += self._result(call_id, "\n".join(texts), "" if status == "success" else status,
                                         parse_timestamp(call.get("timestamp")) or when)
-        key = ("gemini", self.session, ident) if ident else None
-        response = key or object()  # without an id, each line is a response of its own
+        # Message ids are unique across sessions (a resumed chat keeps them); one without an id is
+        # known by its time. With neither it cannot be counted once, so it is not counted.
+        stamp = ident or as_text(message.get("timestamp"))
+        key = ("gemini", stamp) if stamp else None
+        response = key or object()
         for event in events:
             event.response = response
         tokens = message.get("tokens")
-        if isinstance(tokens, dict):
+        if isinstance(tokens, dict) and key:
             events.append(Event("USAGE", time=when, response=response, usage=gemini_usage(tokens), usage_key=key))
         # Results come after the response's usage, as they do in the other formats.
         return events + results
@@ -967,6 +970,7 @@ class Transcript:
         self.debug = debug
         self.usage_only = usage_only  # --totals: a Claude line without usage is not decoded
         self.offset = 0  # bytes consumed (complete lines only)
+        self.inode = 0  # the file's inode when last read: a new one is a file replaced
         self.lineno = 0  # lines consumed
         self.reader: ClaudeReader | CodexReader | GeminiReader | None = None
         self.totals = Totals()
@@ -978,11 +982,14 @@ class Transcript:
         last line without newline when ``final``); an error text if unreadable."""
         try:
             with open(self.path, "rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
+                info = os.fstat(handle.fileno())
                 note: list[Event] = []
-                if size < self.offset:
-                    note.append(Event("SYS", f"{self.path} shrank: reading it again from the start"))
+                if info.st_size < self.offset or self.inode and info.st_ino != self.inode:
+                    # (Gemini CLI rewrites a chat whole, into a new file: what was printed is not again.)
+                    what = "shrank" if info.st_size < self.offset else "was replaced"
+                    note.append(Event("SYS", f"{self.path} {what}: reading it again from the start"))
                     self.offset, self.lineno = 0, 0
+                self.inode = info.st_ino
                 handle.seek(self.offset)
                 data = handle.read()
         except OSError as error:

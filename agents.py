@@ -2171,6 +2171,7 @@ PHASE_FIELDS = ("current", "done", "complete", "phase_started", "completed_at", 
 
 
 def phase_memory(loop: LoopRecord) -> dict[str, Any]:
+    """A copy of the loop's PHASE_FIELDS, to compare with what they are later."""
     return {name: copy.deepcopy(getattr(loop, name)) for name in PHASE_FIELDS}
 
 
@@ -4671,8 +4672,8 @@ class Watchdog:
         self.dead_seen: set[str] = set()
         self.book: TokenBook | None = None  # the agents' transcripts as read so far
         self.tokens_read_at = float("-inf")
-        self.codex_agents: list[str] = []  # the Codex agents of codex_agents_of, whose CLIs' rollouts are looked at
-        self.codex_agents_of: Config | None = None
+        # (config, its Codex agents): the agents whose CLIs' rollouts observe_holders looks at, per config read
+        self.codex_agents: tuple[Config | None, list[str]] = (None, [])
         self.holders_read_at = float("-inf")
 
     def _stamp(self) -> tuple:
@@ -4824,14 +4825,14 @@ class Watchdog:
         and, where agents share a cwd, whose rollout is whose. Looked for every few seconds (a /proc
         scan, a few ms), not only at token reads: a run shorter than ``heavy_interval`` is known too
         (check_transcripts records it)."""
-        if self.codex_agents_of is not cfg:
-            self.codex_agents_of = cfg
-            self.codex_agents = [agent.name for agent in cfg.agents if cfg.backends[agent.backend].transcripts == "codex"]
-        if not self.codex_agents or 0 <= now - self.holders_read_at < self.HOLDERS_EVERY:
+        if self.codex_agents[0] is not cfg:
+            self.codex_agents = cfg, [agent.name for agent in cfg.agents if cfg.backends[agent.backend].transcripts == "codex"]
+        names = self.codex_agents[1]
+        if not names or 0 <= now - self.holders_read_at < self.HOLDERS_EVERY:
             return {}
         self.holders_read_at = now
         try:
-            return rollouts_held_open(cfg, self.codex_agents)
+            return rollouts_held_open(cfg, names)
         except Exception as error:
             self.report_failure("tokens-failed", f"looking for the CLIs holding Codex rollouts: {error!r}", now)
             return {}
@@ -5264,7 +5265,8 @@ def read_transcript(path: Path, cursor: TokenCursor, ledger: TokenLedger, group:
     cursor = dataclasses.replace(cursor, offset=cursor.offset - back + end,
                                  tail=tail_digest(data[max(0, end - TAIL_BYTES):end]))
     if not cursor.format and end > back:
-        cursor.format = transcript_format(data[back:min(end, back + 400)])
+        first_end = data.find(b"\n", back, end)
+        cursor.format = transcript_format(data[back:end if first_end == -1 else first_end])
     if cursor.format in ("codex", "gemini"):
         read_line = _codex_line if cursor.format == "codex" else _gemini_line
         for raw in data[back:end].splitlines():
@@ -5284,12 +5286,19 @@ def read_transcript(path: Path, cursor: TokenCursor, ledger: TokenLedger, group:
 TAIL_BYTES = 4096
 
 
-def transcript_format(first: bytes) -> str:
-    """A transcript's format, from its first bytes: a Codex rollout's lines have a payload; a
-    Gemini chat starts with a header naming its project hash (or with a ``$set`` update)."""
-    if b'"payload"' in first or b'"session_meta"' in first:
+def transcript_format(line: bytes) -> str:
+    """A transcript's format, from the keys of its first line (as agent-log.py chooses its reader):
+    a Codex rollout's lines have a payload; a Gemini chat starts with a header naming its project
+    hash (or with a ``$set`` update, or a model message)."""
+    try:
+        first = json.loads(line)
+    except ValueError:
+        first = None
+    if not isinstance(first, dict):
+        return "claude"  # (Claude files are the ones whose lines are read without decoding)
+    if "payload" in first:
         return "codex"
-    if b'"projectHash"' in first or first.startswith(b'{"$set"'):
+    if "projectHash" in first or "$set" in first or first.get("type") == "gemini":
         return "gemini"
     return "claude"
 
@@ -5444,10 +5453,12 @@ def _gemini_line(raw: bytes, cursor: TokenCursor, ledger: TokenLedger, group: st
     listed = update.get("messages") if isinstance(update, dict) else None
     for message in [line, *(listed if isinstance(listed, list) else [])]:
         tokens = message.get("tokens") if isinstance(message, dict) and message.get("type") == "gemini" else None
-        if isinstance(tokens, dict):
-            model = str(message.get("model") or "gemini")
-            ledger.count(f"gemini:{cursor.session}:{message.get('id')}", gemini_figures(tokens),
-                         group or cursor.session or "?", model)
+        # Message ids are unique across sessions (a resumed chat keeps them); one without an id is known
+        # by its time, and with neither it cannot be counted once, so it is not counted (as in agent-log.py).
+        stamp = isinstance(tokens, dict) and str(message.get("id") or message.get("timestamp") or "")
+        if stamp:
+            ledger.count(f"gemini:{stamp}", gemini_figures(tokens), group or cursor.session or "?",
+                         str(message.get("model") or "gemini"))
 
 
 def transcript_files(paths: Iterable[Path]) -> list[Path]:
@@ -5540,12 +5551,20 @@ def agent_transcripts(cfg: Config, agent: Agent, record: UnitRecord, home: Path 
         return found
     if backend.transcripts == "gemini":
         # tmp/<project>/chats/session-<time>-<id8>.jsonl (a resume may open a second one with the same id),
-        # and its sub-agents' chats in tmp/<project>/chats/<id>/.
+        # and its sub-agents' chats in tmp/<project>/chats/<id>/. Each chats folder is listed once.
+        wanted = set(record.session_ids)
+        starts = {session[:8] for session in wanted}
         files = []
-        for session in record.session_ids:
-            files += [path for path in sorted(home.glob(f"tmp/*/chats/session-*-{session[:8]}.jsonl"))
-                      if chat_session(path) == session]
-            files += sorted(home.glob(f"tmp/*/chats/{session}/*.jsonl"))
+        for chats in sorted(home.glob("tmp/*/chats")):
+            try:
+                names = sorted(os.listdir(chats))
+            except OSError:
+                continue
+            files += [chats / name for name in names if name.startswith("session-") and name.endswith(".jsonl")
+                      and name[-14:-6] in starts and chat_session(chats / name) in wanted]
+            for name in names:
+                if name in wanted:
+                    files += sorted((chats / name).glob("*.jsonl"))
         return files
     return []
 
@@ -5581,13 +5600,14 @@ def rollouts_held_open(cfg: Config, names: Iterable[str], table: ProcessTable | 
     """For each Codex agent in ``names``: the session ids of the rollouts its processes hold open
     for writing now (the CLI keeps its rollout open while it runs; a reader's ``tail`` does not
     count). ``table``: a scan of the processes already taken."""
-    names = set(names)
-    if not names:
+    wanted = set(names)
+    if not wanted:
         return {}
-    table = table or ProcessTable.scan(config_marker(cfg))
+    if table is None:
+        table = ProcessTable.scan(config_marker(cfg))
     held: dict[str, set[str]] = {}
     for agent in cfg.agents:
-        if agent.name in names:
+        if agent.name in wanted:
             for pid in table.marked.get(unit_marker(cfg, agent), []):
                 sessions = {rollout_session(path) for path in files_written_by(pid) if "/rollout-" in path}
                 held.setdefault(agent.name, set()).update(sessions - {""})
@@ -5661,7 +5681,7 @@ class TokenBook:
     def read(self, cfg: Config, state: dict) -> dict[str, list[int]]:
         """Read what every agent's transcripts gained; returns each agent's cumulative usage."""
         sharers = codex_sharers(cfg)
-        for name, sessions in rollouts_held_open(cfg, sharers).items():
+        for name, sessions in rollouts_held_open(cfg, sharers.keys()).items():
             self.held.setdefault(name, set()).update(sessions)
         owners = rollout_owners(cfg, state, self.held) if sharers else None
         for agent in cfg.agents:
@@ -6712,9 +6732,9 @@ idle is not stalled:
 
 a heal resumes:
   A dead agent is restarted after its backoff into the same conversation where
-  its CLI can resume (Claude Code: --resume <its session id>; Codex: resume <the
-  id of the rollout it was seen writing>), with a one-line note; else, or with
-  restart_mode = "fresh", fresh with its kickoff.
+  its CLI can resume (Claude Code and Gemini CLI: --resume <its session id>;
+  Codex: resume <the id of the rollout it was seen writing>), with a one-line
+  note; else, or with restart_mode = "fresh", fresh with its kickoff.
 
 exit codes:
   0 ok   1 runtime failure (tmux refused, delivery not seen)   2 usage or config error
@@ -6845,8 +6865,8 @@ and per gate as phase:label), then the phase and gate in flight (read from the
 transcripts now), and the total of the phases. --by phase|gate|agent narrows
 or regroups the rows.
 
-With --scan PATH…: reads Claude Code JSONL and Codex rollouts (files, or
-folders searched for *.jsonl) and totals them per session and overall. Each API
+With --scan PATH…: reads Claude Code JSONL, Codex rollouts and Gemini CLI chats
+(files, or folders searched for *.jsonl) and totals them per session and overall. Each API
 response counts once, with its largest figures, across all files (a response is
 written as one line per content block; a resumed session copies old lines);
 sub-agent files count; <synthetic> lines and a torn last line do not. INPUT is

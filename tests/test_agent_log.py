@@ -20,7 +20,8 @@ The fixtures are in tests/fixtures/transcripts/:
   keys), ``resumed/`` (a resumed session copying old lines), ``sidechain-old/``
   (an older version's sub-agent file), ``noise.jsonl`` (wrappers, commands,
   images, carriage returns), ``malformed.jsonl``, ``codex-repeated.jsonl`` (a
-  rollout re-emitting unchanged token totals) and ``codex-sub.jsonl``.
+  rollout re-emitting unchanged token totals), ``codex-sub.jsonl`` and
+  ``gemini-shapes.jsonl`` (Gemini messages without an id, a second header).
 
 Totals of the real transcripts were cross-checked with ccusage 20.0.24 on the
 same files (``ccusage session --json`` and ``ccusage codex session --json``).
@@ -422,6 +423,10 @@ USAGE_TABLE = [
      "in=12 out=0 cache_creation=0 cache_read=0 total=12 responses=1"),
     ("codex-repeated.jsonl", "codex-repeated.jsonl",
      "in=1600 out=90 cache_creation=0 cache_read=2400 total=4090 responses=3"),
+    # A message without an id counts by its time, one with neither not at all; a second header (another
+    # session id) and a $set listing m1 again change nothing: m1 (62/15/40), the timed one, m2.
+    ("gemini-shapes.jsonl", "gemini-shapes.jsonl",
+     "in=132 out=22 cache_creation=0 cache_read=40 total=194 responses=3"),
     # Real Claude Code 2.1.330: equal to ccusage 20.0.24 on the same files
     # (in=10057 out=557 cache_creation=3000 cache_read=114000 total=127614 for the
     # main session and its sub-agent); the sub-agent's total is the
@@ -512,6 +517,29 @@ def test_a_file_that_shrinks_is_read_again(tmp_path: Path):
     assert [e.text for e in events if e.role == "ASSIST"] == ["rewritten"]
     path.unlink()
     assert transcript.read_new(final=False) == ([], f"{path}: No such file or directory")
+
+
+def test_a_gemini_chat_rewritten_into_a_new_file_is_read_again_printing_only_what_is_new(tmp_path: Path):
+    """Gemini CLI rewrites a chat whole (a temporary file renamed over it), longer than before: the
+    new inode is noticed even though the file grew, and the messages already shown are not again."""
+    path = tmp_path / "session-2026-01-01T00-00-s1.jsonl"
+    header = {"sessionId": "s1", "projectHash": "h", "startTime": "2026-01-01T00:00:00Z", "kind": "main"}
+
+    def answer(mid: str, text: str) -> dict:
+        return {"id": mid, "timestamp": "2026-01-01T00:00:01Z", "type": "gemini", "content": text,
+                "tokens": {"input": 10, "output": 1}}
+
+    path.write_text("".join(json.dumps(row) + "\n" for row in (header, answer("g1", "first"))))
+    transcript = alog.Transcript(path, 0)
+    assert [e.text for e in transcript.read_new(final=False)[0] if e.role == "ASSIST"] == ["first"]
+    rewritten = tmp_path / "rewrite.tmp"
+    rewritten.write_text("".join(json.dumps(row) + "\n" for row in (header, answer("g1", "first"),
+                                                                      answer("g2", "second"))))
+    rewritten.replace(path)
+    events, error = transcript.read_new(final=False)
+    assert error is None
+    assert [e.text for e in events if e.role == "SYS"][:1] == [f"{path} was replaced: reading it again from the start"]
+    assert [e.text for e in events if e.role == "ASSIST"] == ["second"]
 
 
 # ----------------------------------------------------------------------------

@@ -241,9 +241,10 @@ def test_the_loop_checks_are_pure_and_their_order_does_not_matter(tmp_path):
 
 def test_a_phase_set_between_a_ticks_decision_and_its_act_is_not_undone(tmp_path):
     """A tick decides on the loop in one transaction and acts in later ones. A `phase set` landing
-    in between wins: the advance it decided, and the restarts for the phase it would have begun,
-    are dropped with an event (applied, they would bring back the phase left). The hand-off decided
-    in the same tick still goes through: a claim pushed with the DONE pings each reviewer once."""
+    in between (its move of the loop memory; its restarts come after) wins: the advance the tick
+    decided, and the restarts for the phase it would have begun, are dropped with an event (applied,
+    they would bring back the phase left). The hand-off memory decided in the same tick still
+    applies, so a claim pushed with the DONE is not read, and pinged, a second time."""
     sim = team(tmp_path, phases=("p1", "p2", "p3"))
     sim.git.push("claim(g1): the parser")
     sim.git.push("status(p1): done", {"STATUS-p1.md": "## DONE\n"})
