@@ -542,7 +542,8 @@ class Backend:
     session_id_flag: str = setting("", doc="flag that starts the CLI with a session id of ours (Claude: --session-id)",
                                    check=as_text)
     resume_args: list[str] = setting(doc="arguments, put after the backend's command, that resume a conversation; "
-                                         "{session_id} is its id (Claude: [\"--resume\", \"{session_id}\"])",
+                                         "{session_id} is its id (Claude: [\"--resume\", \"{session_id}\"]); "
+                                         "without one the CLI resumes its last conversation itself",
                                      check=as_text_list, factory=list)
     restart_mode: str = setting("", doc="how a healed agent comes back: 'resume' (into its conversation, with a "
                                         "one-line note) or 'fresh' (a new conversation and its kickoff); default "
@@ -918,6 +919,9 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
         # - …" and "The API provider has rate limited you. …", then the prompt. The spinner's rest may lead it.
         "rate_limit": [r"^[\s░█#=]*litellm\.RateLimitError\b"],
         "resume": "continue",
+        # A heal comes back into the conversation: aider reads its chat history (.aider.chat.history.md in the
+        # repo, every earlier session of that folder) back in as the messages so far, summarised when long.
+        "resume_args": ["--restore-chat-history"],
     },
     "opencode": {
         # --auto approves every permission the config does not deny: unattended, "△ Permission required"
@@ -3112,16 +3116,33 @@ RESUME_NOTE = ("You were restarted after {why} (at {when}); your conversation is
                "Carry on where you left off.")
 
 
+LAST_CONVERSATION = "last"  # what a CLI resumes by itself, without an id (aider: the folder's chat history)
+
+
 def resumable_session(cfg: Config, unit: Agent | Service, record: UnitRecord) -> str:
-    """The session id an agent can be resumed into ("": it starts fresh)."""
-    if not isinstance(unit, Agent) or not record.session_ids or not record.conversing:
+    """The session id an agent can be resumed into, LAST_CONVERSATION where its resume_args name
+    no id ("": it starts fresh)."""
+    if not isinstance(unit, Agent) or not record.conversing:
         return ""  # a session killed before it took its kickoff has no conversation yet
     backend = cfg.backends[unit.backend]
     if backend.restart_mode != "resume" or not backend.resume_args:
         return ""
+    if not any("{session_id}" in argument for argument in backend.resume_args):
+        # The CLI finds it by folder (aider: the folder's chat history): with a sibling of the same
+        # backend in that folder it could be the sibling's, so a fresh start instead.
+        shared = any(other.name != unit.name and other.backend == unit.backend and other.folder == unit.folder
+                     for other in cfg.agents)
+        return "" if shared else LAST_CONVERSATION
+    if not record.session_ids:
+        return ""
     # An id we gave it at start, or (Codex) the one its CLI was seen writing in this life: never an
     # older life's conversation because this one's was not seen yet.
     return record.session_ids[-1] if backend.session_id_flag else record.life_session
+
+
+def conversation_named(resumed: str) -> str:
+    """How events name the conversation a life resumed."""
+    return "its last conversation" if resumed == LAST_CONVERSATION else f"session {resumed}"
 
 
 def held_rollout_news(cfg: Config, state: dict, sessions: Iterable[str]) -> list[str]:
@@ -3383,7 +3404,7 @@ class Team:
         else:
             record.kickoff = kickoff_for(self.cfg, unit, state) if isinstance(unit, Agent) else ""
         record.resumed_from = resumed
-        record.life_session = resumed  # a fresh Codex life's id is known once its CLI is seen holding it
+        record.life_session = resumed if resumed != LAST_CONVERSATION else ""  # (Codex: known once seen held)
         record.conversing = bool(resumed)
         # Only a kickoff needs the prompt: without one (a service, a script-like task) it runs from here.
         transition(record, "starting" if record.kickoff else "running", reason, now, self.events, unit.name)
@@ -3392,8 +3413,10 @@ class Team:
             self.tmux.new_session(unit.session, argv, unit.folder, env, self.cfg.owner,
                                   self.cfg.state_dir / "launch", died_channel=died_channel(self.cfg))
             record.fresh_next = False  # the session is made: a failed resume has had its fresh start
-            self.events.emit("start", unit.name, reason + (f"; resumed into session {resumed}" if resumed else ""),
-                             now=now, session=unit.session, argv=shlex.join(argv), session_id=session_id or resumed,
+            self.events.emit("start", unit.name, reason + (f"; resumed into {conversation_named(resumed)}"
+                                                           if resumed else ""),
+                             now=now, session=unit.session, argv=shlex.join(argv),
+                             session_id=session_id or (resumed if resumed != LAST_CONVERSATION else None),
                              resumed=resumed or None)
         return make_session
 
@@ -4059,7 +4082,7 @@ def check_heal(cfg: Config, state: dict, seen: dict[str, Seen], now: float) -> l
             resume_failed = record.lifecycle == "starting" and bool(record.resumed_from) and \
                 now - record.started_at < RESUME_GRACE
             if resume_failed:
-                actions.append(Action("event", unit.name, f"could not resume session {record.resumed_from} "
+                actions.append(Action("event", unit.name, f"could not resume {conversation_named(record.resumed_from)} "
                                                           f"({look.screen.detail}); its next start is fresh, with "
                                                           f"its kickoff", purpose="resume-failed"))
             recent = recent_restarts(record, settings, now)
@@ -6733,8 +6756,9 @@ idle is not stalled:
 a heal resumes:
   A dead agent is restarted after its backoff into the same conversation where
   its CLI can resume (Claude Code and Gemini CLI: --resume <its session id>;
-  Codex: resume <the id of the rollout it was seen writing>), with a one-line
-  note; else, or with restart_mode = "fresh", fresh with its kickoff.
+  Codex: resume <the id of the rollout it was seen writing>; aider:
+  --restore-chat-history), with a one-line note; else, or with
+  restart_mode = "fresh", fresh with its kickoff.
 
 exit codes:
   0 ok   1 runtime failure (tmux refused, delivery not seen)   2 usage or config error

@@ -259,6 +259,38 @@ def test_crash_backs_off_30_60_120_240_then_restarts_with_its_kickoff(tmp_path):
     no_failures(sim)
 
 
+def test_a_cli_that_resumes_its_last_conversation_by_itself_is_healed_into_it(tmp_path):
+    """resume_args without a {session_id} (aider's --restore-chat-history): a heal after the kickoff
+    was taken comes back into "its last conversation" with the note; one before starts fresh."""
+    text = config_text([agent_spec("a")], loop=False).replace(
+        "[backend.claude]\n", '[backend.claude]\nsession_id_flag = ""\nresume_args = ["--restore-chat-history"]\n', 1)
+    sim = Sim(tmp_path, text, behaviours={"a": Behaviour(work=work(10 * HOUR))})
+    sim.up()
+    sim.at(START + 1, lambda: sim.crash("a", status=1))  # before its kickoff landed: nothing to resume
+    sim.at(START + 600, lambda: sim.crash("a", status=1))
+    sim.run(HOUR)
+    first, fresh, healed = sim.runs("a")
+    assert [m.purpose for m in fresh.received] == ["kickoff"] and [m.purpose for m in healed.received] == ["resume-note"]
+    start = sim.events("start", "a")[-1]
+    assert start["argv"].endswith(" --restore-chat-history") and start["resumed"] == "last", start
+    assert start["reason"].endswith("; resumed into its last conversation") and not start.get("session_id"), start
+    assert "--restore-chat-history" not in sim.events("start", "a")[1]["argv"]
+    no_failures(sim)
+
+
+def test_two_agents_in_one_folder_whose_cli_resumes_by_folder_are_healed_fresh(tmp_path):
+    """Each would come back into whichever conversation the folder holds last: the other's, maybe."""
+    text = config_text([agent_spec("a"), agent_spec("b")], loop=False).replace(
+        "[backend.claude]\n", '[backend.claude]\nsession_id_flag = ""\nresume_args = ["--restore-chat-history"]\n', 1)
+    sim = Sim(tmp_path, text, behaviours={name: Behaviour(work=work(10 * HOUR)) for name in "ab"})
+    sim.up()
+    sim.at(START + 600, lambda: sim.crash("a", status=1))
+    sim.run(HOUR)
+    _, healed = sim.runs("a")
+    assert [m.purpose for m in healed.received] == ["kickoff"]
+    assert "--restore-chat-history" not in sim.events("start", "a")[-1]["argv"]
+
+
 def test_backoff_is_capped_at_backoff_max(tmp_path):
     behaviour = Behaviour(work=work(10 * HOUR), crash_after_start=[5.0] * 7)
     sim = make(tmp_path, [agent_spec("a")], {"a": behaviour}, signal_interval=10, crash_loop_restarts=10)

@@ -13,6 +13,8 @@ One ``up`` per module (the ``rig`` fixture); each test waits for the agent to be
   a  ``up`` meets no dialog (``--yes-always`` answers aider's .gitignore question itself), the kickoff
      reaches the model verbatim, ``status`` reads busy during a held turn and idle after; a slow
      turn reads busy then idle; a message starting with "!" goes to the model, not to aider's shell
+  b  ``restart`` comes back into the conversation: ``--restore-chat-history`` (the preset's resume),
+     and the model's next request holds the first life's turns and the resume note
   d  429s: aider retries by itself ("Retrying in 0.2 seconds...") under its spinner, read busy and
      never idle; once it gets its answer the old banner is history: idle, not limited.
      The give-up after aider's ~64 s of its own backoff reads ``limited (API rate limit)`` (the
@@ -48,10 +50,11 @@ from cli_rig import CliRig, report_wall_times, timed  # noqa: E402,F401
 from claude_team import LiveProject, make_repo, toml_env  # noqa: E402
 from conftest import marked_pids, pids_with_env  # noqa: E402
 from conftest import agents as ag  # noqa: E402
-from mock_aider import MockAider  # noqa: E402
+from mock_aider import MockAider, newest_user_text  # noqa: E402
 
 KICKOFF = "You are {name}: reply \"ready\" & don't run $(anything) or `this`; wait for work."
 KICKOFF_RENDERED = KICKOFF.replace("{name}", "main")
+RESUME_NOTE = "You were restarted after "
 MODEL = "mock-model"
 # Variables of the caller's environment that must not reach the sandboxed CLI.
 SCRUB_PREFIXES = ("OPENAI_", "AIDER_", "LITELLM_", "ANTHROPIC_", "GEMINI_", "OPENROUTER_")
@@ -275,6 +278,27 @@ def test_a_leading_bang_is_sent_as_text_not_run(rig):
     assert rig.mock.user_texts()[-1].startswith(" !touch from-bang\n\n"), rig.mock.user_texts()[-1]
     assert rig.ready() == "idle"
     assert not (rig.repo / "from-bang").exists()  # aider's "!" shell mode did not run it
+
+
+# ----------------------------------------------------------------------------
+# b. restart: back into the conversation (--restore-chat-history)
+# ----------------------------------------------------------------------------
+
+def test_b_restart_restores_the_chat_history(rig):
+    rig.ready()
+    before = len(rig.mock.chat_requests())
+    restart = rig.run("restart", "main")
+    assert restart.returncode == 0, restart.stdout + restart.stderr + rig.screen()
+    start = rig.project.events("start", "main")[-1]
+    assert start["argv"].endswith(" --restore-chat-history") and start.get("resumed") == "last", start
+    assert start["reason"].endswith("resumed into its last conversation"), start
+    rig.wait("the resume note", lambda: any(text.startswith(RESUME_NOTE) for text in rig.mock.user_texts()[before:]),
+             timeout=60)
+    note = next(r for r in rig.mock.chat_requests()[before:] if newest_user_text(r["body"]).startswith(RESUME_NOTE))
+    history = json.dumps(note["body"]["messages"])
+    # The turns of the first life went with it, read back from .aider.chat.history.md.
+    assert "take your time" in history and "slow answer arrived" in history, history[:2000]
+    assert rig.ready() == "idle"
 
 
 # ----------------------------------------------------------------------------
