@@ -3128,10 +3128,10 @@ def resumable_session(cfg: Config, unit: Agent | Service, record: UnitRecord) ->
     if backend.restart_mode != "resume" or not backend.resume_args:
         return ""
     if not any("{session_id}" in argument for argument in backend.resume_args):
-        # The CLI finds it by folder (aider: the folder's chat history): with a sibling of the same
-        # backend in that folder it could be the sibling's, so a fresh start instead.
-        shared = any(other.name != unit.name and other.backend == unit.backend and other.folder == unit.folder
-                     for other in cfg.agents)
+        # The CLI finds it by folder (aider: the folder's chat history): with a sibling running the same
+        # CLI in that folder it could be the sibling's, so a fresh start instead.
+        shared = any(other.name != unit.name and other.folder == unit.folder
+                     and cfg.backends[other.backend].command[:1] == backend.command[:1] for other in cfg.agents)
         return "" if shared else LAST_CONVERSATION
     if not record.session_ids:
         return ""
