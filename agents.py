@@ -3128,9 +3128,9 @@ def resumable_session(cfg: Config, unit: Agent | Service, record: UnitRecord) ->
     if backend.restart_mode != "resume" or not backend.resume_args:
         return ""
     if not any("{session_id}" in argument for argument in backend.resume_args):
-        # The CLI finds it by folder (aider: the folder's chat history): with a sibling running the same
-        # CLI in that folder it could be the sibling's, so a fresh start instead.
-        shared = any(other.name != unit.name and other.folder == unit.folder
+        # The CLI finds it by where it runs (aider: the chat history at the git repo's root): with a
+        # sibling running the same CLI there it could be the sibling's, so a fresh start instead.
+        shared = any(other.name != unit.name and repo_root(other.folder) == repo_root(unit.folder)
                      and cfg.backends[other.backend].command[:1] == backend.command[:1] for other in cfg.agents)
         return "" if shared else LAST_CONVERSATION
     if not record.session_ids:
@@ -3138,6 +3138,14 @@ def resumable_session(cfg: Config, unit: Agent | Service, record: UnitRecord) ->
     # An id we gave it at start, or (Codex) the one its CLI was seen writing in this life: never an
     # older life's conversation because this one's was not seen yet.
     return record.session_ids[-1] if backend.session_id_flag else record.life_session
+
+
+def repo_root(folder: Path) -> Path:
+    """The git work tree ``folder`` is in (the nearest folder holding ``.git``), else ``folder``."""
+    for candidate in (folder, *folder.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return folder
 
 
 def conversation_named(resumed: str) -> str:
@@ -6860,10 +6868,11 @@ examples:
     sub = command("restart", "kill an agent or service and start it again", """\
 Ends the session and everything it left behind and starts it again: back into
 its last conversation where its backend can resume one (restart_mode =
-"resume"; Claude Code: --resume <its session id>; Codex: resume <the id of the
-rollout its CLI holds open>), with a one-line note that it was restarted;
-otherwise, or with --fresh, in a new conversation with its kickoff. Clears a
-crash-loop `failed` state.
+"resume"; Claude Code and Gemini CLI: --resume <its session id>; Codex: resume
+<the id of the rollout its CLI holds open>; aider: --restore-chat-history), with
+a one-line note that it was restarted; otherwise, or with --fresh, in a new
+conversation with its kickoff. Clears a crash-loop `failed` state, and lifts an
+over-budget pause for this agent.
 
 examples:
   agents.py restart builder            # same conversation, told it was restarted

@@ -278,17 +278,24 @@ def test_a_cli_that_resumes_its_last_conversation_by_itself_is_healed_into_it(tm
     no_failures(sim)
 
 
-def test_two_agents_in_one_folder_whose_cli_resumes_by_folder_are_healed_fresh(tmp_path):
-    """Each would come back into whichever conversation the folder holds last: the other's, maybe."""
-    text = config_text([agent_spec("a"), agent_spec("b")], loop=False).replace(
+@pytest.mark.parametrize("repo", [True, False], ids=["one-repo", "no-repo"])
+def test_two_agents_in_one_repo_whose_cli_resumes_by_repo_are_healed_fresh(tmp_path, repo):
+    """aider keeps one chat history at the git repo's root: two agents in subfolders of one repo
+    would each come back into the other's turns, so a heal starts fresh; in separate folders
+    outside any repo each resumes its own."""
+    for folder in ("x", "y"):
+        (tmp_path / folder).mkdir()
+    if repo:
+        (tmp_path / ".git").mkdir()
+    text = config_text([agent_spec("a", cwd="x"), agent_spec("b", cwd="y")], loop=False).replace(
         "[backend.claude]\n", '[backend.claude]\nsession_id_flag = ""\nresume_args = ["--restore-chat-history"]\n', 1)
     sim = Sim(tmp_path, text, behaviours={name: Behaviour(work=work(10 * HOUR)) for name in "ab"})
     sim.up()
     sim.at(START + 600, lambda: sim.crash("a", status=1))
     sim.run(HOUR)
     _, healed = sim.runs("a")
-    assert [m.purpose for m in healed.received] == ["kickoff"]
-    assert "--restore-chat-history" not in sim.events("start", "a")[-1]["argv"]
+    assert [m.purpose for m in healed.received] == (["kickoff"] if repo else ["resume-note"])
+    assert ("--restore-chat-history" in sim.events("start", "a")[-1]["argv"]) is not repo
 
 
 def test_backoff_is_capped_at_backoff_max(tmp_path):
