@@ -1149,12 +1149,18 @@ class AgentSource:
         """Each recorded session's chat, tmp/<project>/chats/session-<time>-<id8>.jsonl (its header
         names the whole id), then its sub-agents' chats in chats/<id>/. The project folder's name
         comes from ~/.gemini/projects.json; any project is looked in, as session ids are unique."""
+        wanted = set(self.session_ids)
+        starts = {session[:8] for session in wanted}
         files: list[Path] = []
-        for session in self.session_ids:
-            files += [path for path in sorted(self.home.glob(f"tmp/*/chats/session-*-{session[:8]}.jsonl"))
-                      if first_field(path, "sessionId", lines=1) == session]
-            files += sorted(self.home.glob(f"tmp/*/chats/{session}/*.jsonl"))
-        return list(dict.fromkeys(files))
+        for chats in sorted(self.home.glob("tmp/*/chats")):  # each listed once, however many sessions
+            try:
+                names = sorted(os.listdir(chats))
+            except OSError:
+                continue
+            files += [chats / name for name in names if name.startswith("session-") and name.endswith(".jsonl")
+                      and name[-14:-6] in starts and first_field(chats / name, "sessionId", lines=1) in wanted]
+            files += [path for name in names if name in wanted for path in sorted((chats / name).glob("*.jsonl"))]
+        return files
 
 
 ROLLOUT_SESSION = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.jsonl$")

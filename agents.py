@@ -3153,16 +3153,18 @@ def conversation_named(resumed: str) -> str:
     return "its last conversation" if resumed == LAST_CONVERSATION else f"session {resumed}"
 
 
-def held_rollout_news(cfg: Config, state: dict, sessions: Iterable[str]) -> list[str]:
-    """Of the rollouts an agent's CLI holds open, the sessions not yet recorded for any agent,
-    oldest first (Codex ids are UUIDv7: time-ordered). The oldest of a new life is its CLI's own;
-    a later one is a `codex exec` its tools ran, never the conversation to resume."""
+def held_rollout_news(cfg: Config, state: dict, name: str, sessions: Iterable[str]) -> tuple[str, dict] | None:
+    """Of the rollouts agent ``name``'s CLI holds open, those not yet recorded for any agent: the
+    event's reason and the record's memory that records them (None: nothing new). The oldest new
+    one (Codex ids are UUIDv7: time-ordered) is a new life's own session; a later one is a `codex
+    exec` its tools ran, never the conversation to resume."""
     known = {session for agent in cfg.agents for session in record_of(state, agent.name).session_ids}
-    return sorted(set(sessions) - known)
-
-
-def held_rollout_reason(name: str, sessions: list[str]) -> str:
-    return f"Codex session {', '.join(sessions)} is {name}'s: its CLI holds the rollout open"
+    new = sorted(set(sessions) - known)
+    if not new:
+        return None
+    record = record_of(state, name)
+    return (f"Codex session {', '.join(new)} is {name}'s: its CLI holds the rollout open",
+            {"session_ids": [*record.session_ids, *new][-MAX_SESSION_IDS:], "life_session": record.life_session or new[0]})
 
 
 def launch_plan(cfg: Config, unit: Agent | Service, session_id: str | None,
@@ -3436,11 +3438,10 @@ class Team:
             held = rollouts_held_open(self.cfg, [unit.name], processes).get(unit.name, set())
         except OSError:
             return
-        new = held_rollout_news(self.cfg, state, held)
-        if new:
-            record.session_ids = [*record.session_ids, *new][-MAX_SESSION_IDS:]
-            record.life_session = record.life_session or new[0]
-            self.events.emit("transcript", unit.name, held_rollout_reason(unit.name, new), now=now)
+        news = held_rollout_news(self.cfg, state, unit.name, held)
+        if news is not None:
+            remember(record, news[1])
+            self.events.emit("transcript", unit.name, news[0], now=now)
 
     def stop(self, unit: Agent | Service, panes: dict[str, Pane] | None = None,
              processes: ProcessTable | None = None) -> list[int]:
@@ -4434,11 +4435,9 @@ def check_transcripts(cfg: Config, state: dict, world: World, now: float) -> lis
     attribute it by this."""
     actions = []
     for name, sessions in sorted((world.held or {}).items()):
-        record, new = record_of(state, name), held_rollout_news(cfg, state, sessions)
-        if new and cfg.unit(name) is not None:
-            actions.append(Action("event", name, held_rollout_reason(name, new), purpose="transcript",
-                                  memory={"session_ids": [*record.session_ids, *new][-MAX_SESSION_IDS:],
-                                          "life_session": record.life_session or new[0]}))
+        news = held_rollout_news(cfg, state, name, sessions) if cfg.unit(name) is not None else None
+        if news is not None:
+            actions.append(Action("event", name, news[0], purpose="transcript", memory=news[1]))
     return actions
 
 
@@ -5484,9 +5483,11 @@ def _gemini_line(raw: bytes, cursor: TokenCursor, ledger: TokenLedger, group: st
     listed = update.get("messages") if isinstance(update, dict) else None
     for message in [line, *(listed if isinstance(listed, list) else [])]:
         tokens = message.get("tokens") if isinstance(message, dict) and message.get("type") == "gemini" else None
+        if not isinstance(tokens, dict):
+            continue
         # Message ids are unique across sessions (a resumed chat keeps them); one without an id is known
         # by its time, and with neither it cannot be counted once, so it is not counted (as in agent-log.py).
-        stamp = isinstance(tokens, dict) and str(message.get("id") or message.get("timestamp") or "")
+        stamp = str(message.get("id") or message.get("timestamp") or "")
         if stamp:
             ledger.count(f"gemini:{stamp}", gemini_figures(tokens), group or cursor.session or "?",
                          str(message.get("model") or "gemini"))

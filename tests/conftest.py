@@ -7,6 +7,7 @@ the user's default tmux server. Processes are ended by pid only.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -95,6 +96,23 @@ def cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return ""
+
+
+@contextlib.contextmanager
+def held_open(path: Path, marker: str, mode: str = "a"):
+    """A real process with ``AGENTS_PY_UNIT=marker`` holding ``path`` open (for writing with "a", as
+    Codex's CLI holds its rollout; "r" reads, as a `tail -f` would); ended on leaving."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", f"import sys; f = open(sys.argv[1], {mode!r}); "
+                               "print('open', flush=True); sys.stdin.read()", str(path)],
+                              env={**os.environ, "AGENTS_PY_UNIT": marker}, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "open\n"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
 
 
 def without_table(text: str, name: str) -> str:

@@ -259,12 +259,17 @@ def test_crash_backs_off_30_60_120_240_then_restarts_with_its_kickoff(tmp_path):
     no_failures(sim)
 
 
+def resuming_by_itself(tmp_path, specs: list[dict]) -> Sim:
+    """Agents whose CLI takes no session id and resumes its last conversation itself (as aider does)."""
+    text = config_text(specs, loop=False).replace(
+        "[backend.claude]\n", '[backend.claude]\nsession_id_flag = ""\nresume_args = ["--restore-chat-history"]\n', 1)
+    return Sim(tmp_path, text, behaviours={spec["name"]: Behaviour(work=work(10 * HOUR)) for spec in specs})
+
+
 def test_a_cli_that_resumes_its_last_conversation_by_itself_is_healed_into_it(tmp_path):
     """resume_args without a {session_id} (aider's --restore-chat-history): a heal after the kickoff
     was taken comes back into "its last conversation" with the note; one before starts fresh."""
-    text = config_text([agent_spec("a")], loop=False).replace(
-        "[backend.claude]\n", '[backend.claude]\nsession_id_flag = ""\nresume_args = ["--restore-chat-history"]\n', 1)
-    sim = Sim(tmp_path, text, behaviours={"a": Behaviour(work=work(10 * HOUR))})
+    sim = resuming_by_itself(tmp_path, [agent_spec("a")])
     sim.up()
     sim.at(START + 1, lambda: sim.crash("a", status=1))  # before its kickoff landed: nothing to resume
     sim.at(START + 600, lambda: sim.crash("a", status=1))
@@ -287,9 +292,7 @@ def test_two_agents_in_one_repo_whose_cli_resumes_by_repo_are_healed_fresh(tmp_p
         (tmp_path / folder).mkdir()
     if repo:
         (tmp_path / ".git").mkdir()
-    text = config_text([agent_spec("a", cwd="x"), agent_spec("b", cwd="y")], loop=False).replace(
-        "[backend.claude]\n", '[backend.claude]\nsession_id_flag = ""\nresume_args = ["--restore-chat-history"]\n', 1)
-    sim = Sim(tmp_path, text, behaviours={name: Behaviour(work=work(10 * HOUR)) for name in "ab"})
+    sim = resuming_by_itself(tmp_path, [agent_spec("a", cwd="x"), agent_spec("b", cwd="y")])
     sim.up()
     sim.at(START + 600, lambda: sim.crash("a", status=1))
     sim.run(HOUR)

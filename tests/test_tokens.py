@@ -4,6 +4,7 @@ files that shrink or are replaced, Codex totals that repeat)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import pytest
 
 from conftest import agents as ag
+from conftest import held_open
 
 FIXTURES = ag.Path(__file__).parent / "fixtures" / "transcripts"
 AGENT_LOG = ag.Path(ag.__file__).parent / "agent-log.py"
@@ -271,16 +273,10 @@ def test_codex_agents_sharing_a_cwd_each_count_only_the_rollouts_their_cli_holds
     mine, theirs, orphan = (f"0000000{n}-1b57-71f2-9323-c52887429134" for n in (1, 2, 3))
     paths = {session: rollout(session, output) for session, output in ((mine, 1), (theirs, 2), (orphan, 3))}
     state = {"units": {}}
-    holders = []
-    try:
+    with contextlib.ExitStack() as holders:
         # The adversary also reads the builder's rollout (a `tail -f`): only a writer owns one.
         for name, session, mode in (("builder", mine, "a"), ("adversary", theirs, "a"), ("adversary", mine, "r")):
-            env = {**ag.os.environ, "AGENTS_PY_UNIT": ag.unit_marker(cfg, cfg.unit(name))}
-            holder = subprocess.Popen([sys.executable, "-c", f"import sys; f = open(sys.argv[1], {mode!r}); "
-                                       "print('open', flush=True); sys.stdin.read()", str(paths[session])],
-                                      env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            holders.append(holder)
-            assert holder.stdout.readline() == "open\n"
+            holders.enter_context(held_open(paths[session], ag.unit_marker(cfg, cfg.unit(name)), mode))
         book = ag.TokenBook(tmp_path / "tokens.json")
         figures = book.read(cfg, state)
         assert book.held == {"builder": {mine}, "adversary": {theirs}}
@@ -292,10 +288,6 @@ def test_codex_agents_sharing_a_cwd_each_count_only_the_rollouts_their_cli_holds
         assert [(a.unit, a.purpose, a.memory["session_ids"]) for a in actions] == \
             [("adversary", "transcript", [theirs]), ("builder", "transcript", [mine])]
         assert "its CLI holds the rollout open" in actions[0].reason
-    finally:
-        for holder in holders:
-            holder.kill()
-            holder.wait(timeout=30)
     for action in actions:
         ag.remember(ag.record_of(state, action.unit), action.memory)
     fresh = ag.TokenBook(tmp_path / "tokens-again.json")  # nothing held now: the recorded ids decide

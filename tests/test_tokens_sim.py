@@ -5,16 +5,13 @@ the watchdog is killed in between."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import random
-import subprocess
-import sys
 
 import pytest
 
 from conftest import agents as ag
+from conftest import held_open
 from sim import HOUR, Behaviour, Sim, agent_spec, config_text
 
 MINUTE = 60.0
@@ -165,21 +162,9 @@ def test_tokens_shows_the_phase_and_gate_in_flight(tmp_path):
     assert {name: figures["total"] for name, figures in rows[1]["agents"].items()} == {"builder": 110, "rev": 44}
 
 
-@contextlib.contextmanager
 def holding(path, sim: Sim, name: str):
-    """A real process with agent ``name``'s marker holding ``path`` open for writing, as Codex's
-    CLI holds its rollout; ended on leaving."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "AGENTS_PY_UNIT": ag.unit_marker(sim.cfg, sim.cfg.unit(name))}
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; f = open(sys.argv[1], 'a'); print('open', flush=True); "
-                               "sys.stdin.read()", str(path)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)
-    try:
-        assert holder.stdout.readline() == "open\n"
-        yield
-    finally:
-        holder.kill()
-        holder.wait(timeout=30)
+    """A real process with agent ``name``'s marker holding ``path`` open, as Codex's CLI holds its rollout."""
+    return held_open(path, ag.unit_marker(sim.cfg, sim.cfg.unit(name)))
 
 
 def codex_like(tmp_path, specs: list[dict], home, **backend) -> Sim:
