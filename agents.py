@@ -898,9 +898,11 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
         "space_chars": "!{",
         # Its waiting spinner, two glyphs bouncing in a 10-wide field: "  ░█       Waiting for openai/gpt-x"
         # ("#=" without unicode). It also runs through aider's own 429 retries. Anchored to the words:
-        # a reply's "## Plan" heading is no spinner.
+        # a reply's "## Plan" heading is no spinner. And to the screen's last line (\Z): a retry banner can
+        # be printed over a spinner that is still drawn, which leaves "█░  Waiting for …litellm.RateLimitError"
+        # in the history above the answer and the prompt.
         "busy": [
-            r"^\s*(?:[░█]{2}|[#=]{2})\s+(Waiting for|Updating repo map|Scanning repo)\b",
+            r"^\s*(?:[░█]{2}|[#=]{2})\s+(Waiting for|Updating repo map|Scanning repo)\b.*\Z",
             # Between two of its own retries the spinner is gone for a moment: a screen that ENDS in a retry
             # banner (\Z: no prompt drawn below it yet) is aider still at work, not its give-up.
             r"^(?:[\s░█#=]*litellm\.RateLimitError\b.*|The API provider has rate limited you\b.*"
