@@ -228,7 +228,7 @@ KINDS = ("loop", "persistent", "task")
 WATCH_MODES = ("heal+stall", "heal", "none")
 RESTART_MODES = ("resume", "fresh")
 MAX_BUDGET = 10 ** 12  # tokens: a budget above this is a typo, not a budget
-TRANSCRIPT_FORMATS = ("claude", "codex", "gemini", "none")
+TRANSCRIPT_FORMATS = ("claude", "codex", "gemini", "opencode", "none")
 TOKEN_GRANULARITIES = ("gate", "phase")
 
 
@@ -537,7 +537,7 @@ class Backend:
     resume: str = setting("continue", doc="message sent once a limit has reset", check=as_text)
     interrupt_key: str = setting("Escape", doc="tmux key that interrupts a turn (a budget pause presses it)",
                                  check=as_key)
-    transcripts: str = setting("none", doc="transcript format: 'claude', 'codex', 'gemini' or 'none'",
+    transcripts: str = setting("none", doc="transcript format: 'claude', 'codex', 'gemini', 'opencode' or 'none'",
                                check=as_choice(*TRANSCRIPT_FORMATS))
     session_id_flag: str = setting("", doc="flag that starts the CLI with a session id of ours (Claude: --session-id)",
                                    check=as_text)
@@ -964,6 +964,10 @@ BACKEND_PRESETS: dict[str, dict[str, Any]] = {
             r"^\s*┃\s{2}Free usage exceeded, subscribe to Go",  # opencode Zen's free tier (FreeUsageLimitError)
         ],
         "resume": "continue",
+        # Its sessions, messages and their tokens live in one SQLite store (XDG_DATA_HOME/opencode/opencode.db);
+        # the session a life began is found there by the agent's folder and start time, and resumed by id.
+        "transcripts": "opencode",
+        "resume_args": ["--session", "{session_id}"],
     },
     "shell": {
         "command": [os.environ.get("SHELL") or "/bin/sh"],
@@ -3028,7 +3032,7 @@ class World(dict):
 
     repo: RepoView | None = None  # None: no [loop], nothing to read
     tokens: dict[str, list[int]] | None = None  # None: not read this tick
-    held: dict[str, set[str]] | None = None  # Codex agents sharing a cwd → the rollouts seen held open by each
+    held: dict[str, Any] | None = None  # agent → the sessions its CLI was seen in (Codex: holding; opencode: begun)
 
 
 def observe_repo(cfg: Config, git: Git, state: dict, now: float) -> RepoView | None:
@@ -3155,18 +3159,29 @@ def conversation_named(resumed: str) -> str:
     return "its last conversation" if resumed == LAST_CONVERSATION else f"session {resumed}"
 
 
-def held_rollout_news(cfg: Config, state: dict, name: str, sessions: Iterable[str]) -> tuple[str, dict] | None:
-    """Of the rollouts agent ``name``'s CLI holds open, those not yet recorded for any agent: the
+def session_news(cfg: Config, state: dict, name: str, sessions: Iterable[str]) -> tuple[str, dict] | None:
+    """Of the sessions agent ``name``'s CLI was seen in, those not yet recorded for any agent: the
     event's reason and the record's memory that records them (None: nothing new). The oldest new
-    one (Codex ids are UUIDv7: time-ordered) is a new life's own session; a later one is a `codex
-    exec` its tools ran, never the conversation to resume."""
+    one is a new life's own session: a later one is a `codex exec` its tools ran, or an opencode
+    sub-agent, never the conversation to resume. A set is ordered by id (Codex ids are UUIDv7,
+    time-ordered); a list is taken in its order (opencode's, by creation time). opencode sessions
+    of agents sharing a folder and a store are the first sharer's bill, and nobody's to resume."""
     known = {session for agent in cfg.agents for session in record_of(state, agent.name).session_ids}
-    new = sorted(set(sessions) - known)
+    new = [session for session in (sorted(sessions) if isinstance(sessions, (set, frozenset)) else sessions)
+           if session not in known]
     if not new:
         return None
-    record = record_of(state, name)
-    return (f"Codex session {', '.join(new)} is {name}'s: its CLI holds the rollout open",
-            {"session_ids": [*record.session_ids, *new][-MAX_SESSION_IDS:], "life_session": record.life_session or new[0]})
+    record, unit = record_of(state, name), cfg.unit(name)
+    if isinstance(unit, Agent) and cfg.backends[unit.backend].transcripts == "opencode":
+        shared = opencode_sharers(cfg).get(name, [])
+        reason = f"opencode session {', '.join(new)} is {name}'s: it began in {name}'s folder"
+        if shared:
+            reason += f" (shared with {', '.join(other for other in shared if other != name)}: billed here, never resumed)"
+        life = record.life_session or ("" if shared else new[0])
+    else:
+        reason, life = f"Codex session {', '.join(new)} is {name}'s: its CLI holds the rollout open", \
+            record.life_session or new[0]
+    return reason, {"session_ids": [*record.session_ids, *new][-MAX_SESSION_IDS:], "life_session": life}
 
 
 def launch_plan(cfg: Config, unit: Agent | Service, session_id: str | None,
@@ -3382,8 +3397,8 @@ class Team:
         """
         record = record_of(state, unit.name)
         backend = backend_of(self.cfg, unit)
-        if resume and isinstance(unit, Agent) and backend.transcripts == "codex" and backend.resume_args:
-            self.note_held_rollout(unit, record, state, now, processes)  # before its CLI ends: the session to resume
+        if resume and isinstance(unit, Agent) and backend.transcripts in ("codex", "opencode") and backend.resume_args:
+            self.note_own_session(unit, record, state, now, processes)  # before its CLI ends: the session to resume
         self.stop(unit, panes, processes)
         import uuid
 
@@ -3432,15 +3447,22 @@ class Team:
                              resumed=resumed or None)
         return make_session
 
-    def note_held_rollout(self, unit: Agent, record: UnitRecord, state: dict, now: float,
-                          processes: ProcessTable | None = None) -> None:
-        """Record the rollout a Codex agent's CLI holds open now as its session (check_transcripts
-        does the same every few seconds; a `restart` may come sooner than its first look)."""
+    def note_own_session(self, unit: Agent, record: UnitRecord, state: dict, now: float,
+                         processes: ProcessTable | None = None) -> None:
+        """Record the session an agent's CLI chose itself (the rollout Codex holds open, the one
+        opencode began) before a restart ends it: check_transcripts does the same every few
+        seconds, and a `restart` may come sooner than its first look."""
+        transcripts = self.cfg.backends[unit.backend].transcripts
         try:
-            held = rollouts_held_open(self.cfg, [unit.name], processes).get(unit.name, set())
+            if transcripts == "codex":
+                seen: Iterable[str] = rollouts_held_open(self.cfg, [unit.name], processes).get(unit.name, set())
+            elif transcripts == "opencode":
+                seen = opencode_sessions(self.cfg, state, [unit.name]).get(unit.name, [])
+            else:
+                return
         except OSError:
             return
-        news = held_rollout_news(self.cfg, state, unit.name, held)
+        news = session_news(self.cfg, state, unit.name, seen)
         if news is not None:
             remember(record, news[1])
             self.events.emit("transcript", unit.name, news[0], now=now)
@@ -4432,12 +4454,13 @@ def latest_gate(cfg: Config, state: dict, world: World) -> str:
 
 
 def check_transcripts(cfg: Config, state: dict, world: World, now: float) -> list[Action]:
-    """A rollout seen held open by a Codex agent's CLI is recorded as that agent's session: a heal
-    resumes into it and, where Codex agents share a cwd, token reads and agent-log.py --agent
-    attribute it by this."""
+    """A session an agent's CLI chose itself (a rollout a Codex CLI holds open, a session opencode
+    began in the agent's folder) is recorded as that agent's: a heal resumes into it, token reads
+    count it, and where agents share a folder, token reads and agent-log.py --agent attribute it
+    by this."""
     actions = []
     for name, sessions in sorted((world.held or {}).items()):
-        news = held_rollout_news(cfg, state, name, sessions) if cfg.unit(name) is not None else None
+        news = session_news(cfg, state, name, sessions) if cfg.unit(name) is not None else None
         if news is not None:
             actions.append(Action("event", name, news[0], purpose="transcript", memory=news[1]))
     return actions
@@ -4704,8 +4727,8 @@ class Watchdog:
         self.dead_seen: set[str] = set()
         self.book: TokenBook | None = None  # the agents' transcripts as read so far
         self.tokens_read_at = float("-inf")
-        # (config, its Codex agents): the agents whose CLIs' rollouts observe_holders looks at, per config read
-        self.codex_agents: tuple[Config | None, list[str]] = (None, [])
+        # (config, its Codex agents, its opencode agents): whose CLIs' sessions observe_holders looks for
+        self.self_naming: tuple[Config | None, list[str], list[str]] = (None, [], [])
         self.holders_read_at = float("-inf")
 
     def _stamp(self) -> tuple:
@@ -4808,7 +4831,7 @@ class Watchdog:
             seen.repo, seen.tokens = repo, tokens
             # Under the lock: what the CLIs hold now belongs to the lives the state describes (a `restart`
             # cannot start a new life between this look and the decisions made on it).
-            seen.held = self.observe_holders(cfg, now)
+            seen.held = self.observe_holders(cfg, state, now)
             self.sessions = {look.unit.session for look in seen.values()}
             self.dead_seen = {look.unit.session for look in seen.values() if look.pane is not None and look.pane.dead}
             actions: list[Action] = []
@@ -4845,29 +4868,40 @@ class Watchdog:
         if self.book is None or self.book.path.parent != cfg.state_dir:
             self.book = TokenBook(cfg.state_dir / "tokens.json")
         try:
-            return self.book.read(cfg, state)
+            figures = self.book.read(cfg, state)
         except Exception as error:  # a transcript we cannot read must not stop the tick
             self.report_failure("tokens-failed", f"reading transcripts: {error!r}", now, traceback_text())
             return None
+        for problem in self.book.problems:  # the others were read
+            self.report_failure("tokens-failed", problem, now)
+        return figures
 
-    HOLDERS_EVERY = 10.0  # seconds between looks at which rollout each Codex agent's CLI holds
+    HOLDERS_EVERY = 10.0  # seconds between looks for the sessions CLIs chose themselves
 
-    def observe_holders(self, cfg: Config, now: float) -> dict[str, set[str]]:
-        """The rollouts each Codex agent's CLI holds open now: its session (a heal resumes into it),
-        and, where agents share a cwd, whose rollout is whose. Looked for every few seconds (a /proc
-        scan, a few ms), not only at token reads: a run shorter than ``heavy_interval`` is known too
-        (check_transcripts records it)."""
-        if self.codex_agents[0] is not cfg:
-            self.codex_agents = cfg, [agent.name for agent in cfg.agents if cfg.backends[agent.backend].transcripts == "codex"]
-        names = self.codex_agents[1]
-        if not names or 0 <= now - self.holders_read_at < self.HOLDERS_EVERY:
+    def observe_holders(self, cfg: Config, state: dict, now: float) -> dict[str, Any]:
+        """The sessions CLIs chose themselves: the rollouts each Codex agent's CLI holds open now, and
+        the sessions opencode began in each opencode agent's folder in this life. Each is the agent's
+        session (a heal resumes into it), and where agents share a folder, tells whose is whose.
+        Looked for every few seconds (a /proc scan, an SQLite query: a few ms), not only at token
+        reads: a run shorter than ``heavy_interval`` is known too (check_transcripts records it)."""
+        if self.self_naming[0] is not cfg:
+            named = {agent.name: cfg.backends[agent.backend].transcripts for agent in cfg.agents}
+            self.self_naming = cfg, [name for name, kind in named.items() if kind == "codex"], \
+                [name for name, kind in named.items() if kind == "opencode"]
+        _, codex, opencode = self.self_naming
+        if not (codex or opencode) or 0 <= now - self.holders_read_at < self.HOLDERS_EVERY:
             return {}
         self.holders_read_at = now
+        seen: dict[str, Any] = {}
         try:
-            return rollouts_held_open(cfg, names)
+            seen.update(rollouts_held_open(cfg, codex) if codex else {})
         except Exception as error:
             self.report_failure("tokens-failed", f"looking for the CLIs holding Codex rollouts: {error!r}", now)
-            return {}
+        try:
+            seen.update(opencode_sessions(cfg, state, opencode) if opencode else {})
+        except Exception as error:
+            self.report_failure("tokens-failed", f"looking for the sessions opencode began: {error!r}", now)
+        return seen
 
     def observe_repo(self, cfg: Config, state: dict, now: float) -> RepoView | None:
         """The work repo's remote branch, through a ``Git`` kept per repo folder."""
@@ -5170,13 +5204,13 @@ def codex_figures(row: dict) -> list[int]:
 
 @dataclass
 class TokenCursor:
-    """How far one transcript file has been read."""
+    """How far one transcript file (or one opencode session) has been read."""
 
-    offset: int = 0  # bytes consumed (complete lines only)
+    offset: int = 0  # bytes consumed (complete lines only); opencode: the last change read (ms since the epoch)
     inode: int = 0  # a replaced file has a new inode: read it again from the start
     codex_totals: dict[str, int] = field(default_factory=dict)  # a rollout's last cumulative totals
     session: str = ""  # the session the file belongs to (Claude sessionId, Codex session_meta id, Gemini header)
-    format: str = ""  # claude, codex or gemini, decided by the first line ("": nothing read yet)
+    format: str = ""  # claude, codex or gemini, decided by the first line ("": nothing read yet); or opencode
     model: str = ""  # Codex: the model its turn_context names (its token_count rows do not)
     tail: str = ""  # a digest of the TAIL_BYTES before offset: a file cut and regrown past it reads differently
 
@@ -5496,11 +5530,13 @@ def _gemini_line(raw: bytes, cursor: TokenCursor, ledger: TokenLedger, group: st
 
 
 def transcript_files(paths: Iterable[Path]) -> list[Path]:
-    """The transcripts under ``paths``: files as given, folders searched for ``*.jsonl``."""
+    """The transcripts under ``paths``: files as given, folders searched for ``*.jsonl`` and
+    opencode's store (``opencode.db``)."""
     found = []
     for path in paths:
         if path.is_dir():
-            found += sorted(candidate for candidate in path.rglob("*.jsonl") if candidate.is_file())
+            found += sorted(candidate for pattern in ("*.jsonl", OPENCODE_STORE) for candidate in path.rglob(pattern)
+                            if candidate.is_file())
         elif path.is_file():
             found.append(path)
     return found
@@ -5522,12 +5558,15 @@ def project_slug(folder: Path) -> str:
 
 def transcript_home(cfg: Config, agent: Agent) -> Path:
     """Where the agent's CLI keeps its transcripts: Claude's config folder, Codex's home, Gemini's
-    ``.gemini`` (under ``GEMINI_CLI_HOME`` if set, else the home folder)."""
+    ``.gemini`` (under ``GEMINI_CLI_HOME`` if set, else the home folder), opencode's data folder
+    (``XDG_DATA_HOME/opencode``, which holds its store ``opencode.db``)."""
     transcripts = cfg.backends[agent.backend].transcripts
     if transcripts == "codex":
         return cli_home(cfg, agent, "CODEX_HOME", ".codex")
     if transcripts == "gemini":
         return cli_home(cfg, agent, "GEMINI_CLI_HOME", "") / ".gemini"
+    if transcripts == "opencode":
+        return cli_home(cfg, agent, "XDG_DATA_HOME", ".local/share") / "opencode"
     return cli_home(cfg, agent, "CLAUDE_CONFIG_DIR", ".claude")
 
 
@@ -5674,6 +5713,100 @@ def rollout_owners(cfg: Config, state: dict, held: dict[str, set[str]]) -> dict[
     return owners
 
 
+# -- opencode's store --------------------------------------------------------------
+# opencode keeps sessions, messages and their tokens in one SQLite file, written while
+# we read it. A session's id is opencode's choice: the one a life began is found by the
+# agent's folder and the time, and its messages are read by the time they last changed.
+
+OPENCODE_STORE = "opencode.db"
+OPENCODE_SLACK_MS = 2000  # a session made this long before the life's recorded start is still its own
+
+
+@contextlib.contextmanager
+def opened_store(path: Path) -> Iterator[Any]:
+    """A read-only connection to a CLI's SQLite store (None if there is none). Its writer holds it
+    for moments: a query waits up to a second, then an ``OSError`` says why it could not be read."""
+    import sqlite3  # only opencode agents need it
+
+    if not path.is_file():
+        yield None
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)) as store:
+            yield store
+    except sqlite3.Error as error:
+        raise OSError(f"{path}: {error}") from None
+
+
+def opencode_sharers(cfg: Config) -> dict[str, list[str]]:
+    """opencode agents that share a folder and a store with another: name → the group, in config
+    order. Which of them began a session there cannot be told, so the first is billed for it."""
+    groups: dict[tuple[Path, Path], list[str]] = {}
+    for agent in cfg.agents:
+        if cfg.backends[agent.backend].transcripts == "opencode":
+            groups.setdefault((agent.folder, transcript_home(cfg, agent)), []).append(agent.name)
+    return {name: group for group in groups.values() if len(group) > 1 for name in group}
+
+
+def opencode_sessions(cfg: Config, state: dict, names: Iterable[str]) -> dict[str, list[str]]:
+    """For each opencode agent in ``names``: the sessions opencode began in its folder since its
+    current life started, and the sub-agent sessions of any of its sessions, oldest first (none
+    already recorded). Where agents share a folder and a store, a session there is the first
+    sharer's."""
+    wanted, sharers = set(names), opencode_sharers(cfg)
+    stores: dict[Path, list[Agent]] = {}
+    for agent in cfg.agents:
+        if cfg.backends[agent.backend].transcripts == "opencode":
+            stores.setdefault(transcript_home(cfg, agent) / OPENCODE_STORE, []).append(agent)
+    owners = {session: agent.name for agent in cfg.agents for session in record_of(state, agent.name).session_ids}
+    found: dict[str, list[str]] = {}
+    for store, agents in stores.items():
+        starts = {agent.name: record_of(state, agent.name).started_at * 1000 - OPENCODE_SLACK_MS
+                  for agent in agents if record_of(state, agent.name).started_at}
+        if not starts or not any(agent.name in wanted for agent in agents):
+            continue
+        with opened_store(store) as db:
+            rows = db.execute("select id, parent_id, directory, time_created from session where time_created >= ? "
+                              "order by time_created, id", [min(starts.values())]).fetchall() if db else []
+        for session, parent, directory, created in rows:
+            if session in owners:
+                continue
+            if parent:
+                owner = owners.get(parent)
+            else:
+                owner = next((agent.name for agent in agents if str(agent.folder) == directory
+                              and created >= starts.get(agent.name, math.inf)), None)
+                owner = sharers.get(owner, [owner])[0] if owner else None
+            if owner is not None:
+                owners[session] = owner
+                if owner in wanted:
+                    found.setdefault(owner, []).append(session)
+    return found
+
+
+def opencode_figures(tokens: dict) -> list[int]:
+    """An opencode message's tokens: its input excludes the cached part, its output the reasoning."""
+    cache = tokens.get("cache") if isinstance(tokens.get("cache"), dict) else {}
+    return [token_count(tokens.get("input")), token_count(tokens.get("output")) + token_count(tokens.get("reasoning")),
+            token_count(cache.get("write")), token_count(cache.get("read"))]
+
+
+def read_opencode_session(db: Any, session: str, cursor: TokenCursor, ledger: TokenLedger,
+                          group: str) -> TokenCursor:
+    """Count what one opencode session's messages gained since ``cursor`` (its ``offset``: the last
+    change read, in ms). A message is rewritten as it grows: it is read again, and counts once."""
+    rows = db.execute("select id, time_updated, data from message where session_id = ? and time_updated >= ? "
+                      "order by time_updated", [session, cursor.offset]).fetchall()
+    for message, updated, data in rows:
+        with contextlib.suppress(ValueError, AttributeError):
+            line = json.loads(data)
+            tokens = line.get("tokens") if line.get("role") == "assistant" else None
+            if isinstance(tokens, dict):
+                ledger.count(f"opencode:{message}", opencode_figures(tokens), group, str(line.get("modelID") or "opencode"))
+    latest = max((updated for _, updated, _ in rows if type(updated) is int), default=cursor.offset)
+    return dataclasses.replace(cursor, offset=latest, format="opencode", session=session)
+
+
 class TokenBook:
     """The watchdog's reading of every agent's transcripts: cursors, the responses counted, and
     each agent's cumulative usage — ``state_dir/tokens.json``, saved atomically.
@@ -5693,6 +5826,7 @@ class TokenBook:
         self.homes: dict[str, Path] = {}  # agent → its CLI's data folder, for the config in homes_of
         self.homes_of: Config | None = None
         self.held: dict[str, set[str]] = {}  # Codex agent sharing a cwd → the rollouts seen held open by it
+        self.problems: list[str] = []  # what the last read could not read (a store locked or damaged)
         self.load()
 
     def load(self) -> None:
@@ -5714,6 +5848,7 @@ class TokenBook:
 
     def read(self, cfg: Config, state: dict) -> dict[str, list[int]]:
         """Read what every agent's transcripts gained; returns each agent's cumulative usage."""
+        self.problems = []
         sharers = codex_sharers(cfg)
         for name, sessions in rollouts_held_open(cfg, sharers.keys()).items():
             self.held.setdefault(name, set()).update(sessions)
@@ -5726,6 +5861,12 @@ class TokenBook:
             home = self.homes.get(agent.name)
             if home is None:
                 home = self.homes[agent.name] = transcript_home(cfg, agent)
+            if cfg.backends[agent.backend].transcripts == "opencode":
+                try:
+                    self.read_store(agent.name, record_of(state, agent.name), home / OPENCODE_STORE)
+                except OSError as error:
+                    self.problems.append(f"reading {agent.name}'s opencode sessions: {error}")
+                continue
             for path in agent_transcripts(cfg, agent, record_of(state, agent.name), home, owners, sharers):
                 key = str(path)
                 cursor = self.cursors.get(key, TokenCursor())
@@ -5741,6 +5882,16 @@ class TokenBook:
         figures.update({name: list(values) for name, values in self.ledger.totals.items()
                         if name.split("\t", 1)[0] in names})
         return figures  # per agent, and per agent and model as "agent\tmodel"
+
+    def read_store(self, name: str, record: UnitRecord, store: Path) -> None:
+        """Read what an opencode agent's sessions gained: one cursor per session (``<store>#<id>``)."""
+        with opened_store(store) as db:
+            for session in record.session_ids if db else []:
+                key = f"{store}#{session}"
+                cursor = self.cursors.get(key, TokenCursor())
+                moved = read_opencode_session(db, session, cursor, self.ledger, name)
+                if moved != cursor:
+                    self.cursors[key], self.dirty = moved, True
 
     def save(self, now: float, force: bool = False) -> None:
         if not self.dirty or (not force and now - self.saved_at < self.SAVE_EVERY):
@@ -6337,9 +6488,10 @@ def tokens_scan(paths: list[Path], as_json: bool, cost: bool = False, cfg: Confi
     if missing:
         raise ConfigError([f"tokens --scan: no such file or folder: {', '.join(missing)}"])
     ledger, files = TokenLedger(window=None), transcript_files(paths)  # one pass: every figure kept
-    sessions: dict[str, int] = {}
-    for session, counted in scan_in_parallel(files):
-        sessions[session or "?"] = sessions.get(session or "?", 0) + 1
+    sessions: dict[str, int] = {}  # session → the files its responses were read in
+    for counted in scan_in_parallel(files):
+        for group in dict.fromkeys(group for _, _, group, _ in counted):
+            sessions[group] = sessions.get(group, 0) + 1
         for key, figures, group, model in counted:  # replayed in file order: the same totals as one reader's
             ledger.count(key, figures, group, model)
     groups, models = split_models(ledger.totals)
@@ -6371,20 +6523,26 @@ class TokenTape:
         self.counted.append((key, figures, group, model))
 
 
-def scan_files(paths: list[Path]) -> list[tuple[str, list]]:
-    """Each file's session and the counts its lines ask for, in order (run in a worker process)."""
+def scan_files(paths: list[Path]) -> list[list]:
+    """The counts each file's lines ask for, in order (run in a worker process). An opencode store
+    is read whole, each session as its own group."""
     out = []
     for path in paths:
         tape = TokenTape()
-        cursor = read_transcript(path, TokenCursor(), tape, final=False)  # type: ignore[arg-type]
-        out.append((cursor.session, tape.counted))
+        if path.name.endswith(".db"):
+            with contextlib.suppress(OSError), opened_store(path) as db:
+                for (session,) in db.execute("select id from session order by time_created, id") if db else []:
+                    read_opencode_session(db, session, TokenCursor(), tape, session)  # type: ignore[arg-type]
+        else:
+            read_transcript(path, TokenCursor(), tape, final=False)  # type: ignore[arg-type]
+        out.append(tape.counted)
     return out
 
 
 PARALLEL_SCAN_BYTES = 32 << 20  # below this a second process costs more than it saves
 
 
-def scan_in_parallel(files: list[Path]) -> list[tuple[str, list]]:
+def scan_in_parallel(files: list[Path]) -> list[list]:
     """``scan_files`` over every file, split across the machine's cores for a big corpus; the
     results come back in file order."""
     sizes = []
@@ -6767,9 +6925,10 @@ idle is not stalled:
 a heal resumes:
   A dead agent is restarted after its backoff into the same conversation where
   its CLI can resume (Claude Code and Gemini CLI: --resume <its session id>;
-  Codex: resume <the id of the rollout it was seen writing>; aider:
-  --restore-chat-history), with a one-line note; else, or with
-  restart_mode = "fresh", fresh with its kickoff.
+  Codex: resume <the id of the rollout it was seen writing>; opencode:
+  --session <the id of the session it began>; aider: --restore-chat-history),
+  with a one-line note; else, or with restart_mode = "fresh", fresh with its
+  kickoff.
 
 exit codes:
   0 ok   1 runtime failure (tmux refused, delivery not seen)   2 usage or config error
@@ -6872,10 +7031,11 @@ examples:
 Ends the session and everything it left behind and starts it again: back into
 its last conversation where its backend can resume one (restart_mode =
 "resume"; Claude Code and Gemini CLI: --resume <its session id>; Codex: resume
-<the id of the rollout its CLI holds open>; aider: --restore-chat-history), with
-a one-line note that it was restarted; otherwise, or with --fresh, in a new
-conversation with its kickoff. Clears a crash-loop `failed` state, and lifts an
-over-budget pause for this agent.
+<the id of the rollout its CLI holds open>; opencode: --session <the id of the
+session it began>; aider: --restore-chat-history), with a one-line note that it
+was restarted; otherwise, or with --fresh, in a new conversation with its
+kickoff. Clears a crash-loop `failed` state, and lifts an over-budget pause for
+this agent.
 
 examples:
   agents.py restart builder            # same conversation, told it was restarted
@@ -6901,10 +7061,11 @@ and per gate as phase:label), then the phase and gate in flight (read from the
 transcripts now), and the total of the phases. --by phase|gate|agent narrows
 or regroups the rows.
 
-With --scan PATH…: reads Claude Code JSONL, Codex rollouts and Gemini CLI chats
-(files, or folders searched for *.jsonl) and totals them per session and overall. Each API
-response counts once, with its largest figures, across all files (a response is
-written as one line per content block; a resumed session copies old lines);
+With --scan PATH…: reads Claude Code JSONL, Codex rollouts, Gemini CLI chats and
+opencode stores (files, or folders searched for *.jsonl and opencode.db) and
+totals them per session and overall. Each API response counts once, with its
+largest figures, across all files (a response is written as one line per
+content block; a resumed session copies old lines; opencode rewrites a message);
 sub-agent files count; <synthetic> lines and a torn last line do not. INPUT is
 the uncached input; CACHE_CREATION and CACHE_READ are the cached parts.
 --cost prices the rows per model from a built-in table (its date is printed)

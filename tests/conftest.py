@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import json
 import os
 import secrets
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -113,6 +115,49 @@ def held_open(path: Path, marker: str, mode: str = "a"):
     finally:
         holder.kill()
         holder.wait(timeout=30)
+
+
+OPENCODE_FIXTURE = REPO / "tests" / "fixtures" / "transcripts" / "opencode-1.18.33" / "opencode.sql"
+
+
+class OpencodeStore:
+    """An opencode store (``opencode.db``) with the real CLI's session, message and part tables
+    (from the fixture), rows added as opencode would add them. Times are seconds, stored as ms."""
+
+    def __init__(self, path: Path, rows: bool = False):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.count = path, 0
+        sql = OPENCODE_FIXTURE.read_text()
+        if not rows:
+            sql = "\n".join(line for line in sql.splitlines() if not line.startswith("INSERT"))
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.executescript(sql)
+            db.commit()
+
+    def run(self, query: str, *parameters) -> None:
+        with contextlib.closing(sqlite3.connect(self.path)) as db:
+            db.execute(query, parameters)
+            db.commit()
+
+    def session(self, session: str, folder: Path, created: float, parent: str | None = None) -> str:
+        self.run("insert into session (id, project_id, parent_id, slug, directory, title, version, time_created, "
+                 "time_updated) values (?, 'global', ?, 'slug', ?, 'title', '1.18.33', ?, ?)",
+                 session, parent, str(folder), int(created * 1000), int(created * 1000))
+        return session
+
+    def answer(self, session: str, at: float, input_tokens: int, output: int, cache_read: int = 0,
+               reasoning: int = 0, message: str = "", model: str = "mock-model") -> str:
+        """An assistant message with its tokens (``message``: rewrite that one, as it grows)."""
+        if not message:
+            self.count += 1
+            message = f"msg_{self.count:06d}"
+        data = json.dumps({"role": "assistant", "modelID": model, "providerID": "mock",
+                           "tokens": {"input": input_tokens, "output": output, "reasoning": reasoning,
+                                      "cache": {"read": cache_read, "write": 0}}})
+        self.run("insert into message (id, session_id, time_created, time_updated, data) values (?, ?, ?, ?, ?) "
+                 "on conflict(id) do update set time_updated = excluded.time_updated, data = excluded.data",
+                 message, session, int(at * 1000), int(at * 1000), data)
+        return message
 
 
 def without_table(text: str, name: str) -> str:

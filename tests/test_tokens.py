@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from conftest import agents as ag
-from conftest import held_open
+from conftest import OpencodeStore, held_open
 
 FIXTURES = ag.Path(__file__).parent / "fixtures" / "transcripts"
 AGENT_LOG = ag.Path(ag.__file__).parent / "agent-log.py"
@@ -300,3 +300,48 @@ def test_codex_agents_sharing_a_cwd_each_count_only_the_rollouts_their_cli_holds
         out = subprocess.run([sys.executable, str(AGENT_LOG), "--totals", "--agent", name, "--config", str(config)],
                              capture_output=True, text=True, timeout=60)
         assert [int(n) for n in TOTAL.findall(out.stdout.splitlines()[-1])[0][:4]] == figures[name], out
+
+
+def test_an_opencode_agents_messages_are_counted_once_as_they_grow_and_a_bad_store_is_reported(tmp_path):
+    """opencode rewrites a message in its store as it grows: it counts once, with its last figures
+    (output includes the reasoning opencode keeps apart). Only the agent's recorded sessions count,
+    a reloaded book goes on from its cursors, and a store that cannot be read is a problem named
+    for the agent while the others are still read."""
+    work, data = tmp_path / "work", tmp_path / "data"
+    work.mkdir()
+    config = tmp_path / "agents.toml"
+    config.write_text(f'[watchdog]\nlog_tokens = true\n[backend.opencode]\nenv = {{ XDG_DATA_HOME = "{data}" }}\n'
+                      '[[agent]]\nname = "main"\nbackend = "opencode"\ncwd = "work"\n'
+                      '[[agent]]\nname = "side"\nbackend = "claude"\ncwd = "work"\n')
+    cfg = ag.load_config(str(config))
+    assert cfg.backends["opencode"].transcripts == "opencode" and ag.transcript_home(cfg, cfg.unit("main")) == data / "opencode"
+    store = OpencodeStore(data / "opencode" / "opencode.db")
+    for session in ("ses_a", "ses_b", "ses_other"):
+        store.session(session, work, 100.0)
+    growing = store.answer("ses_a", 100.0, 1000, 10)
+    store.answer("ses_b", 100.5, 500, 5, cache_read=50, reasoning=7)
+    store.answer("ses_other", 100.5, 9999, 9999)  # another agent's
+    state = {"units": {"main": ag.UnitRecord(session_ids=["ses_a", "ses_b"])}}
+    book = ag.TokenBook(tmp_path / "tokens.json")
+    assert book.read(cfg, state)["main"] == [1500, 22, 0, 50]
+    store.answer("ses_a", 100.0, 1000, 40, message=growing)  # the same message grown, in the same ms
+    store.answer("ses_a", 101.0, 700, 3)
+    assert book.read(cfg, state)["main"] == [2200, 55, 0, 50]
+    book.save(0.0, force=True)
+    again = ag.TokenBook(tmp_path / "tokens.json")
+    assert again.read(cfg, state)["main"] == [2200, 55, 0, 50] and again.problems == []
+    (data / "opencode" / "opencode.db").write_bytes(b"not a database, " * 64)
+    assert again.read(cfg, state)["main"] == [2200, 55, 0, 50]  # what was counted stays
+    (problem,) = again.problems
+    assert problem.startswith("reading main's opencode sessions: ") and "opencode.db" in problem, problem
+
+
+def test_tokens_scan_reads_an_opencode_store_per_session(tmp_path):
+    """The fixture is the store real opencode 1.18.33 wrote: a bash tool call's turn and a resumed
+    turn in one session (the title request's usage is not stored by opencode)."""
+    store = OpencodeStore(tmp_path / "data" / "opencode" / "opencode.db", rows=True)
+    out = subprocess.run([sys.executable, str(ag.Path(ag.__file__)), "tokens", "--scan", str(tmp_path / "data"),
+                          "--json"], capture_output=True, text=True, timeout=60)
+    (row,) = json.loads(out.stdout)["rows"]
+    assert (row["name"], row["files"]) == ("ses_dacd8634cffeo7JHGDsy7uOB4H", 1)
+    assert scan_total(store.path) == [2619, 159, 0, 390]  # 3 answers: 882+873+864 in, 52+53+54 out, 120+130+140 read

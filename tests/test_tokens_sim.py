@@ -11,7 +11,7 @@ import random
 import pytest
 
 from conftest import agents as ag
-from conftest import held_open
+from conftest import OpencodeStore, held_open
 from sim import HOUR, Behaviour, Sim, agent_spec, config_text
 
 MINUTE = 60.0
@@ -247,3 +247,71 @@ def test_a_restart_before_the_watchdogs_first_look_still_resumes_the_rollout_its
     assert start["argv"].endswith(f"resume {session}") and start["resumed"] == session, start
     sim.run(MINUTE)
     assert [m.purpose for m in sim.received("main")][-1] == "resume-note"
+
+
+def opencode_like(tmp_path, specs: list[dict]) -> tuple[Sim, OpencodeStore]:
+    """The sim's agents with opencode's store (XDG_DATA_HOME ``tmp_path/data``) and its resume."""
+    data = tmp_path / "data"
+    text = config_text(specs, watchdog={"signal_interval": 15, "stall_idle": 6 * HOUR}, loop=False)
+    text = text.replace("[backend.claude]\n", '[backend.claude]\ntranscripts = "opencode"\nsession_id_flag = ""\n'
+                                              'resume_args = ["--session", "{session_id}"]\n'
+                                              f'env = {{ XDG_DATA_HOME = "{data}" }}\n', 1)
+    sim = Sim(tmp_path, text, behaviours={spec["name"]: Behaviour(work=quick) for spec in specs})
+    return sim, OpencodeStore(data / "opencode" / "opencode.db")
+
+
+def test_the_opencode_session_a_life_began_is_recorded_and_a_heal_resumes_it(tmp_path):
+    """opencode picks its own session id and keeps it in its store: the watchdog finds the session
+    begun in the agent's folder since this life started (not an older one, not another folder's),
+    records it and its sub-agent's, and a heal resumes it with ``--session <id>``."""
+    sim, store = opencode_like(tmp_path, [agent_spec("main", watch="heal")])
+    folder = sim.cfg.unit("main").folder
+    store.session("ses_older", folder, sim.now - HOUR)  # a session from before this life
+    sim.up()
+    sim.run(MINUTE)  # the kickoff taken: a conversation
+    store.session("ses_elsewhere", tmp_path / "other", sim.now)
+    store.session("ses_main", folder, sim.now)
+    store.session("ses_sub", folder, sim.now + 1, parent="ses_main")  # its task tool's sub-agent
+    sim.run(30)
+    (event,) = sim.events("transcript", "main")
+    assert "opencode session ses_main, ses_sub is main's" in event["reason"], event
+    record = sim.record("main")
+    assert record.life_session == "ses_main" and record.session_ids[-2:] == ["ses_main", "ses_sub"], record
+    assert "ses_older" not in record.session_ids and "ses_elsewhere" not in record.session_ids
+    sim.crash("main")
+    sim.run(5 * MINUTE)
+    start = sim.events("start", "main")[-1]
+    assert start["argv"].endswith("--session ses_main") and start["resumed"] == "ses_main", start
+    assert [m.purpose for m in sim.received("main")][-1] == "resume-note"
+    assert sim.record("main").life_session == "ses_main"  # the resumed life continues that session
+
+
+def test_opencode_agents_sharing_a_folder_bill_the_first_and_heal_fresh(tmp_path):
+    """Two opencode agents in one folder and one store: whose session is whose cannot be told.
+    A session there is billed to the first of them (counted once) and neither resumes it."""
+    sim, store = opencode_like(tmp_path, [agent_spec("builder", watch="heal"), agent_spec("adversary", watch="heal")])
+    assert ag.opencode_sharers(sim.cfg)["adversary"] == ["builder", "adversary"]
+    sim.up()
+    sim.run(MINUTE)
+    store.session("ses_one", sim.cfg.unit("adversary").folder, sim.now)
+    sim.run(30)
+    (event,) = sim.events("transcript", "builder")
+    assert "shared with adversary: billed here, never resumed" in event["reason"], event
+    assert "ses_one" in sim.record("builder").session_ids and "ses_one" not in sim.record("adversary").session_ids
+    assert sim.record("builder").life_session == "" == sim.record("adversary").life_session
+    sim.crash("adversary")
+    sim.run(5 * MINUTE)
+    start = sim.events("start", "adversary")[-1]
+    assert "--session" not in start["argv"] and not start.get("resumed"), start
+
+
+def test_a_restart_before_the_first_look_still_resumes_the_opencode_session(tmp_path):
+    """`restart` looks in the store just before ending the CLI."""
+    sim, store = opencode_like(tmp_path, [agent_spec("main", watch="heal")])
+    sim.up()
+    sim.run(MINUTE)
+    store.session("ses_new", sim.cfg.unit("main").folder, sim.now)
+    assert sim.record("main").life_session == ""  # not seen yet
+    sim.operator_restart("main")
+    start = sim.events("start", "main")[-1]
+    assert start["argv"].endswith("--session ses_new") and start["resumed"] == "ses_new", start

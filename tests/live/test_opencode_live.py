@@ -11,10 +11,12 @@ One ``up`` per module (the ``rig`` fixture); each test waits for the agent to be
 
   a  ``up`` sees no startup dialog, the kickoff reaches the model verbatim, ``status`` reads busy during
      a held turn and idle after; a slow turn reads busy then idle
+  b  ``restart`` resumes the session opencode began (``--session <id>``): the old turns reach the model
   c  a call of opencode's bash tool really commits in the agent's repo, no permission asked
   d  429s: ``limited (CLI retrying by itself)`` while opencode retries, ``limited (API rate limit)`` once it
      gives up, never idle; opencode Go's usage limit reads ``limited until …`` with the reset parsed
-  e  opencode.db holds the usage the mock served for the main turns
+  e  opencode.db holds the usage the mock served for the main turns; agents.py and agent-log.py --agent
+     read the same from main's recorded session
   z  ``down`` while a tool runs ends the CLI and the tool: no process of the sandbox is left
 
 Skipped loudly ("REAL OPENCODE SKIPPED …") when the CLI cannot be had, unless AGENTS_REQUIRE_REAL_CLI=1.
@@ -27,6 +29,8 @@ import json
 import os
 import secrets
 import signal
+import sqlite3
+import subprocess
 import sys
 import time
 from datetime import datetime
@@ -149,6 +153,34 @@ def test_a_slow_turn_reads_busy_then_idle(rig):
 
 
 # ----------------------------------------------------------------------------
+# b. restart resumes the session opencode began (--session <id>)
+# ----------------------------------------------------------------------------
+
+def sessions(rig: Rig) -> list[tuple[str, str | None]]:
+    with contextlib.closing(sqlite3.connect(f"file:{oc.database(rig.home)}?mode=ro", uri=True)) as db:
+        return db.execute("select id, parent_id from session order by time_created").fetchall()
+
+
+def test_b_restart_resumes_main_into_its_session(rig):
+    rig.ready()
+    ((session, _),) = sessions(rig)
+    restart = rig.run("restart", "main")
+    assert restart.returncode == 0, restart.stdout + restart.stderr + rig.screen()
+    # The session opencode began in main's folder in this life, found in its store (by the watchdog's
+    # look, or by restart's own just before it ended the CLI), is the one resumed.
+    assert [e["reason"] for e in rig.project.events("transcript", "main")] == \
+        [f"opencode session {session} is main's: it began in main's folder"]
+    start = rig.project.events("start", "main")[-1]
+    assert start["argv"].endswith(f" --session {session}") and start.get("resumed") == session, start
+    note = rig.wait("the resume note", lambda: [r for r in rig.mock.requests("main")
+                                                if "You were restarted after" in json.dumps(r["body"])], timeout=60)
+    history = json.dumps(note[0]["body"])
+    assert KICKOFF_RENDERED.split(":")[0] in history and "slow answer arrived" in history, history  # the old turns
+    rig.ready()
+    assert sessions(rig) == [(session, None)]  # the same session went on; no new one
+
+
+# ----------------------------------------------------------------------------
 # c. the bash tool runs a real command, no permission asked
 # ----------------------------------------------------------------------------
 
@@ -235,6 +267,16 @@ def test_e_database_holds_the_served_usage(rig):
     assert sum(m["tokens"]["cache"]["read"] for m in stored) == served["cached"]
     assert sum(m["tokens"]["output"] for m in stored) == served["output"]
     assert {m["providerID"] for m in stored} == {"mock"}
+    # agents.py reads main's recorded session in the same store: input without its cached part.
+    expected = [served["input"] - served["cached"], served["output"], 0, served["cached"]]
+    cfg = ag.load_config(str(rig.project.config))
+    book = ag.TokenBook(rig.root / "e-tokens.json")
+    assert book.read(cfg, ag.StateStore(cfg.state_dir).load())["main"] == expected, (expected, book.problems)
+    log = subprocess.run([sys.executable, str(HERE.parent.parent / "agent-log.py"), "--totals", "--agent", "main",
+                          "--config", str(rig.project.config)], capture_output=True, text=True, timeout=60)
+    assert log.returncode == 0, log.stderr
+    total = log.stdout.splitlines()[-1]
+    assert f"in={expected[0]} out={expected[1]} cache_creation=0 cache_read={expected[3]} " in total, log.stdout
 
 
 # ----------------------------------------------------------------------------
