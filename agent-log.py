@@ -4,8 +4,9 @@
 One file, Python 3.11+, standard library only; it does not import agents.py and
 needs nothing installed. It reads Claude Code session files
 (``~/.claude/projects/<project>/<session>.jsonl`` and their sub-agent files),
-Codex rollouts (``~/.codex/sessions/YYYY/MM/DD/rollout-*.jsonl``) and Gemini CLI
-chats (``~/.gemini/tmp/<project>/chats/session-*.jsonl``) and prints one block
+Codex rollouts (``~/.codex/sessions/YYYY/MM/DD/rollout-*.jsonl``), Gemini CLI
+chats (``~/.gemini/tmp/<project>/chats/session-*.jsonl``) and opencode's SQLite
+store (``~/.local/share/opencode/opencode.db``, read-only) and prints one block
 per event. Every printed line starts with the same fixed prefix::
 
     HH:MM:SS ROLE    [sub:AGENT] text
@@ -14,7 +15,7 @@ so ``grep ASSIST``, ``grep 'TOOL<'`` or ``grep '\\[sub:'`` pull out whole answer
 tool results or sub-agent work. Noise is stripped on the way: ANSI escapes,
 base64 images, ``<system-reminder>`` and similar wrappers the CLIs inject.
 Token usage is printed once per API response, after de-duplication, and
-totalled per file.
+totalled per file (an opencode store is one file).
 
 The file is cut into sections, each using only the ones above it:
 
@@ -24,7 +25,8 @@ The file is cut into sections, each using only the ones above it:
     Claude Code   one transcript line → events
     Codex         one rollout line → events
     Gemini CLI    one chat line → events
-    Files         reading a file incrementally, choosing its reader
+    opencode      one message of opencode's store, with its parts → events
+    Files         reading a file incrementally, choosing its reader; reading opencode's store
     Finding       paths, folders, and an agent's transcripts from agents.toml
     Output        rendering events as prefixed lines; the run and follow loops
     main          argument parsing and --help
@@ -33,11 +35,13 @@ The file is cut into sections, each using only the ones above it:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shlex
 import signal
+import sqlite3
 import sys
 import time
 import tomllib
@@ -955,10 +959,169 @@ class GeminiReader:
 
 
 # ============================================================================
+# opencode
+#   opencode (seen in 1.18.33) keeps every session in one SQLite store,
+#   opencode.db, read in the Files section: a session row (parent_id: the
+#   session that started it as a sub-agent), message rows (JSON data: role;
+#   an answer's tokens, model, time.completed, finish, error) and their part
+#   rows (JSON data by type: text, reasoning, tool with its state, file,
+#   compaction, retry; step-start, step-finish, patch and the like are
+#   bookkeeping, skipped). Rows are rewritten in place as a turn goes on.
+# ============================================================================
+
+def opencode_usage(tokens: dict) -> Usage:
+    """An opencode message's tokens → Usage, as agents.py reads them: its input already
+    excludes the cached part, its output excludes the reasoning (added here)."""
+    cache = tokens.get("cache") if isinstance(tokens.get("cache"), dict) else {}
+    return Usage(input=as_int(tokens.get("input")),
+                 output=as_int(tokens.get("output")) + as_int(tokens.get("reasoning")),
+                 cache_creation=as_int(cache.get("write")), cache_read=as_int(cache.get("read")))
+
+
+def opencode_final(message: dict) -> bool:
+    """Whether a message is final: a prompt always; an answer once completed or finished."""
+    times = message.get("time") if isinstance(message.get("time"), dict) else {}
+    return message.get("role") != "assistant" or bool(times.get("completed") or message.get("finish"))
+
+
+def opencode_error(error: Any) -> str:
+    """An error as opencode records it, ``{name, data: {message}}``, as one line of text."""
+    if not isinstance(error, dict):
+        return clean(as_text(error))
+    data = error.get("data") if isinstance(error.get("data"), dict) else {}
+    return ": ".join(part for part in (as_text(error.get("name")), clean(as_text(data.get("message")))) if part)
+
+
+class OpencodeReader:
+    """Turns opencode's session, message and part rows into events.
+
+    The store hands a message over again whenever its row or one of its parts'
+    rows changed. Rule: each thing is printed once, when it is complete — a
+    session's header when it is first seen; a text or reasoning part once it is
+    done (``time.end`` set, no ``time`` at all as in a prompt, or its message
+    final); a tool call once its input is complete (status running, completed
+    or error), its result once it has one; an answer's model when it changes,
+    its error and its USAGE once the answer is final. ``final`` (the last read
+    of a run) prints what there is, done or not. Usage is keyed by message id,
+    as agents.py keys it; the step-finish parts repeat the figures and are not
+    counted.
+    """
+
+    def __init__(self, debug: bool = False) -> None:
+        self.debug = debug
+        self.sides: dict[str, str] = {}  # session id → "" or "sub:<its last 8 characters>", once announced
+        self.models: dict[str, str] = {}  # session id → the model of its last answer, to report changes
+        self.shown: set[tuple[str, str]] = set()  # (message or part id, what): printed already
+
+    def _first(self, ident: str, what: str) -> bool:
+        """Whether this is new, marking it printed."""
+        if (ident, what) in self.shown:
+            return False
+        self.shown.add((ident, what))
+        return True
+
+    def announce(self, session: str, parent: str, version: str, directory: str, title: str,
+                 created: Any) -> list[Event]:
+        """A session's header line, the first time it is seen."""
+        if session in self.sides:
+            return []
+        side = self.sides[session] = "sub:" + session[-8:] if parent else ""
+        text = f"session {session} (opencode {version or '?'}{', sub-agent of ' + parent if parent else ''})"
+        text += (f" cwd {directory}" if directory else "") + (f" title {title}" if title else "")
+        return [Event("SYS", clean(text), time=parse_timestamp(created), side=side)]
+
+    def message(self, session: str, ident: str, message: dict, parts: list[tuple[str, Any, dict]],
+                final: bool) -> list[Event]:
+        """Events of one message and of its parts (part id, time created, data), in their order."""
+        role = as_text(message.get("role"))
+        times = message.get("time") if isinstance(message.get("time"), dict) else {}
+        when = parse_timestamp(times.get("created"))
+        done = final or opencode_final(message)
+        # An answer's summary: true marks a compaction's summary (a prompt's summary holds its diffs).
+        summary = role == "assistant" and message.get("summary") is True
+        events = self._model(session, message, when) if role == "assistant" else []
+        for part_id, created, part in parts:
+            events += self._part(part_id, part, role, summary, done, parse_timestamp(created) or when)
+        if role == "assistant" and done:
+            ended = parse_timestamp(times.get("completed")) or when
+            if message.get("error") and self._first(ident, "error"):
+                events.append(Event("SYS", opencode_error(message["error"]), time=ended))
+            tokens = message.get("tokens")
+            usage = opencode_usage(tokens) if isinstance(tokens, dict) else Usage()
+            if usage.total and self._first(ident, "usage"):
+                key = ("opencode", ident)
+                events.append(Event("USAGE", time=ended, usage=usage, usage_key=key))
+        for event in events:
+            event.side = self.sides.get(session, "")
+            if role == "assistant":
+                event.response = ("opencode", ident)
+        return events
+
+    def _model(self, session: str, message: dict, when: datetime | None) -> list[Event]:
+        model = "/".join(as_text(message.get(key)) for key in ("providerID", "modelID") if message.get(key))
+        if not model or model == self.models.get(session):
+            return []
+        self.models[session] = model
+        return [Event("SYS", f"model {model}", time=when)]
+
+    def _part(self, ident: str, part: dict, role: str, summary: bool, done: bool,
+              when: datetime | None) -> list[Event]:
+        kind = as_text(part.get("type"))
+        if kind in ("text", "reasoning"):
+            times = part.get("time")
+            if not (done or not isinstance(times, dict) or times.get("end")):
+                return []  # still streaming
+            if part.get("synthetic") or part.get("ignored"):  # context opencode added, never typed
+                return self._skipped(ident, f"{kind} written by opencode", when)
+            text = clean(as_text(part.get("text")))
+            if kind == "reasoning":
+                shown = Event("THINK", text or "[thinking not shown]", time=when)
+            else:
+                shown = Event("COMPACT" if summary else "USER" if role == "user" else "ASSIST", text, time=when)
+            return [shown] if shown.text and self._first(ident, "text") else []
+        if kind == "tool":
+            return self._tool(ident, part, done, when)
+        if kind == "file":
+            url = as_text(part.get("url"))
+            image = DATA_URI.match(url)
+            text = image_note(image.group(1), image.group(2)) if image else \
+                f"[file: {as_text(part.get('filename')) or url or '?'}]"
+            role_name = "USER" if role == "user" else "ASSIST"
+            return [Event(role_name, text, time=when)] if self._first(ident, "file") else []
+        if kind == "compaction" and self._first(ident, "compaction"):
+            return [Event("SYS", f"conversation compacted ({'auto' if part.get('auto') else 'manual'})", time=when)]
+        if kind == "retry" and self._first(ident, "retry"):
+            return [Event("SYS", f"API error (attempt {as_int(part.get('attempt'))}): "
+                                 f"{opencode_error(part.get('error'))}", time=when)]
+        return self._skipped(ident, f"part {kind or '(no type)'}", when)
+
+    def _tool(self, ident: str, part: dict, done: bool, when: datetime | None) -> list[Event]:
+        state = part.get("state") if isinstance(part.get("state"), dict) else {}
+        status = as_text(state.get("status"))
+        times = state.get("time") if isinstance(state.get("time"), dict) else {}
+        call = part.get("callID")
+        events = []
+        if (done or status not in ("", "pending")) and self._first(ident, "call"):
+            events.append(Event("TOOL>", clean(render_tool_input(state.get("input"))),
+                                head=tool_head(part.get("tool") or "?", call),
+                                time=parse_timestamp(times.get("start")) or when, cut=True))
+        if status in ("completed", "error") and self._first(ident, "result"):
+            output = state.get("output") if status == "completed" else state.get("error")
+            head = tool_head(None, call) + (" ERROR" if status == "error" else "")
+            events.append(Event("TOOL<", clean(content_text(output)), head=head,
+                                time=parse_timestamp(times.get("end")) or when, cut=True))
+        return events
+
+    def _skipped(self, ident: str, what: str, when: datetime | None) -> list[Event]:
+        return [Event("SYS", f"? {what}", time=when)] if self.debug and self._first(ident, "skipped") else []
+
+
+# ============================================================================
 # Files
 #   Reading a transcript incrementally (complete lines only, from a byte
 #   offset), choosing its reader from its first line, and surviving anything:
-#   malformed JSON, unknown types, a file that shrinks or disappears.
+#   malformed JSON, unknown types, a file that shrinks or disappears. Reading
+#   opencode's store incrementally: the rows that changed since the last read.
 # ============================================================================
 
 class Transcript:
@@ -1045,11 +1208,151 @@ class Transcript:
         return CodexReader(self.path, self.debug) if is_codex else ClaudeReader(self.path, self.debug)
 
 
+OPENCODE_STORE = "opencode.db"  # the name of opencode's store in its data folder
+SQLITE_HEADER = b"SQLite format 3\x00"  # how every SQLite file begins
+OPENCODE_WAIT = 1.0  # seconds a read waits while the CLI holds its store locked, then calls it unreadable
+# A message is looked at again until this long after it last changed: its parts are rows of their
+# own, written by statements of their own, and rows are committed a little out of the order of their times.
+OPENCODE_SLACK_MS = 10_000
+
+
+def is_store(path: Path) -> bool:
+    """Whether a file is read as opencode's store: named ``*.db``, or an SQLite file by its header."""
+    if path.suffix == ".db":
+        return True
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
+
+
+def sessions_in_scope(rows: list[sqlite3.Row], wanted: list[str] | None) -> list[sqlite3.Row]:
+    """The session rows asked for (all if ``wanted`` is None) and their sub-agents', recursively."""
+    if wanted is None:
+        return rows
+    chosen, children = set(wanted), {}
+    for row in rows:
+        if row["parent_id"]:
+            children.setdefault(row["parent_id"], []).append(row["id"])
+    todo = list(chosen)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in chosen:
+                chosen.add(child)
+                todo.append(child)
+    return [row for row in rows if row["id"] in chosen]
+
+
+class OpencodeStore:
+    """opencode's store being read; to the run it is one more transcript (``read_new`` and the
+    same attributes), its sessions printed oldest first.
+
+    Each read opens the file read-only and asks everything in one transaction, a snapshot (the
+    CLI writes while we read). The queries follow the store's indexes: per session in scope, its
+    messages created since the oldest one still open (less OPENCODE_SLACK_MS), and the parts of
+    those that changed or are still open. A message is open until it is final and
+    OPENCODE_SLACK_MS have passed since it last changed. A row goes to the reader only when its
+    time_updated moved (a message that changed goes with all its parts: one may have become
+    printable by it). Any sqlite3.Error (locked, damaged, not SQLite, no such table) makes the
+    read an error text and changes nothing: the next read asks again.
+    """
+
+    def __init__(self, path: Path, number: int, debug: bool = False, usage_only: bool = False,
+                 sessions: Callable[[], list[str] | None] = lambda: None) -> None:
+        self.path = path
+        self.number = number  # unique per run: the ledger's handle for this store
+        self.debug = debug
+        self.usage_only = usage_only  # --totals: only the messages are read, not their parts
+        self.sessions = sessions  # the session ids asked for, asked again at each read (None: all)
+        self.reader = OpencodeReader(debug)
+        self.offset = 0  # rows read so far: how the run sees the store grow
+        self.versions: dict[str, Any] = {}  # message or part id → its time_updated when last read
+        self.open: dict[str, int] = {}  # message id → its time_created, while it may still change
+        self.since: dict[str, int] = {}  # session id → the time_created its next read starts from
+        self.totals = Totals()
+        self.started = False  # the file header has been printed
+        self.last_time: datetime | None = None  # the latest time of an event read
+
+    def read_new(self, final: bool) -> tuple[list[Event], str | None]:
+        """Events of the rows that changed since the last call; an error text if unreadable."""
+        try:
+            sessions, messages, parts = self._query()
+        except sqlite3.Error as error:
+            return [], f"{self.path}: not readable as opencode's store ({error})"
+        now = time.time() * 1000
+        events: list[Event] = []
+        for session in sessions:
+            ident = session["id"]
+            events += self.reader.announce(ident, as_text(session["parent_id"]), as_text(session["version"]),
+                                           as_text(session["directory"]), as_text(session["title"]),
+                                           session["time_created"])
+            rows = messages[ident]
+            for row in rows:
+                events += self._message(ident, row, parts.get(row["id"], []), final, now)
+            newest = max((as_int(row["time_created"]) for row in rows), default=self.since.get(ident, 0))
+            self.since[ident] = min((self.open[row["id"]] for row in rows if row["id"] in self.open), default=newest)
+        for event in events:
+            if event.time and (self.last_time is None or event.time > self.last_time):
+                self.last_time = event.time
+        return events, None
+
+    def _query(self) -> tuple[list[sqlite3.Row], dict[str, list[sqlite3.Row]], dict[str, list[sqlite3.Row]]]:
+        """The sessions in scope, each one's messages that may be new or changed, and their parts."""
+        uri = self.path.resolve().as_uri() + "?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=OPENCODE_WAIT, isolation_level=None)) as db:
+            db.row_factory = sqlite3.Row
+            db.execute("begin")  # one snapshot for every query below
+            sessions = sessions_in_scope(db.execute(
+                "select id, parent_id, directory, title, version, time_created from session "
+                "order by time_created, id").fetchall(), self.sessions())
+            messages, parts = {}, {}
+            for session in sessions:
+                rows = messages[session["id"]] = db.execute(
+                    "select id, time_created, time_updated, data from message where session_id = ? "
+                    "and time_created >= ? order by time_created, id",
+                    [session["id"], self.since.get(session["id"], 0) - OPENCODE_SLACK_MS]).fetchall()
+                for row in [] if self.usage_only else rows:
+                    if row["id"] in self.open or self.versions.get(row["id"]) != row["time_updated"]:
+                        parts[row["id"]] = db.execute("select id, time_created, time_updated, data from part "
+                                                      "where message_id = ? order by id", [row["id"]]).fetchall()
+        return sessions, messages, parts
+
+    def _message(self, session: str, row: sqlite3.Row, part_rows: list[sqlite3.Row], final: bool,
+                 now: float) -> list[Event]:
+        """Events of a message row if it or its parts changed; notes whether it is still open."""
+        ident, updated = row["id"], row["time_updated"]
+        changed = self.versions.get(ident) != updated
+        fresh = [part for part in part_rows if changed or self.versions.get(part["id"]) != part["time_updated"]]
+        if not changed and not fresh and ident not in self.open:
+            return []  # settled long ago, read again only because it is recent
+        message = _json_or_none(row["data"])
+        self.versions[ident] = updated
+        self.versions.update((part["id"], part["time_updated"]) for part in fresh)
+        self.offset += changed + len(fresh)
+        if not isinstance(message, dict):
+            self.open.pop(ident, None)
+            return [Event("SYS", f"? message {ident} is not a JSON object")] if self.debug else []
+        if opencode_final(message) and now - as_int(updated) > OPENCODE_SLACK_MS:
+            self.open.pop(ident, None)
+        else:
+            self.open[ident] = as_int(row["time_created"])
+        if not changed and not fresh:
+            return []
+        decoded = [(part["id"], part["time_created"], data) for part in fresh
+                   if isinstance(data := _json_or_none(part["data"]), dict)]
+        try:
+            return self.reader.message(session, ident, message, decoded, final)
+        except (TypeError, ValueError, AttributeError, KeyError) as error:
+            # A shape no reader expected: say so under --debug, never stop the run.
+            return [Event("SYS", f"? message {ident} not understood ({error})")] if self.debug else []
+
+
 # ============================================================================
 # Finding
-#   Paths given on the command line (files, or folders searched for *.jsonl),
-#   and an agent's transcripts found from agents.toml, the backend's env and
-#   the session ids agents.py recorded in its state.json.
+#   Paths given on the command line (files, opencode stores, or folders
+#   searched for *.jsonl), and an agent's transcripts found from agents.toml,
+#   the backend's env and the session ids agents.py recorded in its state.json.
 # ============================================================================
 
 class UsageError(Exception):
@@ -1061,13 +1364,15 @@ class RuntimeProblem(Exception):
 
 
 def expand_paths(paths: Iterable[Path], quiet_missing: bool = False) -> list[Path]:
-    """Files as given; folders searched recursively for ``*.jsonl``, sorted.
-    A session file sorts before its ``<session>/subagents/`` folder."""
+    """Files as given; folders searched recursively for ``*.jsonl``, sorted, then
+    the opencode store a folder holds (``opencode.db`` or ``opencode/opencode.db``:
+    the data folder). A session file sorts before its ``<session>/subagents/`` folder."""
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
             # Sorted as strings: "<session>.jsonl" before "<session>/subagents/…".
             found += sorted((p for p in path.rglob("*.jsonl") if p.is_file()), key=str)
+            found += [store for store in (path / OPENCODE_STORE, path / "opencode" / OPENCODE_STORE) if store.is_file()]
         elif path.is_file():
             found.append(path)
         elif not quiet_missing:
@@ -1085,7 +1390,7 @@ def project_slug(cwd: Path) -> str:
 
 # The built-in backend presets of agents.py and the transcript format of each.
 PRESET_TRANSCRIPTS = {"claude": "claude", "codex": "codex", "gemini": "gemini", "aider": "none",
-                      "opencode": "none", "shell": "none"}
+                      "opencode": "opencode", "shell": "none"}
 
 
 @dataclass
@@ -1093,10 +1398,10 @@ class AgentSource:
     """Where an agent's transcripts are, as resolved from agents.toml."""
 
     name: str
-    format: str  # "claude", "codex", "gemini" or "none"
+    format: str  # "claude", "codex", "gemini", "opencode" or "none"
     cwd: Path  # the agent's working folder (absolute)
     # The CLI's data folder: CLAUDE_CONFIG_DIR or ~/.claude; CODEX_HOME or ~/.codex;
-    # $GEMINI_CLI_HOME/.gemini or ~/.gemini.
+    # $GEMINI_CLI_HOME/.gemini or ~/.gemini; $XDG_DATA_HOME/opencode or ~/.local/share/opencode.
     home: Path
     session_ids: list[str]
     # Codex agents sharing this cwd and home (in config order, this one included) and the session
@@ -1112,7 +1417,18 @@ class AgentSource:
             return self._codex_files()
         if self.format == "gemini":
             return self._gemini_files()
+        if self.format == "opencode":  # one store; its sessions() says which of its sessions are the agent's
+            return [self.store] if self.store.is_file() else []
         return []
+
+    @property
+    def store(self) -> Path:
+        """opencode's store: every session of every agent that shares the data folder."""
+        return self.home / OPENCODE_STORE
+
+    def sessions(self, store: Path) -> list[str] | None:
+        """The sessions of ``store`` that are the agent's (with their sub-agents'); None: all of them."""
+        return self.session_ids if self.format == "opencode" and store == self.store else None
 
     def _claude_files(self) -> list[Path]:
         projects = self.home / "projects"
@@ -1267,7 +1583,18 @@ def where_transcripts_are(data: dict, folder: Path, agent: dict, defaults: dict)
         return transcripts, cwd, data_dir("CLAUDE_CONFIG_DIR", ".claude")
     if transcripts == "gemini":  # GEMINI_CLI_HOME stands in for the home folder, not for .gemini
         return transcripts, cwd, data_dir("GEMINI_CLI_HOME", "") / ".gemini"
+    if transcripts == "opencode":
+        return transcripts, cwd, data_dir("XDG_DATA_HOME", ".local/share") / "opencode"
     return transcripts, cwd, home
+
+
+@dataclass
+class Sources:
+    """What a run reads, asked again while following (folders re-scanned, --agent re-resolved)."""
+
+    files: Callable[[], list[Path]]  # the transcripts and stores to read now
+    # The sessions of an opencode store to read (their sub-agents' come with them); None: all.
+    sessions: Callable[[Path], list[str] | None] = lambda store: None
 
 
 # ============================================================================
@@ -1343,18 +1670,22 @@ class Printer:
 class Run:
     """Reads transcripts and prints them: once, or following them as they grow."""
 
-    def __init__(self, printer: Printer, options: Options, sources: Callable[[], list[Path]]) -> None:
+    def __init__(self, printer: Printer, options: Options, sources: Sources) -> None:
         self.printer = printer
         self.options = options
-        self.sources = sources  # returns the files to read now (folders re-scanned, --agent re-resolved)
+        self.sources = sources
         self.ledger = Ledger()
-        self.files: dict[Path, Transcript] = {}
+        self.files: dict[Path, Transcript | OpencodeStore] = {}
         self.errors: list[str] = []
 
-    def transcript(self, path: Path) -> Transcript:
+    def transcript(self, path: Path) -> Transcript | OpencodeStore:
         if path not in self.files:
-            self.files[path] = Transcript(path, len(self.files), self.options.debug,
-                                          usage_only=self.options.totals_only and not self.options.debug)
+            usage_only = self.options.totals_only and not self.options.debug
+            if is_store(path):
+                self.files[path] = OpencodeStore(path, len(self.files), self.options.debug, usage_only,
+                                                 sessions=lambda: self.sources.sessions(path))
+            else:
+                self.files[path] = Transcript(path, len(self.files), self.options.debug, usage_only)
         return self.files[path]
 
     def pump(self, path: Path, final: bool) -> bool:
@@ -1381,7 +1712,7 @@ class Run:
         self.printer.emit(out)
         return record.offset != before
 
-    def settle(self, record: Transcript) -> None:
+    def settle(self, record: Transcript | OpencodeStore) -> None:
         """A file has gone quiet or ended: print its held-back usage."""
         self.printer.emit(self.ledger.flush(record.number, record.totals))
 
@@ -1399,7 +1730,7 @@ class Run:
         self.printer.flush()
 
     def once(self) -> int:
-        paths = self.sources()
+        paths = self.sources.files()
         if not paths:
             raise RuntimeProblem("no transcripts found")
         for path in paths:
@@ -1429,7 +1760,7 @@ class Run:
         try:
             while not stop["now"]:
                 if time.monotonic() - last_scan >= rescan:
-                    paths, last_scan = self.sources(), time.monotonic()
+                    paths, last_scan = self.sources.files(), time.monotonic()
                 for path in paths:
                     if stop["now"]:
                         break
@@ -1456,8 +1787,8 @@ class Run:
 
 OVERVIEW = """\
 Render coding-agent transcripts (Claude Code session files, Codex rollouts,
-Gemini CLI chats) as plain, greppable text: one block per event, every line
-starting with
+Gemini CLI chats, opencode's store opencode.db) as plain, greppable text: one
+block per event, every line starting with
 
   HH:MM:SS ROLE    [sub:AGENT] text
 
@@ -1477,13 +1808,16 @@ starting with
                      is counted in the first file it appears in), then a grand
                      total when there are several files
   [sub:X]   only on lines of a sub-agent (Claude Code sidechains, Codex and Gemini
-            sub-agents)
+            sub-agents, opencode sub-agent sessions: the last 8 characters of
+            the session id)
 
 The role column is padded to 7 characters, so the text always starts in the
 same column (the 18th). A block's further lines repeat the prefix and indent
 the text by two spaces: `grep ASSIST` finds all of every answer. Files are
 printed one after the other; a Claude Code session's sub-agents are files of
-their own under <session>/subagents/, printed after it.
+their own under <session>/subagents/, printed after it. An opencode store is
+one file: its sessions are printed oldest first, each after a "SYS session"
+line (a sub-agent's names the session that started it).
 
 Stripped: ANSI escapes, base64 images (shown as [image: image/png, 12.3 KB]),
 <system-reminder> blocks and similar injected context (<environment_context>,
@@ -1502,7 +1836,11 @@ reasoning. Gemini CLI writes a message again whenever it changes (first
 without its tool calls, then with them) and lists old messages again on
 resume: each message id is one response, each part (text, thought, tool call,
 tool result) is printed once; in= is its input minus the cached part plus
-tool-use prompt tokens, out= its output plus thoughts."""
+tool-use prompt tokens, out= its output plus thoughts. opencode rewrites a
+message row as it grows: each message id is one response, counted once with
+its final figures; in= is its tokens.input (which excludes the cached part),
+out= output plus reasoning, cache_creation= and cache_read= its cache write
+and read; the step-finish parts repeat those figures and are not counted."""
 
 EPILOG = """\
 examples:
@@ -1512,6 +1850,9 @@ examples:
                                   every session of a project, sub-agents included
   agent-log.py ~/.codex/sessions/2026/11/23/
                                   a day of Codex rollouts
+  agent-log.py ~/.local/share/opencode/opencode.db
+                                  every session in opencode's store (the folder
+                                  ~/.local/share or ~/.local/share/opencode does too)
   agent-log.py --agent builder    the builder's sessions, found from ./agents.toml
   agent-log.py --agent builder --config team/agents.toml -f
                                   follow the builder live, across its restarts
@@ -1537,7 +1878,10 @@ finding an agent's transcripts (--agent NAME):
   cwd. For a Gemini CLI backend: under $GEMINI_CLI_HOME/.gemini (else
   $HOME/.gemini), tmp/*/chats/session-*-<first 8 of the id>.jsonl whose header
   names a recorded session id, plus its sub-agents' chats/<session id>/*.jsonl.
-  agents.py is not imported: this file stands alone.
+  For an opencode backend: $XDG_DATA_HOME (else $HOME/.local/share)/opencode/
+  opencode.db, only the sessions recorded for the agent and their sub-agent
+  sessions (parent_id), recursively. agents.py is not imported: this file
+  stands alone.
 
 following (-f):
   Prints everything there is, then polls every --interval seconds for lines
@@ -1545,12 +1889,18 @@ following (-f):
   restarted agent's new session is picked up). A line is printed once it is
   complete; a response's USAGE line once its file has been quiet for a moment
   (2 s), as older Claude Code versions write a response's blocks seconds
-  apart. Ctrl-C or SIGTERM ends it and prints the totals.
+  apart. An opencode store is queried each --interval for the rows that
+  changed: new messages and parts, and a part that changed prints what it
+  gained once (a tool call that completed: its result); a text once it is
+  complete; a message's USAGE once it is final (time.completed or finish set).
+  Ctrl-C or SIGTERM ends it and prints the totals.
 
 robustness:
   Unknown line types, unknown content blocks and malformed lines are skipped;
   --debug shows each as "SYS     ? <type>". A half-written last line is read
-  once it is complete.
+  once it is complete. opencode's store is opened read-only; while the CLI
+  holds it locked (over a second), or when it is damaged or no SQLite file,
+  one line says so and the run goes on (exit 1 at the end unless following).
 
 exit codes:
   0 ok   1 nothing found or a file unreadable   2 usage or config error"""
@@ -1560,7 +1910,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agent-log.py", description=OVERVIEW, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="*", metavar="PATH", type=Path,
-                        help="transcript files, or folders searched recursively for *.jsonl")
+                        help="transcript files, opencode stores (opencode.db), or folders searched "
+                             "recursively for *.jsonl (and holding opencode.db or opencode/opencode.db)")
     source = parser.add_argument_group("finding an agent's transcripts")
     source.add_argument("--agent", metavar="NAME", help="read the transcripts of this agent of agents.toml")
     source.add_argument("--config", metavar="FILE", type=Path,
@@ -1583,34 +1934,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def sources_for(args: argparse.Namespace) -> Callable[[], list[Path]]:
-    """A function returning the files to read now (called again when following)."""
+def sources_for(args: argparse.Namespace) -> Sources:
+    """What to read: the files now (called again when following), and the sessions of a store."""
     if args.agent:
         config = args.config or default_config()
         agent = agent_source(config, args.agent)
         if agent.format == "none":
             raise UsageError(f"{config}: agent {args.agent!r} uses a backend that keeps no transcripts "
-                             "(set transcripts = \"claude\", \"codex\" or \"gemini\" on its [backend.*])")
-        if agent.format in ("claude", "gemini") and not agent.session_ids:
-            folder = agent.home / "projects" / project_slug(agent.cwd) if agent.format == "claude" else agent.home / "tmp"
+                             "(set transcripts = \"claude\", \"codex\", \"gemini\" or \"opencode\" "
+                             "on its [backend.*])")
+        if agent.format in ("claude", "gemini", "opencode") and not agent.session_ids:
+            folder = {"claude": agent.home / "projects" / project_slug(agent.cwd), "gemini": agent.home / "tmp",
+                      "opencode": agent.store}[agent.format]
             raise RuntimeProblem(f"no session ids recorded for agent {args.agent!r} (has agents.py started it?); "
                                  f"its project's transcripts are in {folder}")
         extra = list(args.paths)
 
         def agent_files() -> list[Path]:
             # Read state.json again each time: a restarted agent has a new session id.
+            nonlocal agent
             try:
-                current = agent_source(config, args.agent)
+                agent = agent_source(config, args.agent)
             except UsageError:
-                current = agent  # the config is being edited: keep what we had
-            return current.files() + expand_paths(extra, quiet_missing=True)
+                pass  # the config is being edited: keep what we had
+            return agent.files() + expand_paths(extra, quiet_missing=True)
 
-        return agent_files
+        return Sources(agent_files, lambda store: agent.sessions(store))
     if not args.paths:
         raise UsageError("name transcript files or folders, or --agent NAME (see --help)")
     paths = list(args.paths)
     expand_paths(paths, quiet_missing=args.follow)  # a missing path is an error now, not later
-    return lambda: expand_paths(paths, quiet_missing=True)
+    return Sources(lambda: expand_paths(paths, quiet_missing=True))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -345,3 +345,4 @@ def test_tokens_scan_reads_an_opencode_store_per_session(tmp_path):
     (row,) = json.loads(out.stdout)["rows"]
     assert (row["name"], row["files"]) == ("ses_dacd8634cffeo7JHGDsy7uOB4H", 1)
     assert scan_total(store.path) == [2619, 159, 0, 390]  # 3 answers: 882+873+864 in, 52+53+54 out, 120+130+140 read
+    assert agent_log_total(store.path) == [2619, 159, 0, 390]
