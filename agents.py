@@ -3032,7 +3032,7 @@ class World(dict):
 
     repo: RepoView | None = None  # None: no [loop], nothing to read
     tokens: dict[str, list[int]] | None = None  # None: not read this tick
-    held: dict[str, Any] | None = None  # agent → the sessions its CLI was seen in (Codex: holding; opencode: begun)
+    held: dict[str, Sighting] | None = None  # agent → the sessions its CLI was seen in (Codex: holding; opencode: begun)
 
 
 def observe_repo(cfg: Config, git: Git, state: dict, now: float) -> RepoView | None:
@@ -3159,29 +3159,39 @@ def conversation_named(resumed: str) -> str:
     return "its last conversation" if resumed == LAST_CONVERSATION else f"session {resumed}"
 
 
-def session_news(cfg: Config, state: dict, name: str, sessions: Iterable[str]) -> tuple[str, dict] | None:
+@dataclass
+class Sighting:
+    """The sessions an agent's CLI was seen in, each kind oldest first: its own (a life's
+    conversation: the rollout Codex holds open, a session opencode began in its folder) and its
+    sub-agents' (counted, never resumed). ``via`` says how they were seen; ``shared_with`` names
+    the other agents whose sessions cannot be told apart from its own (opencode in one folder)."""
+
+    own: list[str]
+    subs: list[str] = field(default_factory=list)
+    cli: str = "Codex"
+    via: str = "its CLI holds the rollout open"
+    shared_with: list[str] = field(default_factory=list)
+
+
+def session_news(state: dict, name: str, seen: Sighting) -> tuple[str, dict] | None:
     """Of the sessions agent ``name``'s CLI was seen in, those not yet recorded for any agent: the
     event's reason and the record's memory that records them (None: nothing new). The oldest new
-    one is a new life's own session: a later one is a `codex exec` its tools ran, or an opencode
-    sub-agent, never the conversation to resume. A set is ordered by id (Codex ids are UUIDv7,
-    time-ordered); a list is taken in its order (opencode's, by creation time). opencode sessions
-    of agents sharing a folder and a store are the first sharer's bill, and nobody's to resume."""
-    known = {session for agent in cfg.agents for session in record_of(state, agent.name).session_ids}
-    new = [session for session in (sorted(sessions) if isinstance(sessions, (set, frozenset)) else sessions)
-           if session not in known]
-    if not new:
+    own one is a new life's session; a later one is a `codex exec` its tools ran, never the
+    conversation to resume. Sessions shared with other agents are billed here and resumed by none."""
+    known = {session for record in state.get("units", {}).values() for session in record.session_ids}
+    own = [session for session in seen.own if session not in known]
+    subs = [session for session in seen.subs if session not in known]
+    if not own and not subs:
         return None
-    record, unit = record_of(state, name), cfg.unit(name)
-    if isinstance(unit, Agent) and cfg.backends[unit.backend].transcripts == "opencode":
-        shared = opencode_sharers(cfg).get(name, [])
-        reason = f"opencode session {', '.join(new)} is {name}'s: it began in {name}'s folder"
-        if shared:
-            reason += f" (shared with {', '.join(other for other in shared if other != name)}: billed here, never resumed)"
-        life = record.life_session or ("" if shared else new[0])
-    else:
-        reason, life = f"Codex session {', '.join(new)} is {name}'s: its CLI holds the rollout open", \
-            record.life_session or new[0]
-    return reason, {"session_ids": [*record.session_ids, *new][-MAX_SESSION_IDS:], "life_session": life}
+    record = record_of(state, name)
+    found = [f"{seen.cli} session {', '.join(own)} is {name}'s: {seen.via}"] if own else []
+    if subs:
+        found.append(f"{seen.cli} sub-agent session {', '.join(subs)} is {name}'s: one of its sessions started it")
+    reason = "; ".join(found)
+    if seen.shared_with:
+        reason += f" (shared with {', '.join(seen.shared_with)}: billed here, never resumed)"
+    life = record.life_session or ("" if seen.shared_with or not own else own[0])
+    return reason, {"session_ids": [*record.session_ids, *own, *subs][-MAX_SESSION_IDS:], "life_session": life}
 
 
 def launch_plan(cfg: Config, unit: Agent | Service, session_id: str | None,
@@ -3397,8 +3407,8 @@ class Team:
         """
         record = record_of(state, unit.name)
         backend = backend_of(self.cfg, unit)
-        if resume and isinstance(unit, Agent) and backend.transcripts in ("codex", "opencode") and backend.resume_args:
-            self.note_own_session(unit, record, state, now, processes)  # before its CLI ends: the session to resume
+        if isinstance(unit, Agent) and backend.transcripts in ("codex", "opencode"):
+            self.note_own_session(unit, record, state, now, processes)  # before its CLI ends: to resume, and to bill
         self.stop(unit, panes, processes)
         import uuid
 
@@ -3455,14 +3465,14 @@ class Team:
         transcripts = self.cfg.backends[unit.backend].transcripts
         try:
             if transcripts == "codex":
-                seen: Iterable[str] = rollouts_held_open(self.cfg, [unit.name], processes).get(unit.name, set())
-            elif transcripts == "opencode":
-                seen = opencode_sessions(self.cfg, state, [unit.name]).get(unit.name, [])
+                seen = codex_sightings(self.cfg, [unit.name], processes).get(unit.name)
             else:
-                return
-        except OSError:
+                seen = opencode_sessions(self.cfg, state, [unit.name]).get(unit.name)
+        except OSError as error:
+            self.events.emit("tokens-failed", unit.name, f"looking for its session before the restart: {error}",
+                             now=now)
             return
-        news = session_news(self.cfg, state, unit.name, seen)
+        news = session_news(state, unit.name, seen) if seen is not None else None
         if news is not None:
             remember(record, news[1])
             self.events.emit("transcript", unit.name, news[0], now=now)
@@ -4460,7 +4470,7 @@ def check_transcripts(cfg: Config, state: dict, world: World, now: float) -> lis
     by this."""
     actions = []
     for name, sessions in sorted((world.held or {}).items()):
-        news = session_news(cfg, state, name, sessions) if cfg.unit(name) is not None else None
+        news = session_news(state, name, sessions) if cfg.unit(name) is not None else None
         if news is not None:
             actions.append(Action("event", name, news[0], purpose="transcript", memory=news[1]))
     return actions
@@ -4878,7 +4888,7 @@ class Watchdog:
 
     HOLDERS_EVERY = 10.0  # seconds between looks for the sessions CLIs chose themselves
 
-    def observe_holders(self, cfg: Config, state: dict, now: float) -> dict[str, Any]:
+    def observe_holders(self, cfg: Config, state: dict, now: float) -> dict[str, Sighting]:
         """The sessions CLIs chose themselves: the rollouts each Codex agent's CLI holds open now, and
         the sessions opencode began in each opencode agent's folder in this life. Each is the agent's
         session (a heal resumes into it), and where agents share a folder, tells whose is whose.
@@ -4892,9 +4902,9 @@ class Watchdog:
         if not (codex or opencode) or 0 <= now - self.holders_read_at < self.HOLDERS_EVERY:
             return {}
         self.holders_read_at = now
-        seen: dict[str, Any] = {}
+        seen: dict[str, Sighting] = {}
         try:
-            seen.update(rollouts_held_open(cfg, codex) if codex else {})
+            seen.update(codex_sightings(cfg, codex) if codex else {})
         except Exception as error:
             self.report_failure("tokens-failed", f"looking for the CLIs holding Codex rollouts: {error!r}", now)
         try:
@@ -5687,6 +5697,11 @@ def rollouts_held_open(cfg: Config, names: Iterable[str], table: ProcessTable | 
     return {name: sessions for name, sessions in held.items() if sessions}
 
 
+def codex_sightings(cfg: Config, names: Iterable[str], table: ProcessTable | None = None) -> dict[str, Sighting]:
+    """``rollouts_held_open`` as sightings: ordered by id (Codex ids are UUIDv7, time-ordered)."""
+    return {name: Sighting(sorted(sessions)) for name, sessions in rollouts_held_open(cfg, names, table).items()}
+
+
 def files_written_by(pid: int) -> list[str]:
     """The files a process holds open for writing, from /proc (none where it cannot be read)."""
     found = []
@@ -5719,15 +5734,17 @@ def rollout_owners(cfg: Config, state: dict, held: dict[str, set[str]]) -> dict[
 # agent's folder and the time, and its messages are read by the time they last changed.
 
 OPENCODE_STORE = "opencode.db"
-OPENCODE_SLACK_MS = 2000  # a session made this long before the life's recorded start is still its own
+OPENCODE_SLACK_MS = 2000  # a session made this close to a life's start or end is its; rows read again this far back
 
 
 @contextlib.contextmanager
 def opened_store(path: Path) -> Iterator[Any]:
     """A read-only connection to a CLI's SQLite store (None if there is none). Its writer holds it
     for moments: a query waits up to a second, then an ``OSError`` says why it could not be read."""
-    import sqlite3  # only opencode agents need it
-
+    try:
+        import sqlite3  # only opencode agents need it
+    except ImportError as error:  # a Python built without it
+        raise OSError(f"{path}: Python's sqlite3 module is missing ({error})") from None
     if not path.is_file():
         yield None
         return
@@ -5748,40 +5765,49 @@ def opencode_sharers(cfg: Config) -> dict[str, list[str]]:
     return {name: group for group in groups.values() if len(group) > 1 for name in group}
 
 
-def opencode_sessions(cfg: Config, state: dict, names: Iterable[str]) -> dict[str, list[str]]:
-    """For each opencode agent in ``names``: the sessions opencode began in its folder since its
-    current life started, and the sub-agent sessions of any of its sessions, oldest first (none
-    already recorded). Where agents share a folder and a store, a session there is the first
-    sharer's."""
+def opencode_sessions(cfg: Config, state: dict, names: Iterable[str]) -> dict[str, Sighting]:
+    """For each opencode agent in ``names``: the sessions opencode began in its folder while its
+    current life ran (from its start, to its end if it is stopped, exited or failed), and the
+    sub-agent sessions any of its sessions started, none already recorded. Where agents share a
+    folder and a store, a session there is the first sharer's, and no sharer's to resume."""
     wanted, sharers = set(names), opencode_sharers(cfg)
     stores: dict[Path, list[Agent]] = {}
     for agent in cfg.agents:
         if cfg.backends[agent.backend].transcripts == "opencode":
             stores.setdefault(transcript_home(cfg, agent) / OPENCODE_STORE, []).append(agent)
-    owners = {session: agent.name for agent in cfg.agents for session in record_of(state, agent.name).session_ids}
-    found: dict[str, list[str]] = {}
+    owners = {session: name for name, record in state.get("units", {}).items() for session in record.session_ids}
+    found: dict[str, Sighting] = {}
     for store, agents in stores.items():
-        starts = {agent.name: record_of(state, agent.name).started_at * 1000 - OPENCODE_SLACK_MS
-                  for agent in agents if record_of(state, agent.name).started_at}
-        if not starts or not any(agent.name in wanted for agent in agents):
+        lives = {agent.name: opencode_life(record_of(state, agent.name)) for agent in agents}
+        lives = {name: life for name, life in lives.items() if life is not None}
+        if not lives or not any(agent.name in wanted for agent in agents):
             continue
         with opened_store(store) as db:
             rows = db.execute("select id, parent_id, directory, time_created from session where time_created >= ? "
-                              "order by time_created, id", [min(starts.values())]).fetchall() if db else []
+                              "order by time_created, id", [min(start for start, _ in lives.values())]).fetchall() \
+                if db else []
         for session, parent, directory, created in rows:
             if session in owners:
                 continue
-            if parent:
-                owner = owners.get(parent)
-            else:
-                owner = next((agent.name for agent in agents if str(agent.folder) == directory
-                              and created >= starts.get(agent.name, math.inf)), None)
-                owner = sharers.get(owner, [owner])[0] if owner else None
-            if owner is not None:
-                owners[session] = owner
-                if owner in wanted:
-                    found.setdefault(owner, []).append(session)
+            owner = owners.get(parent) if parent else next(
+                (agent.name for agent in agents if str(agent.folder) == directory and agent.name in lives
+                 and lives[agent.name][0] <= created <= lives[agent.name][1]), None)
+            if owner is None:
+                continue
+            owner = owners[session] = sharers.get(owner, [owner])[0]
+            if owner in wanted:
+                seen = found.setdefault(owner, Sighting([], cli="opencode", via=f"it began in {owner}'s folder",
+                                                        shared_with=[o for o in sharers.get(owner, []) if o != owner]))
+                (seen.subs if parent else seen.own).append(session)
     return found
+
+
+def opencode_life(record: UnitRecord) -> tuple[float, float] | None:
+    """When the agent's current life ran, in ms, with a little slack each side (None: never started)."""
+    if not record.started_at:
+        return None
+    ended = record.since * 1000 + OPENCODE_SLACK_MS if record.lifecycle in ("stopped", "exited", "failed") else math.inf
+    return record.started_at * 1000 - OPENCODE_SLACK_MS, ended
 
 
 def opencode_figures(tokens: dict) -> list[int]:
@@ -5795,8 +5821,10 @@ def read_opencode_session(db: Any, session: str, cursor: TokenCursor, ledger: To
                           group: str) -> TokenCursor:
     """Count what one opencode session's messages gained since ``cursor`` (its ``offset``: the last
     change read, in ms). A message is rewritten as it grows: it is read again, and counts once."""
+    # From a little before the last change read: a row committed late, or a clock stepped back, is
+    # still seen (what was counted already counts nothing again).
     rows = db.execute("select id, time_updated, data from message where session_id = ? and time_updated >= ? "
-                      "order by time_updated", [session, cursor.offset]).fetchall()
+                      "order by time_updated", [session, cursor.offset - OPENCODE_SLACK_MS]).fetchall()
     for message, updated, data in rows:
         with contextlib.suppress(ValueError, AttributeError):
             line = json.loads(data)
@@ -5853,6 +5881,7 @@ class TokenBook:
         for name, sessions in rollouts_held_open(cfg, sharers.keys()).items():
             self.held.setdefault(name, set()).update(sessions)
         owners = rollout_owners(cfg, state, self.held) if sharers else None
+        sighted = self.opencode_sightings(cfg, state)
         for agent in cfg.agents:
             if cfg.backends[agent.backend].transcripts == "none":
                 continue
@@ -5862,8 +5891,10 @@ class TokenBook:
             if home is None:
                 home = self.homes[agent.name] = transcript_home(cfg, agent)
             if cfg.backends[agent.backend].transcripts == "opencode":
+                seen = sighted.get(agent.name, Sighting([]))
                 try:
-                    self.read_store(agent.name, record_of(state, agent.name), home / OPENCODE_STORE)
+                    self.read_store(agent.name, [*record_of(state, agent.name).session_ids, *seen.own, *seen.subs],
+                                    home / OPENCODE_STORE)
                 except OSError as error:
                     self.problems.append(f"reading {agent.name}'s opencode sessions: {error}")
                 continue
@@ -5883,10 +5914,20 @@ class TokenBook:
                         if name.split("\t", 1)[0] in names})
         return figures  # per agent, and per agent and model as "agent\tmodel"
 
-    def read_store(self, name: str, record: UnitRecord, store: Path) -> None:
+    def opencode_sightings(self, cfg: Config, state: dict) -> dict[str, Sighting]:
+        """The sessions opencode agents began that the state does not record yet (the watchdog's look
+        records them after this read): counted in this read, so a phase closed now gets them."""
+        names = [agent.name for agent in cfg.agents if cfg.backends[agent.backend].transcripts == "opencode"]
+        try:
+            return opencode_sessions(cfg, state, names) if names else {}
+        except OSError as error:
+            self.problems.append(f"looking for the sessions opencode began: {error}")
+            return {}
+
+    def read_store(self, name: str, sessions: list[str], store: Path) -> None:
         """Read what an opencode agent's sessions gained: one cursor per session (``<store>#<id>``)."""
         with opened_store(store) as db:
-            for session in record.session_ids if db else []:
+            for session in sessions if db else []:
                 key = f"{store}#{session}"
                 cursor = self.cursors.get(key, TokenCursor())
                 moved = read_opencode_session(db, session, cursor, self.ledger, name)
@@ -6530,9 +6571,12 @@ def scan_files(paths: list[Path]) -> list[list]:
     for path in paths:
         tape = TokenTape()
         if path.name.endswith(".db"):
-            with contextlib.suppress(OSError), opened_store(path) as db:
-                for (session,) in db.execute("select id from session order by time_created, id") if db else []:
-                    read_opencode_session(db, session, TokenCursor(), tape, session)  # type: ignore[arg-type]
+            try:
+                with opened_store(path) as db:
+                    for (session,) in db.execute("select id from session order by time_created, id") if db else []:
+                        read_opencode_session(db, session, TokenCursor(), tape, session)  # type: ignore[arg-type]
+            except OSError as error:
+                print(f"warning: {error}; not counted (is it opencode's store?)", file=sys.stderr)
         else:
             read_transcript(path, TokenCursor(), tape, final=False)  # type: ignore[arg-type]
         out.append(tape.counted)

@@ -5,13 +5,14 @@ Usage: python3 bench/opencode_store.py [--sessions N] [--messages M] [--runs R]
 
 Builds a store with opencode 1.18.33's session and message tables (the schema of the fixture
 tests/fixtures/transcripts/opencode-1.18.33/opencode.sql) holding N sessions of one agent
-(all recorded in its state, as after months of heals: agents.py keeps up to 1,000) with M
-assistant messages each, then times, best of R:
+(all recorded in its state; agents.py keeps up to 1,000 per agent) with M assistant
+messages each, 10 s apart, then times, best of R:
 
   first read        TokenBook.read from nothing (every message counted once)
   idle read         the next read, nothing changed (the watchdog's usual tick)
   one message grew  the newest message rewritten with more output (as opencode does) and read
   session look      opencode_sessions: the sessions begun in the agent's folder in this life
+                    (the life set as old as the store: every session row is looked at)
 
 and checks the totals equal what was written. Standard library and agents.py only.
 """
@@ -30,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "transcripts" / "opencode-1.18.33" / "opencode.sql"
+SPACING_MS = 10_000  # between two answers of the agent: each is written over some seconds
 
 
 def load_agents():
@@ -48,14 +50,15 @@ def build(store: Path, folder: Path, sessions: int, messages: int, start_ms: int
         for s in range(sessions):
             session = f"ses_{sessions - s:08d}"
             ids.append(session)
+            created = start_ms + s * messages * SPACING_MS
             db.execute("insert into session (id, project_id, slug, directory, title, version, time_created, "
                        "time_updated) values (?, 'global', 's', ?, 't', '1.18.33', ?, ?)",
-                       (session, str(folder), start_ms + s, start_ms + s))
+                       (session, str(folder), created, created))
             rows = []
             for m in range(messages):
                 data = json.dumps({"role": "assistant", "modelID": "mock-model", "tokens": {
                     "input": 1000, "output": 50, "reasoning": 5, "cache": {"read": 200, "write": 0}}})
-                at = start_ms + s * messages + m
+                at = start_ms + (s * messages + m) * SPACING_MS
                 rows.append((f"msg_{s:06d}_{m:06d}", session, at, at, data))
             db.executemany("insert into message values (?, ?, ?, ?, ?)", rows)
         db.commit()
@@ -89,9 +92,11 @@ def main() -> int:
         cfg = ag.load_config(str(config))
         store = data / "opencode" / "opencode.db"
         now_ms = int(time.time() * 1000)
-        ids = build(store, work.resolve(), args.sessions, args.messages, now_ms - 10_000_000)
-        state = {"units": {"main": ag.UnitRecord(session_ids=ids, started_at=now_ms / 1000 - 60)}}
         count = args.sessions * args.messages
+        built_from = now_ms - count * SPACING_MS - 60_000
+        ids = build(store, work.resolve(), args.sessions, args.messages, built_from)
+        # A life as long as the store's history: the session look visits every session row.
+        state = {"units": {"main": ag.UnitRecord(session_ids=ids, started_at=built_from / 1000, lifecycle="running")}}
         print(f"store: {args.sessions} sessions x {args.messages} messages = {count:,} messages, "
               f"{store.stat().st_size / 1e6:.1f} MB")
 

@@ -126,11 +126,12 @@ class OpencodeStore:
 
     def __init__(self, path: Path, rows: bool = False):
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.path, self.count = path, 0
+        self.path = path
         sql = OPENCODE_FIXTURE.read_text()
         if not rows:
             sql = "\n".join(line for line in sql.splitlines() if not line.startswith("INSERT"))
         with contextlib.closing(sqlite3.connect(path)) as db:
+            db.execute("pragma journal_mode = wal")  # as opencode keeps it: readers and a writer at once
             db.executescript(sql)
             db.commit()
 
@@ -149,8 +150,7 @@ class OpencodeStore:
                reasoning: int = 0, message: str = "", model: str = "mock-model") -> str:
         """An assistant message with its tokens (``message``: rewrite that one, as it grows)."""
         if not message:
-            self.count += 1
-            message = f"msg_{self.count:06d}"
+            message = f"msg_{secrets.token_hex(6)}"  # unique in every store, as opencode's are
         data = json.dumps({"role": "assistant", "modelID": model, "providerID": "mock",
                            "tokens": {"input": input_tokens, "output": output, "reasoning": reasoning,
                                       "cache": {"read": cache_read, "write": 0}}})

@@ -283,7 +283,7 @@ def test_codex_agents_sharing_a_cwd_each_count_only_the_rollouts_their_cli_holds
         assert figures["builder"] == [100 + 100, 1 + 3, 0, 0]  # its own, and the one nobody holds
         assert figures["adversary"] == [100, 2, 0, 0]
         world = ag.World()
-        world.held = book.held
+        world.held = {name: ag.Sighting(sorted(sessions)) for name, sessions in book.held.items()}
         actions = ag.check_transcripts(cfg, state, world, 0.0)
         assert [(a.unit, a.purpose, a.memory["session_ids"]) for a in actions] == \
             [("adversary", "transcript", [theirs]), ("builder", "transcript", [mine])]
@@ -304,36 +304,51 @@ def test_codex_agents_sharing_a_cwd_each_count_only_the_rollouts_their_cli_holds
 
 def test_an_opencode_agents_messages_are_counted_once_as_they_grow_and_a_bad_store_is_reported(tmp_path):
     """opencode rewrites a message in its store as it grows: it counts once, with its last figures
-    (output includes the reasoning opencode keeps apart). Only the agent's recorded sessions count,
-    a reloaded book goes on from its cursors, and a store that cannot be read is a problem named
-    for the agent while the others are still read."""
-    work, data = tmp_path / "work", tmp_path / "data"
+    (output includes the reasoning opencode keeps apart). Only the agent's sessions count — those
+    recorded, and one begun in its folder this life that the watchdog has not recorded yet — while
+    opencode holds a write open; a reloaded book goes on from its cursors; a store that cannot be
+    read is a problem named for the agent while another agent's store is still read."""
+    import sqlite3
+
+    work, data, other = tmp_path / "work", tmp_path / "data", tmp_path / "data-side"
     work.mkdir()
     config = tmp_path / "agents.toml"
     config.write_text(f'[watchdog]\nlog_tokens = true\n[backend.opencode]\nenv = {{ XDG_DATA_HOME = "{data}" }}\n'
                       '[[agent]]\nname = "main"\nbackend = "opencode"\ncwd = "work"\n'
-                      '[[agent]]\nname = "side"\nbackend = "claude"\ncwd = "work"\n')
+                      f'[[agent]]\nname = "side"\nbackend = "opencode"\ncwd = "work"\n'
+                      f'env = {{ XDG_DATA_HOME = "{other}" }}\n')
     cfg = ag.load_config(str(config))
     assert cfg.backends["opencode"].transcripts == "opencode" and ag.transcript_home(cfg, cfg.unit("main")) == data / "opencode"
-    store = OpencodeStore(data / "opencode" / "opencode.db")
+    store, side = OpencodeStore(data / "opencode" / "opencode.db"), OpencodeStore(other / "opencode" / "opencode.db")
     for session in ("ses_a", "ses_b", "ses_other"):
-        store.session(session, work, 100.0)
+        store.session(session, tmp_path / "elsewhere", 100.0)
     growing = store.answer("ses_a", 100.0, 1000, 10)
     store.answer("ses_b", 100.5, 500, 5, cache_read=50, reasoning=7)
-    store.answer("ses_other", 100.5, 9999, 9999)  # another agent's
-    state = {"units": {"main": ag.UnitRecord(session_ids=["ses_a", "ses_b"])}}
+    store.answer("ses_other", 100.5, 9999, 9999)  # nobody's
+    side.session("ses_side", work, 100.0)
+    side.answer("ses_side", 100.0, 3, 1)
+    state = {"units": {"main": ag.UnitRecord(session_ids=["ses_a", "ses_b"], started_at=200.0, lifecycle="running"),
+                       "side": ag.UnitRecord(session_ids=["ses_side"], started_at=100.0, lifecycle="running")}}
     book = ag.TokenBook(tmp_path / "tokens.json")
-    assert book.read(cfg, state)["main"] == [1500, 22, 0, 50]
+    with contextlib.closing(sqlite3.connect(store.path)) as writer:  # opencode in the middle of a write
+        writer.execute("insert into message (id, session_id, time_created, time_updated, data) "
+                       "values ('msg_open', 'ses_a', 1, 1, '{}')")
+        assert book.read(cfg, state)["main"] == [1500, 22, 0, 50] and book.problems == []
     store.answer("ses_a", 100.0, 1000, 40, message=growing)  # the same message grown, in the same ms
     store.answer("ses_a", 101.0, 700, 3)
-    assert book.read(cfg, state)["main"] == [2200, 55, 0, 50]
+    store.session("ses_new", work, 200.0)  # begun this life, not recorded yet: counted now
+    store.answer("ses_new", 201.0, 100, 1)
+    assert book.read(cfg, state)["main"] == [2300, 56, 0, 50]
     book.save(0.0, force=True)
     again = ag.TokenBook(tmp_path / "tokens.json")
-    assert again.read(cfg, state)["main"] == [2200, 55, 0, 50] and again.problems == []
-    (data / "opencode" / "opencode.db").write_bytes(b"not a database, " * 64)
-    assert again.read(cfg, state)["main"] == [2200, 55, 0, 50]  # what was counted stays
-    (problem,) = again.problems
-    assert problem.startswith("reading main's opencode sessions: ") and "opencode.db" in problem, problem
+    assert again.cursors == book.cursors and f"{store.path}#ses_new" in again.cursors
+    assert again.read(cfg, state)["main"] == [2300, 56, 0, 50] and again.problems == []
+    store.path.write_bytes(b"not a database, " * 64)
+    side.answer("ses_side", 300.0, 4, 2)
+    figures = again.read(cfg, state)
+    assert figures["main"] == [2300, 56, 0, 50] and figures["side"] == [7, 3, 0, 0]  # what was counted stays
+    assert len(again.problems) == 2 and all("opencode.db" in problem for problem in again.problems), again.problems
+    assert again.problems[1].startswith("reading main's opencode sessions: "), again.problems
 
 
 def test_tokens_scan_reads_an_opencode_store_per_session(tmp_path):
@@ -346,3 +361,7 @@ def test_tokens_scan_reads_an_opencode_store_per_session(tmp_path):
     assert (row["name"], row["files"]) == ("ses_dacd8634cffeo7JHGDsy7uOB4H", 1)
     assert scan_total(store.path) == [2619, 159, 0, 390]  # 3 answers: 882+873+864 in, 52+53+54 out, 120+130+140 read
     assert agent_log_total(store.path) == [2619, 159, 0, 390]
+    (tmp_path / "data" / "notes.db").write_bytes(b"not a database, " * 64)
+    out = subprocess.run([sys.executable, str(ag.Path(ag.__file__)), "tokens", "--scan", str(tmp_path / "data" / "notes.db")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "notes.db" in out.stderr and "not counted" in out.stderr, out

@@ -263,7 +263,9 @@ def opencode_like(tmp_path, specs: list[dict]) -> tuple[Sim, OpencodeStore]:
 def test_the_opencode_session_a_life_began_is_recorded_and_a_heal_resumes_it(tmp_path):
     """opencode picks its own session id and keeps it in its store: the watchdog finds the session
     begun in the agent's folder since this life started (not an older one, not another folder's),
-    records it and its sub-agent's, and a heal resumes it with ``--session <id>``."""
+    records it and its sub-agent's, and a heal resumes it with ``--session <id>``. A sub-agent is
+    never a life's conversation: after a fresh start, an old session's sub-agent is billed to
+    the agent, and the session the new life begins is the one a heal resumes."""
     sim, store = opencode_like(tmp_path, [agent_spec("main", watch="heal")])
     folder = sim.cfg.unit("main").folder
     store.session("ses_older", folder, sim.now - HOUR)  # a session from before this life
@@ -271,10 +273,11 @@ def test_the_opencode_session_a_life_began_is_recorded_and_a_heal_resumes_it(tmp
     sim.run(MINUTE)  # the kickoff taken: a conversation
     store.session("ses_elsewhere", tmp_path / "other", sim.now)
     store.session("ses_main", folder, sim.now)
-    store.session("ses_sub", folder, sim.now + 1, parent="ses_main")  # its task tool's sub-agent
+    store.session("ses_sub", tmp_path / "other", sim.now + 1, parent="ses_main")  # its task tool's sub-agent
     sim.run(30)
     (event,) = sim.events("transcript", "main")
-    assert "opencode session ses_main, ses_sub is main's" in event["reason"], event
+    assert event["reason"] == "opencode session ses_main is main's: it began in main's folder; opencode sub-agent " \
+                              "session ses_sub is main's: one of its sessions started it", event
     record = sim.record("main")
     assert record.life_session == "ses_main" and record.session_ids[-2:] == ["ses_main", "ses_sub"], record
     assert "ses_older" not in record.session_ids and "ses_elsewhere" not in record.session_ids
@@ -284,6 +287,36 @@ def test_the_opencode_session_a_life_began_is_recorded_and_a_heal_resumes_it(tmp
     assert start["argv"].endswith("--session ses_main") and start["resumed"] == "ses_main", start
     assert [m.purpose for m in sim.received("main")][-1] == "resume-note"
     assert sim.record("main").life_session == "ses_main"  # the resumed life continues that session
+    with sim.store.transaction() as state:  # a fresh start (a stall reboot does this)
+        sim.watchdog.team.launch(sim.cfg.unit("main"), state, "rebooted fresh", sim.now)
+    store.session("ses_late_sub", folder, sim.now, parent="ses_main")  # the old session's last sub-agent
+    sim.run(30)
+    assert "ses_late_sub" in sim.record("main").session_ids and sim.record("main").life_session == ""
+    store.session("ses_new", folder, sim.now)
+    sim.run(30)
+    assert sim.record("main").life_session == "ses_new"
+    sim.crash("main")
+    sim.run(5 * MINUTE)
+    assert sim.events("start", "main")[-1]["argv"].endswith("--session ses_new")
+
+
+def test_a_stopped_opencode_agent_claims_no_session_begun_after_it_stopped(tmp_path):
+    """After `down NAME`, an opencode run in its folder (someone working by hand) is not the
+    agent's: not billed to it, and never the conversation a later `restart` resumes."""
+    sim, store = opencode_like(tmp_path, [agent_spec("main", watch="heal")])
+    folder = sim.cfg.unit("main").folder
+    sim.up()
+    sim.run(MINUTE)
+    with sim.store.transaction() as state:  # what `down main` does while the watchdog runs on
+        ag.transition(ag.record_of(state, "main"), "stopped", "down", sim.now, None, "main")
+        sim.watchdog.team.stop(sim.cfg.unit("main"))
+    sim.run(HOUR)
+    store.session("ses_by_hand", folder, sim.now)
+    sim.run(MINUTE)
+    assert sim.events("transcript", "main") == [] and "ses_by_hand" not in sim.record("main").session_ids
+    sim.operator_restart("main")
+    start = sim.events("start", "main")[-1]
+    assert "--session" not in start["argv"], start
 
 
 def test_opencode_agents_sharing_a_folder_bill_the_first_and_heal_fresh(tmp_path):
@@ -299,10 +332,11 @@ def test_opencode_agents_sharing_a_folder_bill_the_first_and_heal_fresh(tmp_path
     assert "shared with adversary: billed here, never resumed" in event["reason"], event
     assert "ses_one" in sim.record("builder").session_ids and "ses_one" not in sim.record("adversary").session_ids
     assert sim.record("builder").life_session == "" == sim.record("adversary").life_session
-    sim.crash("adversary")
-    sim.run(5 * MINUTE)
-    start = sim.events("start", "adversary")[-1]
-    assert "--session" not in start["argv"] and not start.get("resumed"), start
+    for name in ("builder", "adversary"):
+        sim.crash(name)
+        sim.run(5 * MINUTE)
+        start = sim.events("start", name)[-1]
+        assert "--session" not in start["argv"] and not start.get("resumed"), start
 
 
 def test_a_restart_before_the_first_look_still_resumes_the_opencode_session(tmp_path):
