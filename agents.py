@@ -1884,6 +1884,9 @@ class UnitRecord:
     screen: str = ""  # the screen state the watchdog last saw (busy, idle, …)
     screen_since: float = 0.0  # since when it has been that
     limit: dict[str, Any] = field(default_factory=dict)  # the limit being waited out: kind, banner, since, until, resumes
+    # A resumed life's: the usage limit its last life was waiting out. A resumed CLI draws its conversation
+    # again, that banner too: its wait goes on, never a new one read from the old banner's "3pm" (tomorrow's).
+    inherited_limit: dict[str, Any] = field(default_factory=dict)
     nudged: dict[str, float] = field(default_factory=dict)  # phase id → when its DONE-nudge was sent
     stall_clock_from: float = 0.0  # a nudge restarts the idle clock from here
     waiting: dict[str, Any] = field(default_factory=dict)  # the WAITING-UNTIL marker on screen: text, seen, told
@@ -3426,6 +3429,7 @@ class Team:
         record.reported.pop("slow-start", None)
         record.reported.pop("dialog", None)
         record.reported.pop("needs-you", None)
+        record.inherited_limit = record.limit if resumed and record.limit.get("kind") == "usage" else {}
         record.limit = {}
         if isinstance(unit, Agent) and unit.wake:
             record.next_wake = now + unit.wake.interval
@@ -4021,6 +4025,14 @@ def check_limits(cfg: Config, state: dict, seen: dict[str, Seen], now: float) ->
         if screen.state != "limited":
             continue
         fresh_banner = screen.limit_kind == "usage" and episode and episode.get("banner") != screen.detail[:200]
+        inherited = record.inherited_limit
+        if not episode and screen.limit_kind == "usage" and inherited.get("banner") == screen.detail[:200] \
+                and isinstance(inherited.get("until"), (int, float)):
+            actions.append(note(agent.name, "limit episode", limit=inherited, inherited_limit={}))
+            actions.append(Action("event", agent.name, f"usage limit of its last life, drawn again with its "
+                                                       f"conversation; still waiting until "
+                                                       f"{clock_time(inherited['until'], now)}", purpose="limit-wait"))
+            continue
         if not episode or episode.get("kind") != screen.limit_kind or fresh_banner:
             resumes = episode.get("resumes", 0) if episode else 0
             until = limit_wait_until(cfg, screen, resumes, now)

@@ -140,6 +140,7 @@ class Behaviour:
     waiting: Callable[[float, random.Random], tuple[str, float] | None] | None = None  # after work
     ignores_messages: bool = False  # reads input, answers nothing (stays idle)
     limit_banner_at_boot: bool = False  # started while its account is limited, it prints the banner at once
+    redraws_history: bool = False  # resumed (--resume), it draws its last life's conversation again, as Claude and Codex do
 
 
 @dataclass
@@ -542,6 +543,8 @@ class FakeTmux:
         self._next_pid += 7
         agent = FakeAgent(self, unit, name, pane_id, self._next_pid, owner, list(argv), dict(env), now, behaviour,
                           len(runs))
+        if behaviour.redraws_history and runs and "--resume" in argv:
+            agent.history = list(runs[-1].history)
         runs.append(agent)
         self.sessions[name] = agent
         self.by_pane[pane_id] = agent

@@ -720,6 +720,30 @@ def test_watchdog_restart_mid_backoff_and_mid_limit_repeats_and_misses_nothing(t
     assert starts(restarted, "b")[1:3] == [630, 760]
 
 
+def test_a_resumed_agent_drawing_its_old_limit_banner_again_keeps_the_wait_its_last_life_had(tmp_path):
+    """Resumed, a CLI draws its conversation again, a usage-limit banner at its end too. Seen hours
+    later (the watchdog was down and the agent died meanwhile), "resets 4am" at 06:00 would read as
+    tomorrow's 4am: the last life's wait goes on instead, past already, so the resume note goes out."""
+    banner = "● You've hit your session limit · resets 4am (UTC)"
+    sim = make(tmp_path, [agent_spec("a")], {"a": Behaviour(work=work(60), redraws_history=True)})
+    sim.run(HOUR)
+    sim.limit("a", banner, START + 4 * HOUR)
+    sim.run(5 * MINUTE)
+    assert sim.record("a").limit["until"] == START + 4 * HOUR + sim.cfg.watchdog.limit_margin
+    sim.clock.advance_to(START + 2 * HOUR)  # the watchdog is down from here; the agent dies meanwhile
+    sim.crash("a")
+    sim.clock.advance_to(START + 6 * HOUR)
+    sim.restart_watchdog()
+    sim.next_tick = sim.now
+    sim.run(10 * MINUTE)
+    start = sim.events("start", "a")[-1]
+    assert start.get("resumed") and banner in sim.agent("a").history, start  # the old banner drawn again
+    (wait,) = [e for e in sim.events("limit-wait", "a") if e["t"] > START + 6 * HOUR]
+    assert wait["reason"].startswith("usage limit of its last life, drawn again with its conversation"), wait
+    assert [m.purpose for m in sim.received("a") if m.t > START + 6 * HOUR] == ["resume-note"]
+    assert sim.agent("a").state() == "idle"  # it worked: the limit had reset at 4am
+
+
 class Killed(BaseException):
     """The watchdog process dies here (kill -9): nothing after this point runs or is saved."""
 
