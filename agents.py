@@ -3694,6 +3694,7 @@ class Team:
         began = time.monotonic()
         deadline = began + max(limit, self.START_WATCH + 0.5)
         names = {unit.name for unit in units}
+        limited_since: dict[str, float] = {}  # agent → when its screen began to read limited
         while units:
             with self.store.transaction() as state:
                 now = time.time()
@@ -3705,8 +3706,16 @@ class Team:
                 decided = decided_on(state, actions)
             self.carry_out(actions, decided, now)
             state = self.store.load()
+            for agent in agents:
+                if seen[agent.name].screen.state == "limited":
+                    limited_since.setdefault(agent.name, time.monotonic())
+                else:
+                    limited_since.pop(agent.name, None)
+            # A screen that stays limited (a resumed CLI drawing its last banner again, or an account
+            # limited now) shows no prompt before the limit resets: the watchdog delivers then.
             pending = [a for a in agents if record_of(state, a.name).lifecycle == "starting"
-                       and seen[a.name].screen.state != "dead"]
+                       and seen[a.name].screen.state != "dead"
+                       and time.monotonic() - limited_since.get(a.name, math.inf) < self.LIMITED_SETTLE]
             # Watch everything for a moment at least: a program that cannot start dies within it.
             if (not pending and time.monotonic() - began >= self.START_WATCH) or time.monotonic() > deadline:
                 break
@@ -3714,6 +3723,7 @@ class Team:
         return self._report_start(units, report)
 
     START_WATCH = 1.0  # seconds `up` watches even units with no kickoff, to report one that dies at once
+    LIMITED_SETTLE = 2.0  # seconds a starting agent's screen reads limited before `up` stops waiting for its prompt
 
     def _report_start(self, units: list[Agent | Service], report: Callable[[str], None]) -> bool:
         seen = self.observe()
@@ -3744,6 +3754,10 @@ class Team:
                     tail = " | ".join(output[-3:])
                 report(f"{unit.name}: died at start ({look.screen.detail})" + (f": {tail}" if tail else ""))
                 self.events.emit("start-failed", unit.name, f"died at start ({look.screen.detail})", output=tail)
+            elif record.lifecycle == "starting" and look.screen.state == "limited":
+                what = "its note" if record.resumed_from else "its kickoff"
+                report(f"{unit.name}: started in session {unit.session}, {look.screen.describe(time.time())}: "
+                       f"the watchdog delivers {what} once the limit is over")
             elif record.lifecycle == "starting":
                 ok = False
                 report(f"{unit.name}: started in {unit.session}, but no prompt yet (screen reads "
@@ -7025,8 +7039,9 @@ session: a tmux session with its command (no shell in between), cwd, env, a
 fixed window size and a large history. Then it answers known start-up dialogs
 by the backend's rules (Claude Code's bypass-permissions warning: Down, Enter),
 waits for the prompt and delivers the kickoff (the agent's prompt, or its
-phase's kickoff for a loop agent). Running sessions are left alone, so `up` is
-safe to repeat. A command that is not on PATH is an error before anything starts.
+phase's kickoff for a loop agent); a screen that stays limited shows no prompt
+before the reset, so `up` says so and leaves the kickoff to the watchdog.
+Running sessions are left alone, so `up` is safe to repeat. A command that is not on PATH is an error before anything starts.
 
 examples:
   agents.py up                    everything

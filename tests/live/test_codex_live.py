@@ -262,6 +262,29 @@ def test_d_usage_limit_reads_limited_with_its_reset(rig):
     rig.facts["limit_row"] = row
 
 
+def test_d_a_restart_while_limited_keeps_the_wait(rig):
+    """Resumed, Codex draws its conversation again, the limit banner at its end too: the watchdog's
+    wait from before the restart goes on (never a new one read from the old banner)."""
+    if "limit_row" not in rig.facts:
+        pytest.skip("needs test_d_usage_limit_reads_limited_with_its_reset's limited screen")
+    once = rig.run("watchdog", "--once")
+    assert once.returncode == 0, once.stdout + once.stderr
+    cfg = ag.load_config(str(rig.project.config))
+    waited = ag.StateStore(cfg.state_dir).load()["units"]["main"].limit
+    assert waited.get("kind") == "usage" and waited.get("until"), waited
+    restart = rig.run("restart", "main")  # its prompt cannot show before the reset: it says so, and waits no longer
+    assert restart.returncode == 0, restart.stdout + restart.stderr
+    assert "limited until" in restart.stdout and "the watchdog delivers its note once the limit is over" in \
+        restart.stdout, restart.stdout
+    assert rig.state().startswith("limited until") and "hit your usage limit" in rig.screen()
+    once = rig.run("watchdog", "--once")
+    assert once.returncode == 0, once.stdout + once.stderr
+    reasons = [e["reason"] for e in rig.project.events("limit-wait", "main")]
+    assert reasons[-1].startswith("usage limit of its last life, drawn again with its conversation"), reasons
+    record = ag.StateStore(cfg.state_dir).load()["units"]["main"]
+    assert record.limit["until"] == waited["until"] and record.kickoff.startswith("You were restarted"), record
+
+
 # ----------------------------------------------------------------------------
 # e. tokens from the rollouts
 # ----------------------------------------------------------------------------

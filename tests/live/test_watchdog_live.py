@@ -254,3 +254,25 @@ def test_events_command(project):
         follow.terminate()
         out = follow.communicate(timeout=5)[0]
     assert "send" in out and "builder" in out
+
+
+def test_up_into_a_limited_screen_says_so_and_waits_no_longer(project):
+    """A CLI that starts into a usage limit (or a resumed one drawing its old banner again) shows
+    no prompt before the reset: `up` says so at once and leaves the kickoff to the watchdog."""
+    project.write("""
+        [backend.lim]
+        command = ["sh", "-c", "echo 'LIMIT: your limit resets in 2h'; exec sleep 600"]
+        limit = ['^LIMIT: your limit resets in']
+
+        [[agent]]
+        name = "main"
+        backend = "lim"
+        prompt = "the kickoff"
+        """)
+    began = time.monotonic()
+    up = project.run("up", "--no-watchdog")
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "main: started in session t-main, limited until " in up.stdout, up.stdout
+    assert "the watchdog delivers its kickoff once the limit is over" in up.stdout, up.stdout
+    assert time.monotonic() - began < 60  # not the 90 s ready_timeout
+    assert ag.StateStore(project.root / ".agents" / "state").load()["units"]["main"].kickoff == "the kickoff"
