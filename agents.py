@@ -5249,6 +5249,7 @@ class TokenCursor:
     format: str = ""  # claude, codex or gemini, decided by the first line ("": nothing read yet); or opencode
     model: str = ""  # Codex: the model its turn_context names (its token_count rows do not)
     tail: str = ""  # a digest of the TAIL_BYTES before offset: a file cut and regrown past it reads differently
+    quiet: int = 0  # opencode: the session row's last change, read after a quiet minute (it moves: read again)
 
     @classmethod
     def from_dict(cls, data: dict) -> TokenCursor:
@@ -5761,6 +5762,7 @@ def rollout_owners(cfg: Config, state: dict, held: dict[str, set[str]]) -> dict[
 
 OPENCODE_STORE = "opencode.db"
 OPENCODE_SLACK_MS = 2000  # a session made this close to a life's start or end is its; rows read again this far back
+OPENCODE_QUIET_MS = 60_000  # a session's row unchanged this long: its messages are written (read once more, then not)
 
 
 @contextlib.contextmanager
@@ -5951,12 +5953,27 @@ class TokenBook:
             return {}
 
     def read_store(self, name: str, sessions: list[str], store: Path) -> None:
-        """Read what an opencode agent's sessions gained: one cursor per session (``<store>#<id>``)."""
+        """Read what an opencode agent's sessions gained: one cursor per session (``<store>#<id>``).
+        opencode adds a message's tokens to its session's row as it records them: a session read
+        once its row had been quiet for a minute, and whose row has not changed since, has
+        nothing new, and its messages are not queried again."""
         with opened_store(store) as db:
-            for session in sessions if db else []:
+            if db is None:
+                return
+            touched: dict[str, int] = {}
+            for at in range(0, len(sessions), 500):  # (an SQLite statement takes a bounded number of values)
+                chunk = sessions[at:at + 500]
+                touched.update(db.execute(f"select id, time_updated from session where id in "
+                                          f"({', '.join('?' * len(chunk))})", chunk).fetchall())
+            now = time.time() * 1000
+            for session in sessions:
                 key = f"{store}#{session}"
                 cursor = self.cursors.get(key, TokenCursor())
+                updated = touched.get(session)
+                if updated is None or cursor.quiet and updated == cursor.quiet:
+                    continue
                 moved = read_opencode_session(db, session, cursor, self.ledger, name)
+                moved.quiet = updated if type(updated) is int and now - updated > OPENCODE_QUIET_MS else 0
                 if moved != cursor:
                     self.cursors[key], self.dirty = moved, True
 

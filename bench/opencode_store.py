@@ -10,7 +10,8 @@ messages each, 10 s apart, then times, best of R:
 
   first read        TokenBook.read from nothing (every message counted once)
   idle read         the next read, nothing changed (the watchdog's usual tick)
-  one message grew  the newest message rewritten with more output (as opencode does) and read
+  one message grew  the newest message rewritten with more output, its session's row touched
+                    (as opencode does), and read
   session look      opencode_sessions: the sessions begun in the agent's folder in this life
                     (the life set as old as the store: every session row is looked at)
 
@@ -118,9 +119,10 @@ def main() -> int:
             grown[0] += 1
             data_json = json.dumps({"role": "assistant", "modelID": "mock-model", "tokens": {
                 "input": 1000, "output": 50 + grown[0], "reasoning": 5, "cache": {"read": 200, "write": 0}}})
-            with contextlib.closing(sqlite3.connect(store)) as db:
+            with contextlib.closing(sqlite3.connect(store)) as db:  # the message and its session's row, as opencode
                 db.execute("update message set data = ?, time_updated = ? where id = ?",
                            (data_json, int(time.time() * 1000), newest))
+                db.execute("update session set time_updated = ? where id = ?", (int(time.time() * 1000), ids[-1]))
                 db.commit()
             book.read(cfg, state)
 

@@ -157,6 +157,9 @@ class OpencodeStore:
         self.run("insert into message (id, session_id, time_created, time_updated, data) values (?, ?, ?, ?, ?) "
                  "on conflict(id) do update set time_updated = excluded.time_updated, data = excluded.data",
                  message, session, int(at * 1000), int(at * 1000), data)
+        # opencode adds the tokens to its session's row as it records them
+        self.run("update session set time_updated = max(time_updated, ?), tokens_input = tokens_input + ? "
+                 "where id = ?", int(at * 1000), input_tokens, session)
         return message
 
 

@@ -351,6 +351,41 @@ def test_an_opencode_agents_messages_are_counted_once_as_they_grow_and_a_bad_sto
     assert again.problems[1].startswith("reading main's opencode sessions: "), again.problems
 
 
+def test_an_opencode_session_whose_row_has_not_moved_is_not_queried(tmp_path):
+    """opencode adds a message's tokens to its session's row: a session quiet since well before
+    its last message read has nothing new, and its messages are not queried again; one that
+    moved is."""
+    import sqlite3
+
+    data = tmp_path / "data"
+    config = tmp_path / "agents.toml"
+    config.write_text(f'[backend.opencode]\nenv = {{ XDG_DATA_HOME = "{data}" }}\n'
+                      '[[agent]]\nname = "main"\nbackend = "opencode"\n')
+    cfg = ag.load_config(str(config))
+    store = OpencodeStore(data / "opencode" / "opencode.db")
+    for session in ("ses_old", "ses_live"):
+        store.session(session, tmp_path, 100.0)
+    store.answer("ses_old", 100.0, 10, 1)
+    store.answer("ses_live", 100.0, 20, 2)
+    state = {"units": {"main": ag.UnitRecord(session_ids=["ses_old", "ses_live"])}}
+    book = ag.TokenBook(tmp_path / "tokens.json")
+    assert book.read(cfg, state)["main"] == [30, 3, 0, 0]
+    store.answer("ses_live", 1000.0, 5, 1)  # 15 minutes on: ses_live moved, ses_old did not
+    queried = []
+    connect = sqlite3.connect
+
+    def counting(*args, **kwargs):
+        db = connect(*args, **kwargs)
+        db.set_trace_callback(lambda sql: queried.append(sql) if sql.startswith("select id, time_updated, data") else None)
+        return db
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(sqlite3, "connect", counting):
+        assert book.read(cfg, state)["main"] == [35, 4, 0, 0]
+    assert len(queried) == 1 and "'ses_live'" in queried[0], queried
+
+
 def test_tokens_scan_reads_an_opencode_store_per_session(tmp_path):
     """The fixture is the store real opencode 1.18.33 wrote: a bash tool call's turn and a resumed
     turn in one session (the title request's usage is not stored by opencode)."""
