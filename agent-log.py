@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import re
 import shlex
@@ -48,7 +49,7 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, TextIO
+from typing import Any, Callable, Iterable, Iterator, TextIO
 
 VERSION = "0.1.0"
 
@@ -142,9 +143,10 @@ def as_text(value: Any) -> str:
 
 
 def as_int(value: Any) -> int:
+    """A count as a transcript writes it (a number, now and then a numeric string); 0 if none."""
     try:
         return max(0, int(value or 0))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # (OverflowError: 1e999, read as infinity)
         return 0
 
 
@@ -208,6 +210,35 @@ class Event:
     response: object = None  # the API response this event is part of (None: not part of one)
     usage: Usage | None = None
     usage_key: tuple | None = None
+
+
+class Shown:
+    """What a reader has printed of the things that come back as they are rewritten (a Gemini
+    message, an opencode message or part): each thing once, the first time ``first`` is asked
+    about it. A thing without an id cannot be told from another: it is always new."""
+
+    def __init__(self) -> None:
+        # id → what of it was printed ("text", "call", …: a few at most, so a tuple, smaller than a set)
+        self.things: dict[str, tuple] = {}
+
+    def first(self, ident: str, what: Any) -> bool:
+        """Whether this is new, marking it printed."""
+        if not ident:
+            return True
+        printed = self.things.get(ident, ())
+        if what in printed:
+            return False
+        self.things[ident] = printed + (what,)
+        return True
+
+    def forget(self, ident: str) -> None:
+        """Drop what was printed of a thing that will not be read again."""
+        self.things.pop(ident, None)
+
+
+# A shape no reader expected (a string where an object was, a number too large) raises one of
+# these inside a reader: the line or message is skipped, said so under --debug, and the run goes on.
+SHAPE_ERRORS = (TypeError, ValueError, AttributeError, KeyError, OverflowError)
 
 
 # ============================================================================
@@ -824,8 +855,8 @@ class GeminiReader:
         self.session = ""  # the session id of the last header
         self.side = ""  # "sub:<id8>" when the header says this chat is a sub-agent's
         self.model = ""  # the model of the last answer, to report changes
-        # Parts printed so far: (message id, "text" or thought number), (call id, "call" or "result").
-        self.shown: set[tuple[str, Any]] = set()
+        # Parts printed so far: by message id, "text" or a thought's number; by call id, "call" or "result".
+        self.shown = Shown()
 
     def read(self, obj: dict) -> list[Event]:
         when = parse_timestamp(obj.get("timestamp"))
@@ -852,15 +883,6 @@ class GeminiReader:
             event.side = event.side or self.side
         return events
 
-    def _first(self, ident: str, part: Any) -> bool:
-        """Whether this part is new, marking it printed. A part without an id is always new."""
-        if not ident:
-            return True
-        if (ident, part) in self.shown:
-            return False
-        self.shown.add((ident, part))
-        return True
-
     def _header(self, obj: dict) -> list[Event]:
         session = as_text(obj.get("sessionId"))
         kind = as_text(obj.get("kind")) or "main"
@@ -884,7 +906,7 @@ class GeminiReader:
             return self._answer(ident, message, when)
         if kind in GEMINI_NOTE_TYPES:
             text = clean("\n".join(filter(None, map(gemini_part_text, gemini_parts(message.get("content"))))))
-            if text and self._first(ident, "text"):
+            if text and self.shown.first(ident, "text"):
                 return [Event("SYS", f"{kind}: {text}", time=when)]
         return []
 
@@ -898,7 +920,7 @@ class GeminiReader:
             else:
                 texts.append(gemini_part_text(part))
         text = clean("\n".join(filter(None, texts)))
-        if text and not INJECTED_MESSAGE.match(text) and self._first(ident, "text"):
+        if text and not INJECTED_MESSAGE.match(text) and self.shown.first(ident, "text"):
             return [Event("USER", text, time=when)] + results
         return results
 
@@ -913,11 +935,11 @@ class GeminiReader:
             if isinstance(thought, dict):  # {subject, description}: the subject above what was thought
                 thought = "\n".join(as_text(thought.get(key)) for key in ("subject", "description") if thought.get(key))
             text = clean(as_text(thought))
-            if self._first(ident, number):
+            if self.shown.first(ident, number):
                 events.append(Event("THINK", text or "[thinking not shown]", time=when))
         parts = gemini_parts(message.get("content"))
         text = clean("\n".join(filter(None, map(gemini_part_text, parts))))
-        if text and self._first(ident, "text"):
+        if text and self.shown.first(ident, "text"):
             events.append(Event("ASSIST", text, time=when))
         # The calls: from toolCalls, or as functionCall parts when a $set lists the message again.
         calls = message.get("toolCalls")
@@ -926,7 +948,7 @@ class GeminiReader:
         results: list[Event] = []
         for call in calls:
             call_id = as_text(call.get("id"))
-            if self._first(call_id, "call"):
+            if self.shown.first(call_id, "call"):
                 events.append(Event("TOOL>", clean(render_tool_input(call.get("args"))),
                                     head=tool_head(call.get("name") or "?", call_id), time=when, cut=True))
             result = call.get("result")
@@ -952,7 +974,7 @@ class GeminiReader:
         return events + results
 
     def _result(self, call_id: str, output: str, status: str, when: datetime | None) -> list[Event]:
-        if not self._first(call_id, "result"):
+        if not self.shown.first(call_id, "result"):
             return []
         head = tool_head(None, call_id) + (f" {status.upper()}" if status else "")
         return [Event("TOOL<", clean(output), head=head, time=when, cut=True)]
@@ -1001,24 +1023,23 @@ class OpencodeReader:
     done (``time.end`` set, no ``time`` at all as in a prompt, or its message
     final); a tool call once its input is complete (status running, completed
     or error), its result once it has one; an answer's model when it changes,
-    its error and its USAGE once the answer is final. ``final`` (the last read
-    of a run) prints what there is, done or not. Usage is keyed by message id,
-    as agents.py keys it; the step-finish parts repeat the figures and are not
-    counted.
+    its error once the answer is final. ``final`` (the last read of a run, or
+    an answer that will never be finished) prints what there is, done or not.
+    A final answer's USAGE is offered again whenever its figures change (the
+    ledger counts what they grew by); it is keyed by message id, as agents.py
+    keys it; the step-finish parts repeat the figures and are not counted.
     """
 
     def __init__(self, debug: bool = False) -> None:
         self.debug = debug
         self.sides: dict[str, str] = {}  # session id → "" or "sub:<its last 8 characters>", once announced
         self.models: dict[str, str] = {}  # session id → the model of its last answer, to report changes
-        self.shown: set[tuple[str, str]] = set()  # (message or part id, what): printed already
+        self.shown = Shown()  # by message or part id: what of it was printed
 
-    def _first(self, ident: str, what: str) -> bool:
-        """Whether this is new, marking it printed."""
-        if (ident, what) in self.shown:
-            return False
-        self.shown.add((ident, what))
-        return True
+    def forget(self, idents: Iterable[str]) -> None:
+        """Drop what was printed of messages and parts that will not be read again."""
+        for ident in idents:
+            self.shown.forget(ident)
 
     def announce(self, session: str, parent: str, version: str, directory: str, title: str,
                  created: Any) -> list[Event]:
@@ -1044,11 +1065,11 @@ class OpencodeReader:
             events += self._part(part_id, part, role, summary, done, parse_timestamp(created) or when)
         if role == "assistant" and done:
             ended = parse_timestamp(times.get("completed")) or when
-            if message.get("error") and self._first(ident, "error"):
+            if message.get("error") and self.shown.first(ident, "error"):
                 events.append(Event("SYS", opencode_error(message["error"]), time=ended))
             tokens = message.get("tokens")
             usage = opencode_usage(tokens) if isinstance(tokens, dict) else Usage()
-            if usage.total and self._first(ident, "usage"):
+            if usage.total and self.shown.first(ident, "usage " + usage.text()):
                 key = ("opencode", ident)
                 events.append(Event("USAGE", time=ended, usage=usage, usage_key=key))
         for event in events:
@@ -1078,7 +1099,7 @@ class OpencodeReader:
                 shown = Event("THINK", text or "[thinking not shown]", time=when)
             else:
                 shown = Event("COMPACT" if summary else "USER" if role == "user" else "ASSIST", text, time=when)
-            return [shown] if shown.text and self._first(ident, "text") else []
+            return [shown] if shown.text and self.shown.first(ident, "text") else []
         if kind == "tool":
             return self._tool(ident, part, done, when)
         if kind == "file":
@@ -1087,10 +1108,10 @@ class OpencodeReader:
             text = image_note(image.group(1), image.group(2)) if image else \
                 f"[file: {as_text(part.get('filename')) or url or '?'}]"
             role_name = "USER" if role == "user" else "ASSIST"
-            return [Event(role_name, text, time=when)] if self._first(ident, "file") else []
-        if kind == "compaction" and self._first(ident, "compaction"):
+            return [Event(role_name, text, time=when)] if self.shown.first(ident, "file") else []
+        if kind == "compaction" and self.shown.first(ident, "compaction"):
             return [Event("SYS", f"conversation compacted ({'auto' if part.get('auto') else 'manual'})", time=when)]
-        if kind == "retry" and self._first(ident, "retry"):
+        if kind == "retry" and self.shown.first(ident, "retry"):
             return [Event("SYS", f"API error (attempt {as_int(part.get('attempt'))}): "
                                  f"{opencode_error(part.get('error'))}", time=when)]
         return self._skipped(ident, f"part {kind or '(no type)'}", when)
@@ -1101,11 +1122,11 @@ class OpencodeReader:
         times = state.get("time") if isinstance(state.get("time"), dict) else {}
         call = part.get("callID")
         events = []
-        if (done or status not in ("", "pending")) and self._first(ident, "call"):
+        if (done or status not in ("", "pending")) and self.shown.first(ident, "call"):
             events.append(Event("TOOL>", clean(render_tool_input(state.get("input"))),
                                 head=tool_head(part.get("tool") or "?", call),
                                 time=parse_timestamp(times.get("start")) or when, cut=True))
-        if status in ("completed", "error") and self._first(ident, "result"):
+        if status in ("completed", "error") and self.shown.first(ident, "result"):
             output = state.get("output") if status == "completed" else state.get("error")
             head = tool_head(None, call) + (" ERROR" if status == "error" else "")
             events.append(Event("TOOL<", clean(content_text(output)), head=head,
@@ -1113,7 +1134,7 @@ class OpencodeReader:
         return events
 
     def _skipped(self, ident: str, what: str, when: datetime | None) -> list[Event]:
-        return [Event("SYS", f"? {what}", time=when)] if self.debug and self._first(ident, "skipped") else []
+        return [Event("SYS", f"? {what}", time=when)] if self.debug and self.shown.first(ident, "skipped") else []
 
 
 # ============================================================================
@@ -1173,6 +1194,10 @@ class Transcript:
                 events += self.read_line(raw)
         return events, None
 
+    def read_batches(self, final: bool) -> Iterator[tuple[list[Event], str | None]]:
+        """What ``read_new`` returns, as the one batch the run reads (a store hands out several)."""
+        yield self.read_new(final)
+
     def _note_time(self, raw: bytes) -> None:
         """The line's own timestamp (Claude writes it after the message, as the last top-level
         string field but a tool result's), read without decoding the line."""
@@ -1196,8 +1221,7 @@ class Transcript:
             self.reader = self._choose_reader(obj)
         try:
             return self.reader.read(obj)
-        except (TypeError, ValueError, AttributeError, KeyError) as error:
-            # A shape no reader expected: say so under --debug, never stop the run.
+        except SHAPE_ERRORS as error:
             return [Event("SYS", f"? line {self.lineno} not understood ({error})")] if self.debug else []
 
     def _choose_reader(self, obj: dict) -> ClaudeReader | CodexReader | GeminiReader:
@@ -1211,8 +1235,9 @@ class Transcript:
 OPENCODE_STORE = "opencode.db"  # the name of opencode's store in its data folder
 SQLITE_HEADER = b"SQLite format 3\x00"  # how every SQLite file begins
 OPENCODE_WAIT = 1.0  # seconds a read waits while the CLI holds its store locked, then calls it unreadable
-# A message is looked at again until this long after it last changed: its parts are rows of their
-# own, written by statements of their own, and rows are committed a little out of the order of their times.
+# A message is looked at again until this long after it or one of its parts last changed, and a read
+# starts this far before what it still looks at: its parts are rows of their own, written by statements
+# of their own, and rows are committed a little out of the order of their times.
 OPENCODE_SLACK_MS = 10_000
 
 
@@ -1244,108 +1269,219 @@ def sessions_in_scope(rows: list[sqlite3.Row], wanted: list[str] | None) -> list
     return [row for row in rows if row["id"] in chosen]
 
 
+@dataclass(slots=True)
+class OpencodeMessage:
+    """What a store's reading keeps of one message while it is in its session's read window."""
+
+    created: int  # its time_created: its place in the window
+    updated: Any  # its row's time_updated when last read
+    parts: dict[str, Any] = field(default_factory=dict)  # part id → its time_updated when last read
+    open: bool = True  # it may still change: looked at at every read
+
+    def changed_at(self) -> int:
+        """When it or one of its parts last changed, as far as read (ms since the epoch)."""
+        return max([as_int(self.updated), *map(as_int, self.parts.values())])
+
+
+@dataclass(slots=True)
+class OpencodeSession:
+    """What a store's reading keeps of one session it has read."""
+
+    updated: Any = None  # its row's time_updated when last read through
+    messages: dict[str, OpencodeMessage] = field(default_factory=dict)  # those in its read window, by id
+    open: bool = True  # a message of it is open (or it was not read through): it is read at every read
+
+    def window(self) -> int:
+        """The time_created its next read starts from: that of its oldest open message (else of its
+        newest), less OPENCODE_SLACK_MS, as a message may be committed after a newer one."""
+        created = [message.created for message in self.messages.values() if message.open]
+        since = min(created) if created else max((message.created for message in self.messages.values()), default=0)
+        return since - OPENCODE_SLACK_MS
+
+
 class OpencodeStore:
-    """opencode's store being read; to the run it is one more transcript (``read_new`` and the
-    same attributes), its sessions printed oldest first.
+    """opencode's store being read. To the run it is one more transcript: the run loop uses its
+    ``path``, ``number``, ``offset``, ``totals``, ``started``, ``last_time`` and ``read_batches``
+    as a Transcript's. Its sessions are printed oldest first.
 
     Each read opens the file read-only and asks everything in one transaction, a snapshot (the
-    CLI writes while we read). The queries follow the store's indexes: per session in scope, its
-    messages created since the oldest one still open (less OPENCODE_SLACK_MS), and the parts of
-    those that changed or are still open. A message is open until it is final and
-    OPENCODE_SLACK_MS have passed since it last changed. A row goes to the reader only when its
-    time_updated moved (a message that changed goes with all its parts: one may have become
-    printable by it). Any sqlite3.Error (locked, damaged, not SQLite, no such table) makes the
-    read an error text and changes nothing: the next read asks again.
+    CLI writes while we read), handing out the events message by message as it goes: a big store
+    is never held in memory whole. A read asks for little when little changed:
+
+    - sessions: one scan of the session rows, and of the rows added to message and part since the
+      last read (a rowid above the largest one then; each row names its session). A session is
+      read if it is new, its row's time_updated moved, a row was added to it, or a message of it
+      is open; any other has nothing new (its messages are closed, nothing was added). Trap:
+      SQLite numbers a new row one past the largest rowid, so deleting the last rows (a reverted
+      turn) frees rowids for new ones: a largest rowid lower than at the last read makes every
+      session read again (as many rows deleted as added between two reads go unseen this way:
+      then only a moved session row or an open message has the session read).
+    - messages of a session read: those created since its oldest open message (else its newest)
+      less OPENCODE_SLACK_MS, by the index (session_id, time_created, id).
+    - parts: all of a message whose row changed (one may have become printable by it); of an open
+      message, or one a part was added to, those changed since its newest part read, less
+      OPENCODE_SLACK_MS.
+
+    A message is open until it is final and quiet (neither it nor a part changed for
+    OPENCODE_SLACK_MS); one that is never finished (its turn was killed) until a newer message is
+    in its session and it is quiet: it is then printed a last time, as a one-off read prints it.
+    A row goes to the reader only when its time_updated moved. What is kept of a message is
+    dropped once it is closed and behind its session's read window, or deleted: it is not read
+    again. Any sqlite3.Error (locked, damaged, not SQLite, no such table) ends the read with an
+    error text; what was handed out before is printed, and the next read asks for the rest.
     """
 
     def __init__(self, path: Path, number: int, debug: bool = False, usage_only: bool = False,
-                 sessions: Callable[[], list[str] | None] = lambda: None) -> None:
+                 sessions: Callable[[], list[str] | None] = lambda: None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self.number = number  # unique per run: the ledger's handle for this store
         self.debug = debug
         self.usage_only = usage_only  # --totals: only the messages are read, not their parts
         self.sessions = sessions  # the session ids asked for, asked again at each read (None: all)
+        self.clock = clock  # now, in seconds since the epoch, as opencode's times count (a test's is fake)
         self.reader = OpencodeReader(debug)
-        self.offset = 0  # rows read so far: how the run sees the store grow
-        self.versions: dict[str, Any] = {}  # message or part id → its time_updated when last read
-        self.open: dict[str, int] = {}  # message id → its time_created, while it may still change
-        self.since: dict[str, int] = {}  # session id → the time_created its next read starts from
+        self.offset = 0  # rows read that had changed: how the run sees the store grow
+        self.known: dict[str, OpencodeSession] = {}  # session id → what is kept of it, once read
+        self.rowids = (0, 0)  # the largest rowid of message and of part at the last read
+        self.fetched = 0  # rows the last read fetched: what it cost
         self.totals = Totals()
         self.started = False  # the file header has been printed
         self.last_time: datetime | None = None  # the latest time of an event read
 
-    def read_new(self, final: bool) -> tuple[list[Event], str | None]:
-        """Events of the rows that changed since the last call; an error text if unreadable."""
+    def read_batches(self, final: bool) -> Iterator[tuple[list[Event], str | None]]:
+        """Events of the rows that changed since the last read, in batches as they are read (a
+        session's header, then one per message); last, an error text if the store cannot be read."""
+        uri = self.path.resolve().as_uri() + "?mode=ro"
         try:
-            sessions, messages, parts = self._query()
+            with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=OPENCODE_WAIT, isolation_level=None)) as db:
+                db.row_factory = sqlite3.Row
+                db.execute("begin")  # one snapshot for every query of the read
+                yield from self._read(db, final)
         except sqlite3.Error as error:
-            return [], f"{self.path}: not readable as opencode's store ({error})"
-        now = time.time() * 1000
-        events: list[Event] = []
-        for session in sessions:
+            yield [], f"{self.path}: not readable as opencode's store ({error})"
+
+    def _read(self, db: sqlite3.Connection, final: bool) -> Iterator[tuple[list[Event], None]]:
+        self.fetched = 0
+        now = self.clock() * 1000
+        rows = self._fetch(db, "select id, parent_id, directory, title, version, time_created, time_updated "
+                               "from session order by time_created, id")
+        rowids = tuple(self._fetch(db, f"select max(rowid) from {table}")[0][0] or 0 for table in ("message", "part"))
+        added, touched, deleted = self._added(db, rowids)
+        for session in sessions_in_scope(rows, self.sessions()):
             ident = session["id"]
-            events += self.reader.announce(ident, as_text(session["parent_id"]), as_text(session["version"]),
-                                           as_text(session["directory"]), as_text(session["title"]),
-                                           session["time_created"])
-            rows = messages[ident]
-            for row in rows:
-                events += self._message(ident, row, parts.get(row["id"], []), final, now)
-            newest = max((as_int(row["time_created"]) for row in rows), default=self.since.get(ident, 0))
-            self.since[ident] = min((self.open[row["id"]] for row in rows if row["id"] in self.open), default=newest)
+            known = self.known.get(ident)
+            if known and not (deleted or ident in added or known.updated != session["time_updated"]
+                              or known.open):
+                continue  # nothing of it can have changed
+            header = self.reader.announce(ident, as_text(session["parent_id"]), as_text(session["version"]),
+                                          as_text(session["directory"]), as_text(session["title"]),
+                                          session["time_created"])
+            if header:
+                yield self._batch(header)
+            yield from self._read_session(db, ident, touched, final, now)
+            self.known[ident].updated = session["time_updated"]
+        self.rowids = rowids
+
+    def _added(self, db: sqlite3.Connection, rowids: tuple[int, ...]) -> tuple[set[str], set[str], bool]:
+        """The sessions and the messages that rows were added to since the last read; and whether
+        rows were deleted since (their rowids may be numbers read before: every session is read)."""
+        if not self.known:
+            return set(), set(), False  # every session is new
+        if any(now < before for now, before in zip(rowids, self.rowids)):
+            return set(), set(), True
+        sessions = {row[0] for row in self._fetch(db, "select session_id from message where rowid > ?",
+                                                  [self.rowids[0]])}
+        messages = set()
+        for session, message in self._fetch(db, "select session_id, message_id from part where rowid > ?",
+                                            [self.rowids[1]]):
+            sessions.add(session)
+            messages.add(message)
+        return sessions, messages, False
+
+    def _read_session(self, db: sqlite3.Connection, session: str, touched: set[str], final: bool,
+                      now: float) -> Iterator[tuple[list[Event], None]]:
+        """A batch per message of the session's read window that changed or is open; then what is
+        kept of those closed and left behind, or deleted, is dropped."""
+        known = self.known.setdefault(session, OpencodeSession())
+        known.open, start = True, known.window()  # (open until read through)
+        rows = self._fetch(db, "select id, time_created, time_updated, data from message where session_id = ? "
+                               "and time_created >= ? order by time_created, id", [session, start])
+        for row in rows:
+            events = self._message(db, session, known, row, row is not rows[-1], row["id"] in touched, final, now)
+            if events:
+                yield self._batch(events)
+        present = {row["id"] for row in rows}
+        gone = [ident for ident, message in known.messages.items() if ident not in present and message.created >= start]
+        self._forget(known, gone)
+        behind = math.inf if final else known.window()  # (after a last read, nothing is read again)
+        self._forget(known, [ident for ident, message in known.messages.items()
+                             if not message.open and message.created < behind])
+        known.open = any(message.open for message in known.messages.values())
+
+    def _message(self, db: sqlite3.Connection, session: str, known: OpencodeSession, row: sqlite3.Row,
+                 overtaken: bool, touched: bool, final: bool, now: float) -> list[Event]:
+        """Events of a message row if it or its parts changed (``overtaken``: a newer message is in
+        its session; ``touched``: a part was added to it); notes whether it is still open."""
+        ident, updated = row["id"], row["time_updated"]
+        seen = known.messages.get(ident)
+        changed = seen is None or seen.updated != updated
+        if not (changed or seen.open or touched):
+            return []  # closed: read again only because it is in the window
+        if seen is None:
+            seen = known.messages[ident] = OpencodeMessage(as_int(row["time_created"]), updated)
+        seen.updated = updated
+        self.offset += changed
+        message = _json_or_none(row["data"])
+        if not isinstance(message, dict):
+            seen.open = False
+            return [Event("SYS", f"? message {ident} is not a JSON object")] if self.debug and changed else []
+        parts = self._parts(db, ident, None if changed else seen)
+        fresh = [part for part in parts if changed or seen.parts.get(part["id"]) != part["time_updated"]]
+        seen.parts.update((part["id"], part["time_updated"]) for part in fresh)
+        self.offset += len(fresh)
+        quiet = now - seen.changed_at() > OPENCODE_SLACK_MS
+        # A turn killed mid-answer never finishes its message: once a newer one is in its session and
+        # it is quiet, nothing more will come. It is printed as a one-off read prints it, done or not.
+        abandoned = not final and quiet and overtaken and not opencode_final(message)
+        seen.open = not final and not (quiet and (overtaken or opencode_final(message)))
+        if abandoned and not changed:
+            parts = self._parts(db, ident, None)
+        elif not fresh and not changed:
+            return []
+        decoded = [(part["id"], part["time_created"], data) for part in (parts if abandoned else fresh)
+                   if isinstance(data := _json_or_none(part["data"]), dict)]
+        try:
+            return self.reader.message(session, ident, message, decoded, final or abandoned)
+        except SHAPE_ERRORS as error:
+            return [Event("SYS", f"? message {ident} not understood ({error})")] if self.debug else []
+
+    def _parts(self, db: sqlite3.Connection, message: str, seen: OpencodeMessage | None) -> list[sqlite3.Row]:
+        """A message's part rows, in their order: all of them (``seen`` None), or those changed
+        since the newest part of ``seen`` read, less OPENCODE_SLACK_MS."""
+        if self.usage_only:
+            return []
+        if seen is None:
+            return self._fetch(db, "select id, time_created, time_updated, data from part where message_id = ? "
+                                   "order by id", [message])
+        newest = max(map(as_int, seen.parts.values()), default=0)
+        return self._fetch(db, "select id, time_created, time_updated, data from part where message_id = ? "
+                               "and time_updated >= ? order by id", [message, newest - OPENCODE_SLACK_MS])
+
+    def _forget(self, known: OpencodeSession, messages: list[str]) -> None:
+        for ident in messages:
+            self.reader.forget([ident, *known.messages.pop(ident).parts])
+
+    def _fetch(self, db: sqlite3.Connection, query: str, parameters: list[Any] | None = None) -> list[sqlite3.Row]:
+        rows = db.execute(query, parameters or []).fetchall()
+        self.fetched += len(rows)
+        return rows
+
+    def _batch(self, events: list[Event]) -> tuple[list[Event], None]:
         for event in events:
             if event.time and (self.last_time is None or event.time > self.last_time):
                 self.last_time = event.time
         return events, None
-
-    def _query(self) -> tuple[list[sqlite3.Row], dict[str, list[sqlite3.Row]], dict[str, list[sqlite3.Row]]]:
-        """The sessions in scope, each one's messages that may be new or changed, and their parts."""
-        uri = self.path.resolve().as_uri() + "?mode=ro"
-        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=OPENCODE_WAIT, isolation_level=None)) as db:
-            db.row_factory = sqlite3.Row
-            db.execute("begin")  # one snapshot for every query below
-            sessions = sessions_in_scope(db.execute(
-                "select id, parent_id, directory, title, version, time_created from session "
-                "order by time_created, id").fetchall(), self.sessions())
-            messages, parts = {}, {}
-            for session in sessions:
-                rows = messages[session["id"]] = db.execute(
-                    "select id, time_created, time_updated, data from message where session_id = ? "
-                    "and time_created >= ? order by time_created, id",
-                    [session["id"], self.since.get(session["id"], 0) - OPENCODE_SLACK_MS]).fetchall()
-                for row in [] if self.usage_only else rows:
-                    if row["id"] in self.open or self.versions.get(row["id"]) != row["time_updated"]:
-                        parts[row["id"]] = db.execute("select id, time_created, time_updated, data from part "
-                                                      "where message_id = ? order by id", [row["id"]]).fetchall()
-        return sessions, messages, parts
-
-    def _message(self, session: str, row: sqlite3.Row, part_rows: list[sqlite3.Row], final: bool,
-                 now: float) -> list[Event]:
-        """Events of a message row if it or its parts changed; notes whether it is still open."""
-        ident, updated = row["id"], row["time_updated"]
-        changed = self.versions.get(ident) != updated
-        fresh = [part for part in part_rows if changed or self.versions.get(part["id"]) != part["time_updated"]]
-        if not changed and not fresh and ident not in self.open:
-            return []  # settled long ago, read again only because it is recent
-        message = _json_or_none(row["data"])
-        self.versions[ident] = updated
-        self.versions.update((part["id"], part["time_updated"]) for part in fresh)
-        self.offset += changed + len(fresh)
-        if not isinstance(message, dict):
-            self.open.pop(ident, None)
-            return [Event("SYS", f"? message {ident} is not a JSON object")] if self.debug else []
-        if opencode_final(message) and now - as_int(updated) > OPENCODE_SLACK_MS:
-            self.open.pop(ident, None)
-        else:
-            self.open[ident] = as_int(row["time_created"])
-        if not changed and not fresh:
-            return []
-        decoded = [(part["id"], part["time_created"], data) for part in fresh
-                   if isinstance(data := _json_or_none(part["data"]), dict)]
-        try:
-            return self.reader.message(session, ident, message, decoded, final)
-        except (TypeError, ValueError, AttributeError, KeyError) as error:
-            # A shape no reader expected: say so under --debug, never stop the run.
-            return [Event("SYS", f"? message {ident} not understood ({error})")] if self.debug else []
 
 
 # ============================================================================
@@ -1404,8 +1540,9 @@ class AgentSource:
     # $GEMINI_CLI_HOME/.gemini or ~/.gemini; $XDG_DATA_HOME/opencode or ~/.local/share/opencode.
     home: Path
     session_ids: list[str]
-    # Codex agents sharing this cwd and home (in config order, this one included) and the session
-    # ids recorded for the others: their rollouts are told apart by those, as agents.py does.
+    # Codex or opencode agents sharing this cwd and home (in config order, this one included; none if
+    # it is alone). Codex: the session ids recorded for the others tell their rollouts apart, as in
+    # agents.py. opencode: agents.py records every session begun there under the first of them.
     sharers: list[str] = field(default_factory=list)
     theirs: set[str] = field(default_factory=set)
 
@@ -1542,12 +1679,12 @@ def agent_source(config_path: Path, name: str) -> AgentSource:
         return [as_text(sid) for sid in record.get("session_ids", []) if sid] if isinstance(record, dict) else []
 
     transcripts, cwd, home = where_transcripts_are(data, folder, agent, defaults)
-    if transcripts == "codex":
+    if transcripts in ("codex", "opencode"):  # the same folder and the same data folder (opencode: store)
         sharers = [as_text(other.get("name")) for other in agents
                    if where_transcripts_are(data, folder, other, defaults) == (transcripts, cwd, home)]
         sharers = sharers if len(sharers) > 1 else []
         theirs = {sid for other in sharers if other != name for sid in ids_of(other)}
-        return AgentSource(name, "codex", cwd, home, ids_of(name), sharers, theirs)
+        return AgentSource(name, transcripts, cwd, home, ids_of(name), sharers, theirs)
     return AgentSource(name, transcripts, cwd, home, ids_of(name))
 
 
@@ -1692,24 +1829,24 @@ class Run:
         """Print what is new in one file; True if anything was read."""
         record = self.transcript(path)
         before = record.offset
-        events, error = record.read_new(final)
-        if error:
-            if error not in self.errors:
-                self.errors.append(error)
-                print(f"agent-log.py: {error}", file=sys.stderr)
-            return False
-        if not record.started and (events or record.offset):
-            record.started = True
-            self.printer.emit([Event("SYS", f"file {path}")])
-        out: list[Event] = []
-        for event in events:
-            if event.role == "USAGE" and event.usage is not None:
-                out += self.ledger.offer(event, record.totals, record.number)
-                continue
-            if not self.ledger.holds(record.number, event.response):
-                out += self.ledger.flush(record.number, record.totals)
-            out.append(event)
-        self.printer.emit(out)
+        for events, error in record.read_batches(final):
+            if error:
+                if error not in self.errors:
+                    self.errors.append(error)
+                    print(f"agent-log.py: {error}", file=sys.stderr)
+                break
+            if not record.started and (events or record.offset):
+                record.started = True
+                self.printer.emit([Event("SYS", f"file {path}")])
+            out: list[Event] = []
+            for event in events:
+                if event.role == "USAGE" and event.usage is not None:
+                    out += self.ledger.offer(event, record.totals, record.number)
+                    continue
+                if not self.ledger.holds(record.number, event.response):
+                    out += self.ledger.flush(record.number, record.totals)
+                out.append(event)
+            self.printer.emit(out)
         return record.offset != before
 
     def settle(self, record: Transcript | OpencodeStore) -> None:
@@ -1837,10 +1974,11 @@ without its tool calls, then with them) and lists old messages again on
 resume: each message id is one response, each part (text, thought, tool call,
 tool result) is printed once; in= is its input minus the cached part plus
 tool-use prompt tokens, out= its output plus thoughts. opencode rewrites a
-message row as it grows: each message id is one response, counted once with
-its final figures; in= is its tokens.input (which excludes the cached part),
-out= output plus reasoning, cache_creation= and cache_read= its cache write
-and read; the step-finish parts repeat those figures and are not counted."""
+message row as it grows: each message id is one response, counted once it is
+final (and, should its figures grow after, what they grew by); in= is its
+tokens.input (which excludes the cached part), out= output plus reasoning,
+cache_creation= and cache_read= its cache write and read; the step-finish
+parts repeat those figures and are not counted."""
 
 EPILOG = """\
 examples:
@@ -1880,8 +2018,10 @@ finding an agent's transcripts (--agent NAME):
   names a recorded session id, plus its sub-agents' chats/<session id>/*.jsonl.
   For an opencode backend: $XDG_DATA_HOME (else $HOME/.local/share)/opencode/
   opencode.db, only the sessions recorded for the agent and their sub-agent
-  sessions (parent_id), recursively. agents.py is not imported: this file
-  stands alone.
+  sessions (parent_id), recursively; opencode agents that share a cwd and a
+  store cannot be told apart, and agents.py records their sessions under the
+  first of them in agents.toml: --agent of that one shows all their work.
+  agents.py is not imported: this file stands alone.
 
 following (-f):
   Prints everything there is, then polls every --interval seconds for lines
@@ -1892,8 +2032,11 @@ following (-f):
   apart. An opencode store is queried each --interval for the rows that
   changed: new messages and parts, and a part that changed prints what it
   gained once (a tool call that completed: its result); a text once it is
-  complete; a message's USAGE once it is final (time.completed or finish set).
-  Ctrl-C or SIGTERM ends it and prints the totals.
+  complete; a message's USAGE once it is final (time.completed or finish set),
+  and again if its figures grow. An answer that is never finished (its turn
+  was killed) is printed as a one-off read prints it once a newer message is
+  in its session and it has not changed for 10 s. Only the sessions that may
+  have changed are queried. Ctrl-C or SIGTERM ends it and prints the totals.
 
 robustness:
   Unknown line types, unknown content blocks and malformed lines are skipped;
@@ -1943,6 +2086,11 @@ def sources_for(args: argparse.Namespace) -> Sources:
             raise UsageError(f"{config}: agent {args.agent!r} uses a backend that keeps no transcripts "
                              "(set transcripts = \"claude\", \"codex\", \"gemini\" or \"opencode\" "
                              "on its [backend.*])")
+        if agent.format == "opencode" and not agent.session_ids and agent.sharers and agent.sharers[0] != agent.name:
+            first, others = agent.sharers[0], [name for name in agent.sharers if name != agent.name]
+            raise RuntimeProblem(f"agent {args.agent!r} shares its folder and opencode's store with "
+                                 f"{', '.join(map(repr, others))}: agents.py records every session begun there "
+                                 f"under {first!r}, the first of them in {config} (--agent {first} shows their work)")
         if agent.format in ("claude", "gemini", "opencode") and not agent.session_ids:
             folder = {"claude": agent.home / "projects" / project_slug(agent.cwd), "gemini": agent.home / "tmp",
                       "opencode": agent.store}[agent.format]
