@@ -378,7 +378,7 @@ def tool_head(name: Any, call_id: Any) -> str:
 def _json_or_none(text: str) -> Any:
     try:
         return json.loads(text)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # RecursionError: nested past Python's limit
         return None
 
 
@@ -1210,7 +1210,7 @@ class Transcript:
     def read_line(self, raw: bytes) -> list[Event]:
         try:
             obj = json.loads(raw.decode("utf-8", errors="replace"))
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past Python's limit
             return [Event("SYS", f"? malformed line {self.lineno}")] if self.debug else []
         if not isinstance(obj, dict):
             return [Event("SYS", f"? line {self.lineno} is not an object")] if self.debug else []

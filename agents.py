@@ -5387,6 +5387,8 @@ def read_transcript(path: Path, cursor: TokenCursor, ledger: TokenLedger, group:
 
 
 TAIL_BYTES = 4096
+#: What decoding a CLI's JSON line raises when it cannot: bad JSON, or nesting past Python's recursion limit.
+UNDECODABLE = (ValueError, RecursionError)
 
 
 def transcript_format(line: bytes) -> str:
@@ -5395,7 +5397,7 @@ def transcript_format(line: bytes) -> str:
     hash (or with a ``$set`` update, or a model message)."""
     try:
         first = json.loads(line)
-    except ValueError:
+    except UNDECODABLE:
         first = None
     if not isinstance(first, dict):
         return "claude"  # (Claude files are the ones whose lines are read without decoding)
@@ -5430,7 +5432,7 @@ def _claude_line(data: bytes, start: int, stop: int, cursor: TokenCursor, ledger
         return
     try:
         line = json.loads(data[start:stop])
-    except ValueError:
+    except UNDECODABLE:
         return
     if not isinstance(line, dict) or line.get("type") != "assistant":
         return
@@ -5503,7 +5505,7 @@ def _codex_line(raw: bytes, cursor: TokenCursor, ledger: TokenLedger, group: str
     try:
         line = json.loads(raw)
         payload = line.get("payload")
-    except (ValueError, AttributeError):
+    except (*UNDECODABLE, AttributeError):
         return
     if not isinstance(payload, dict):
         return
@@ -5549,7 +5551,7 @@ def _gemini_line(raw: bytes, cursor: TokenCursor, ledger: TokenLedger, group: st
     try:
         line = json.loads(raw)
         update = line.get("$set")
-    except (ValueError, AttributeError):
+    except (*UNDECODABLE, AttributeError):
         return
     if "projectHash" in line:
         cursor.session = cursor.session or str(line.get("sessionId") or "")
@@ -5648,7 +5650,7 @@ def agent_transcripts(cfg: Config, agent: Agent, record: UnitRecord, home: Path 
         sessions = home / "sessions"
         found = []
         for path in sorted(sessions.rglob("rollout-*.jsonl")) if sessions.is_dir() else []:
-            with contextlib.suppress(OSError, ValueError, AttributeError):
+            with contextlib.suppress(OSError, *UNDECODABLE, AttributeError):
                 if path.stat().st_mtime < record.first_started - 60:
                     continue
                 with open(path, "rb") as handle:
@@ -5681,7 +5683,7 @@ def agent_transcripts(cfg: Config, agent: Agent, record: UnitRecord, home: Path 
 
 def chat_session(path: Path) -> str:
     """The session id a Gemini chat's header line names ("" if it cannot be read)."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):
+    with contextlib.suppress(OSError, *UNDECODABLE, AttributeError):
         with open(path, "rb") as handle:
             return str(json.loads(handle.readline()).get("sessionId") or "")
     return ""
@@ -5854,7 +5856,7 @@ def read_opencode_session(db: Any, session: str, cursor: TokenCursor, ledger: To
     rows = db.execute("select id, time_updated, data from message where session_id = ? and time_updated >= ? "
                       "order by time_updated", [session, cursor.offset - OPENCODE_SLACK_MS]).fetchall()
     for message, updated, data in rows:
-        with contextlib.suppress(ValueError, AttributeError):
+        with contextlib.suppress(*UNDECODABLE, AttributeError):
             line = json.loads(data)
             tokens = line.get("tokens") if line.get("role") == "assistant" else None
             if isinstance(tokens, dict):

@@ -400,3 +400,21 @@ def test_tokens_scan_reads_an_opencode_store_per_session(tmp_path):
     out = subprocess.run([sys.executable, str(ag.Path(ag.__file__)), "tokens", "--scan", str(tmp_path / "data" / "notes.db")],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "notes.db" in out.stderr and "not counted" in out.stderr, out
+
+
+@pytest.mark.parametrize("kind", ["claude", "codex", "gemini"])
+def test_a_line_nested_past_the_recursion_limit_counts_nothing_and_the_rest_still_counts(tmp_path, kind):
+    """json.loads raises RecursionError, not ValueError, on a value nested 100,000 deep: such a
+    line is skipped like any undecodable one, by both readers, never a traceback."""
+    deep = "[" * 100_000 + "]" * 100_000
+    good = {"claude": response("msg_1", 7),
+            "codex": {"timestamp": "t1", "type": "event_msg", "payload": {"type": "token_count", "info": {
+                "total_token_usage": {"input_tokens": 100, "output_tokens": 7}}}},
+            "gemini": {"type": "gemini", "id": "m1", "tokens": {"input": 100, "output": 7}}}[kind]
+    first = {"codex": {"timestamp": "t0", "type": "session_meta", "payload": {"id": "s1", "cwd": "/x"}},
+             "gemini": {"sessionId": "s1", "projectHash": "h"}}.get(kind)
+    bad = {"claude": f'{{"type": "assistant", "usage": {deep}}}', "codex": f'{{"payload": {deep}, "token_count": 1}}',
+           "gemini": f'{{"tokens": {deep}}}'}[kind]
+    path = tmp_path / "t.jsonl"
+    path.write_bytes((lines(first) if first else b"") + bad.encode() + b"\n" + lines(good))
+    assert scan_total(path)[1] == 7 and agent_log_total(path)[1] == 7
