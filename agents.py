@@ -5623,13 +5623,13 @@ def cli_home(cfg: Config, agent: Agent, variable: str, default: str) -> Path:
 
 
 def agent_transcripts(cfg: Config, agent: Agent, record: UnitRecord, home: Path | None = None,
-                      owners: dict[str, str] | None = None, sharers: dict[str, list[str]] | None = None) -> list[Path]:
+                      owners: dict[str, str] | None = None, sharing: dict[str, list[str]] | None = None) -> list[Path]:
     """An agent's transcript files that exist now. Claude Code and Gemini CLI: the session ids it
     was started with, and their sub-agents. Codex: the rollouts whose session_meta names the agent's cwd and
     that began after its first start; where other Codex agents share that cwd, ``owners`` (rollout
     session id → agent, from ``rollout_owners``) decides, and a rollout nobody was seen to own is
     the first sharer's, so it is counted once. (agent-log.py --agent finds the same files: it
-    takes the session ids recorded in the state.) ``home`` and ``sharers`` (``codex_sharers``)
+    takes the session ids recorded in the state.) ``home`` and ``sharing`` (``sharers(cfg, "codex")``)
     when already known."""
     backend = cfg.backends[agent.backend]
     home = home or transcript_home(cfg, agent)
@@ -5657,7 +5657,7 @@ def agent_transcripts(cfg: Config, agent: Agent, record: UnitRecord, home: Path 
                     meta = json.loads(handle.readline()).get("payload") or {}
                 if meta.get("cwd") == str(agent.folder):
                     found.append(path)
-        group = (codex_sharers(cfg) if sharers is None else sharers).get(agent.name)
+        group = (sharers(cfg, "codex") if sharing is None else sharing).get(agent.name)
         if group and owners is not None:
             found = [path for path in found if owners.get(rollout_session(path), group[0]) == agent.name]
         return found
@@ -5698,12 +5698,14 @@ def rollout_session(path: Path | str) -> str:
     return found.group(1) if found else ""
 
 
-def codex_sharers(cfg: Config) -> dict[str, list[str]]:
-    """Codex agents that share a cwd and a CODEX_HOME with another: name → the group, in config
-    order. Their rollouts cannot be told apart by cwd; whose each is, their processes show."""
+def sharers(cfg: Config, transcripts: str) -> dict[str, list[str]]:
+    """Agents whose CLI keeps ``transcripts`` and that share a cwd and that CLI's data folder with
+    another: name → the group, in config order. Codex sharers' rollouts cannot be told apart by
+    cwd (whose each is, their processes show); opencode sharers' sessions cannot be told apart at
+    all (the first of them is billed for them)."""
     groups: dict[tuple[Path, Path], list[str]] = {}
     for agent in cfg.agents:
-        if cfg.backends[agent.backend].transcripts == "codex":
+        if cfg.backends[agent.backend].transcripts == transcripts:
             groups.setdefault((agent.folder, transcript_home(cfg, agent)), []).append(agent.name)
     return {name: group for group in groups.values() if len(group) > 1 for name in group}
 
@@ -5785,22 +5787,12 @@ def opened_store(path: Path) -> Iterator[Any]:
         raise OSError(f"{path}: {error}") from None
 
 
-def opencode_sharers(cfg: Config) -> dict[str, list[str]]:
-    """opencode agents that share a folder and a store with another: name → the group, in config
-    order. Which of them began a session there cannot be told, so the first is billed for it."""
-    groups: dict[tuple[Path, Path], list[str]] = {}
-    for agent in cfg.agents:
-        if cfg.backends[agent.backend].transcripts == "opencode":
-            groups.setdefault((agent.folder, transcript_home(cfg, agent)), []).append(agent.name)
-    return {name: group for group in groups.values() if len(group) > 1 for name in group}
-
-
 def opencode_sessions(cfg: Config, state: dict, names: Iterable[str]) -> dict[str, Sighting]:
     """For each opencode agent in ``names``: the sessions opencode began in its folder while its
     current life ran (from its start, to its end if it is stopped, exited or failed), and the
     sub-agent sessions any of its sessions started, none already recorded. Where agents share a
     folder and a store, a session there is the first sharer's, and no sharer's to resume."""
-    wanted, sharers = set(names), opencode_sharers(cfg)
+    wanted, sharing = set(names), sharers(cfg, "opencode")
     stores: dict[Path, list[Agent]] = {}
     for agent in cfg.agents:
         if cfg.backends[agent.backend].transcripts == "opencode":
@@ -5824,10 +5816,10 @@ def opencode_sessions(cfg: Config, state: dict, names: Iterable[str]) -> dict[st
                  and lives[agent.name][0] <= created <= lives[agent.name][1]), None)
             if owner is None:
                 continue
-            owner = owners[session] = sharers.get(owner, [owner])[0]
+            owner = owners[session] = sharing.get(owner, [owner])[0]
             if owner in wanted:
                 seen = found.setdefault(owner, Sighting([], cli="opencode", via=f"it began in {owner}'s folder",
-                                                        shared_with=[o for o in sharers.get(owner, []) if o != owner]))
+                                                        shared_with=[o for o in sharing.get(owner, []) if o != owner]))
                 (seen.subs if parent else seen.own).append(session)
     return found
 
@@ -5907,10 +5899,10 @@ class TokenBook:
     def read(self, cfg: Config, state: dict) -> dict[str, list[int]]:
         """Read what every agent's transcripts gained; returns each agent's cumulative usage."""
         self.problems = []
-        sharers = codex_sharers(cfg)
-        for name, sessions in rollouts_held_open(cfg, sharers.keys()).items():
+        sharing = sharers(cfg, "codex")
+        for name, sessions in rollouts_held_open(cfg, sharing.keys()).items():
             self.held.setdefault(name, set()).update(sessions)
-        owners = rollout_owners(cfg, state, self.held) if sharers else None
+        owners = rollout_owners(cfg, state, self.held) if sharing else None
         sighted = self.opencode_sightings(cfg, state)
         for agent in cfg.agents:
             if cfg.backends[agent.backend].transcripts == "none":
@@ -5928,7 +5920,7 @@ class TokenBook:
                 except OSError as error:
                     self.problems.append(f"reading {agent.name}'s opencode sessions: {error}")
                 continue
-            for path in agent_transcripts(cfg, agent, record_of(state, agent.name), home, owners, sharers):
+            for path in agent_transcripts(cfg, agent, record_of(state, agent.name), home, owners, sharing):
                 key = str(path)
                 cursor = self.cursors.get(key, TokenCursor())
                 with contextlib.suppress(OSError):
@@ -6921,7 +6913,8 @@ EVENT_KINDS = {
     "state-repaired": "a damaged state file or field repaired (named), never silently reset",
     "tokens": "a phase's or gate's token record written",
     "tokens-failed": "transcripts (or the CLIs holding them open) that could not be read",
-    "transcript": "a Codex rollout known to be an agent's session (its CLI holds it open): resumed into, counted for it",
+    "transcript": "a session known to be an agent's (the rollout its Codex holds open, one opencode began in its "
+                  "folder): resumed into, counted for it",
     "budget-pause": "a budget passed: the loop agents are paused", "budget-ok": "under budget again: resumed",
     "interrupt": "a paused agent's turn interrupted (its interrupt_key)",
 }
@@ -7060,7 +7053,8 @@ by the backend's rules (Claude Code's bypass-permissions warning: Down, Enter),
 waits for the prompt and delivers the kickoff (the agent's prompt, or its
 phase's kickoff for a loop agent); a screen that stays limited shows no prompt
 before the reset, so `up` says so and leaves the kickoff to the watchdog.
-Running sessions are left alone, so `up` is safe to repeat. A command that is not on PATH is an error before anything starts.
+Running sessions are left alone, so `up` is safe to repeat. A command that is
+not on PATH is an error before anything starts.
 
 examples:
   agents.py up                    everything

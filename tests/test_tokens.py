@@ -259,7 +259,7 @@ def test_codex_agents_sharing_a_cwd_each_count_only_the_rollouts_their_cli_holds
                       '[[agent]]\nname = "builder"\nbackend = "codex"\ncwd = "work"\n'
                       '[[agent]]\nname = "adversary"\nbackend = "codex"\ncwd = "work"\n')
     cfg = ag.load_config(str(config))
-    assert ag.codex_sharers(cfg) == {"builder": ["builder", "adversary"], "adversary": ["builder", "adversary"]}
+    assert ag.sharers(cfg, "codex") == {"builder": ["builder", "adversary"], "adversary": ["builder", "adversary"]}
     day = home / "sessions" / "2026" / "12" / "07"
     day.mkdir(parents=True)
 

@@ -186,7 +186,7 @@ def test_a_short_codex_run_in_a_shared_folder_is_recorded_for_its_agent_without_
     process with the agent's marker here, gone after 30 s — and records it as that agent's session."""
     home = tmp_path / "codex-home"
     sim = codex_like(tmp_path, [agent_spec("builder"), agent_spec("adversary")], home)
-    assert ag.codex_sharers(sim.cfg) == {"builder": ["builder", "adversary"], "adversary": ["builder", "adversary"]}
+    assert ag.sharers(sim.cfg, "codex") == {"builder": ["builder", "adversary"], "adversary": ["builder", "adversary"]}
     sim.up()
     sim.run(MINUTE)
     session = "00000001-1b57-71f2-9323-c52887429134"
@@ -323,7 +323,7 @@ def test_opencode_agents_sharing_a_folder_bill_the_first_and_heal_fresh(tmp_path
     """Two opencode agents in one folder and one store: whose session is whose cannot be told.
     A session there is billed to the first of them (counted once) and neither resumes it."""
     sim, store = opencode_like(tmp_path, [agent_spec("builder", watch="heal"), agent_spec("adversary", watch="heal")])
-    assert ag.opencode_sharers(sim.cfg)["adversary"] == ["builder", "adversary"]
+    assert ag.sharers(sim.cfg, "opencode")["adversary"] == ["builder", "adversary"]
     sim.up()
     sim.run(MINUTE)
     store.session("ses_one", sim.cfg.unit("adversary").folder, sim.now)
